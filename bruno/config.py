@@ -1,0 +1,286 @@
+"""Experiment configs: frozen dataclasses loaded from one YAML file.
+
+One YAML file per experiment (``config_rnn/<dataset>[_<variant>].yaml``). Each top-level key is a
+section that maps onto one frozen dataclass; this module reads YAML with ``yaml.safe_load`` in
+exactly one place (:func:`load_config`) and checks every key:
+
+* an unknown key is an error that lists the valid keys of its section;
+* a value of the wrong type, or out of range, is an error naming the file, the dotted key, the
+  value and what was expected, e.g.
+  ``config_rnn/adni.yaml: data.slab_fraction=1.5, expected a number in (0, 1]``.
+
+Sizes that follow from others are derived, never configured. Later parts of the project add their
+own sections (flow, process, training) beside ``data``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import yaml
+
+from bruno.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "PhantomConfig",
+    "SplitConfig",
+    "config_to_yaml",
+    "load_config",
+    "parse_config",
+]
+
+
+def _fail(key: str, value: Any, expected: str) -> typing.NoReturn:
+    raise ConfigError(f"{key}={value!r}, expected {expected}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How volumes are assigned to the train/val/test splits.
+
+    Assignment is by subject (all volumes of one subject land in one split), shuffled with ``seed``.
+    The three fractions must sum to 1; ``train`` must be positive.
+    """
+
+    train: float = 0.7
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("train", "val", "test"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                _fail(key, value, "a fraction in [0, 1]")
+        if self.train <= 0.0:
+            _fail("train", self.train, "a fraction > 0 (the model needs training volumes)")
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            _fail("train+val+test", round(total, 6), "fractions that sum to 1")
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """The built-in synthetic head population (:mod:`bruno.data.phantom`).
+
+    ``size`` is the side of the cubic volume in voxels (at ``spacing_mm``), ``num_subjects`` the
+    population size and ``seed`` makes the population reproducible.
+    """
+
+    num_subjects: int = 64
+    size: int = 64
+    spacing_mm: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_subjects < 1:
+            _fail("num_subjects", self.num_subjects, "an integer >= 1")
+        if self.size < 16:
+            _fail("size", self.size, "an integer >= 16 (voxels per side)")
+        if self.spacing_mm <= 0:
+            _fail("spacing_mm", self.spacing_mm, "a positive voxel size in mm")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """From volumes to the HDF5 slice-pose table (SPEC §5.2, §7).
+
+    Attributes:
+        source: ``"nifti"`` (the user's files, see ``input``) or ``"phantom"`` (built-in data).
+        input: a folder of ``.nii``/``.nii.gz`` files, a glob pattern, or one file. Relative paths
+            are taken from the working directory. May be left unset and given on the command line.
+        subject_pattern: optional regular expression searched in the file name; its first group
+            (or the whole match) is the subject id. Default: the file name without extension.
+        slab_fraction: the middle fraction φ of the axial extent kept, φ ∈ (0, 1].
+        slab_reference: ``"volume"`` takes the middle of the whole field of view (the paper);
+            ``"foreground"`` takes the middle of the axial extent of the foreground (voxels above
+            10 % of the intensity range), which aligns subjects scanned with different coverage.
+        num_poses: N, the number of slice positions the slab is resampled to (one-hot length).
+        image_size: H = W of each slice in pixels; a multiple of 8 (three flow scales).
+        intensity: ``"percentile"`` clips each volume to its own percentiles ``intensity_range``;
+            ``"window"`` clips to the fixed values ``intensity_range`` (e.g. a CT HU window).
+            Either way the clipped range maps linearly to [0, 255] and is rounded to uint8.
+        intensity_range: (low, high) percentiles in [0, 100], or window bounds.
+        split: subject-level train/val/test split.
+        output: path of the HDF5 file written by preprocessing.
+        phantom: settings of the built-in phantom population (used when ``source == "phantom"``).
+    """
+
+    source: Literal["nifti", "phantom"] = "nifti"
+    input: Optional[str] = None
+    subject_pattern: Optional[str] = None
+    slab_fraction: float = 0.75
+    slab_reference: Literal["volume", "foreground"] = "volume"
+    num_poses: int = 64
+    image_size: int = 64
+    intensity: Literal["percentile", "window"] = "percentile"
+    intensity_range: tuple[float, float] = (0.5, 99.5)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    output: str = "data/dataset.h5"
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.slab_fraction <= 1.0:
+            _fail("slab_fraction", self.slab_fraction, "a number in (0, 1]")
+        if self.num_poses < 2:
+            _fail("num_poses", self.num_poses, "an integer >= 2")
+        if self.image_size < 8 or self.image_size % 8:
+            _fail("image_size", self.image_size, "a positive multiple of 8")
+        low, high = self.intensity_range
+        if not low < high:
+            _fail("intensity_range", list(self.intensity_range), "[low, high] with low < high")
+        if self.intensity == "percentile" and not (0.0 <= low and high <= 100.0):
+            _fail("intensity_range", list(self.intensity_range), "percentiles within [0, 100]")
+        if self.subject_pattern is not None:
+            try:
+                re.compile(self.subject_pattern)
+            except re.error as err:
+                _fail("subject_pattern", self.subject_pattern, f"a regular expression ({err})")
+        if not self.output.endswith((".h5", ".hdf5")):
+            _fail("output", self.output, "a path ending in .h5 or .hdf5")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One experiment: every section of its YAML file."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is float:
+        return "a number"
+    if tp is int:
+        return "an integer"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _type_name(inner[0]) + " or null"
+    if origin is tuple:
+        args = typing.get_args(tp)
+        return f"a list of {len(args)} {_type_name(args[0])[2:]}s"
+    return str(tp)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (ints to floats, lists to tuples)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            _fail(key, value, f"a mapping with keys {sorted(f.name for f in dataclasses.fields(tp))}")
+        return _build(tp, value, key + ".")
+    if origin is typing.Union:
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            _fail(key, value, _type_name(tp))
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            _fail(key, value, _type_name(tp))
+        return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(key, value, _type_name(tp))
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, value, _type_name(tp))
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, value, _type_name(tp))
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(key, value, _type_name(tp))
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _build(cls: Any, mapping: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in mapping:
+        if key not in names:
+            where = prefix.rstrip(".") or "top level"
+            raise ConfigError(
+                f"unknown key {prefix}{key!s} ({where}); valid keys: {', '.join(names)}"
+            )
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in mapping.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}{err}") from None
+
+
+def parse_config(mapping: Any, source: str = "<config>") -> Config:
+    """Build a :class:`Config` from an already-parsed mapping (e.g. the YAML text of an HDF5 file).
+
+    Raises:
+        ConfigError: with ``source`` at the start of the one-line message.
+    """
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(mapping).__name__}")
+    try:
+        return _build(Config, mapping, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate one experiment YAML file.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The frozen :class:`Config`.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation; the message names the
+            file, the key, the value and what was expected.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            mapping = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config ({err})") from None
+    except yaml.YAMLError as err:
+        detail = str(err).replace("\n", " ")
+        raise ConfigError(f"{path}: not valid YAML ({detail})") from None
+    return parse_config(mapping, path)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def config_to_yaml(config: Config) -> str:
+    """The fully resolved config as YAML text; :func:`parse_config` of it gives ``config`` back."""
+    return yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False)

@@ -1,0 +1,277 @@
+"""The HDF5 slice-pose table: layout, writing, reading, and the subject-level split.
+
+Layout (``FORMAT_VERSION`` 1; S slices, V volumes, N poses, H = W = image size)::
+
+    /images                     uint8   [S, H, W]   one chunk per slice, gzip
+    /volume                     int32   [S]         row of the volume table
+    /pose                       int32   [S]         0 .. N-1
+    /volumes/source             str     [V]         file path (or phantom://seed/index)
+    /volumes/subject            str     [V]         subject id
+    /volumes/split              str     [V]         "train" | "val" | "test"
+    /volumes/original_shape     int32   [V, 3]      shape as stored in the source file
+    /volumes/spacing            float64 [V, 3]      voxel size (mm) of the canonical volume
+    /volumes/affine             float64 [V, 4, 4]   voxel → world (RAS+, mm) of the slab array [W, H, N]
+    /volumes/slab               int32   [V, 2]      [start, stop) slice range in the canonical volume
+    /volumes/intensity          float64 [V, 2]      input intensities mapped to 0 and 255
+    /skipped/source, /reason    str     [K]         files skipped with --skip-bad
+    attrs: format_version, num_poses, image_size, slab_fraction, config (resolved YAML)
+
+Slices are stored volume by volume in pose order, so the rows of volume v are
+``v*N .. v*N + N - 1``. See :mod:`bruno.data.slices` for the image orientation.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Optional
+
+import h5py
+import numpy as np
+import yaml
+
+from bruno.config import Config, SplitConfig, config_to_yaml, parse_config
+from bruno.data.nifti import Volume
+from bruno.data.slices import SlabSlices
+from bruno.errors import DataFileError, OutputPathError
+
+__all__ = ["FORMAT_VERSION", "SPLITS", "SliceTable", "SliceTableWriter", "assign_splits", "check_output_path"]
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+_STR = h5py.string_dtype("utf-8")
+
+
+def assign_splits(subjects: Sequence[str], split: SplitConfig) -> list[str]:
+    """Assign each entry of ``subjects`` (one per volume) to a split, by subject.
+
+    Unique subjects are sorted, shuffled with ``split.seed`` and cut by the fractions (rounded;
+    a split with a positive fraction gets at least one subject when there are enough subjects),
+    so no subject is in two splits.
+
+    Returns:
+        The split name of each volume, in the order of ``subjects``.
+    """
+    unique = sorted(set(subjects))
+    order = np.random.default_rng(split.seed).permutation(len(unique))
+    counts = {name: int(round(getattr(split, name) * len(unique))) for name in ("val", "test")}
+    for name in ("val", "test"):
+        if getattr(split, name) > 0 and counts[name] == 0 and len(unique) - sum(counts.values()) > 1:
+            counts[name] = 1
+    while sum(counts.values()) >= len(unique) and sum(counts.values()) > 0:  # keep one training subject
+        largest = max(counts, key=counts.__getitem__)
+        counts[largest] -= 1
+    labels = ["test"] * counts["test"] + ["val"] * counts["val"]
+    labels += ["train"] * (len(unique) - len(labels))
+    by_subject = {unique[i]: labels[rank] for rank, i in enumerate(order)}
+    return [by_subject[s] for s in subjects]
+
+
+def check_output_path(path: str, overwrite: bool) -> None:
+    """Refuse an output path before any work is done.
+
+    Raises:
+        OutputPathError: the folder is missing or not writable, the path is a folder, or the file
+            exists and ``overwrite`` is false.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputPathError(f"{path}: output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputPathError(f"{path}: output folder {folder} is not writable")
+    if os.path.isdir(path):
+        raise OutputPathError(f"{path}: is a folder, expected an output file path")
+    if os.path.exists(path) and not overwrite:
+        raise OutputPathError(f"{path}: output file exists (pass --overwrite to replace it)")
+
+
+class SliceTableWriter:
+    """Write a slice table atomically: to a temporary file beside ``path``, renamed on success.
+
+    Use as a context manager; if the block raises, the temporary file is removed and ``path`` is
+    untouched.
+    """
+
+    def __init__(self, path: str, config: Config, overwrite: bool = False) -> None:
+        check_output_path(path, overwrite)
+        self.path, self.config = path, config
+        folder, name = os.path.split(os.path.abspath(path))
+        self._tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            self._file = h5py.File(self._tmp, "w-")
+        except OSError as err:
+            raise OutputPathError(f"{path}: cannot write in {folder} ({err})") from None
+        self._volumes: list[tuple[Volume, SlabSlices]] = []
+        self._skipped: list[tuple[str, str]] = []
+        size, poses = config.data.image_size, config.data.num_poses
+        self._images = self._file.create_dataset(
+            "images", shape=(0, size, size), maxshape=(None, size, size), dtype=np.uint8,
+            chunks=(1, size, size), compression="gzip", compression_opts=4,
+        )
+        self._poses = poses
+
+    def __enter__(self) -> SliceTableWriter:
+        return self
+
+    def add(self, volume: Volume, slices: SlabSlices) -> None:
+        """Append the N slices of one volume."""
+        start = self._images.shape[0]
+        self._images.resize(start + len(slices.images), axis=0)
+        self._images[start:] = slices.images
+        self._volumes.append((volume, slices))
+
+    def skip(self, source: str, reason: str) -> None:
+        """Record a file that was skipped, with the reason."""
+        self._skipped.append((source, reason))
+
+    @property
+    def num_volumes(self) -> int:
+        return len(self._volumes)
+
+    def _finish(self) -> None:
+        f, data = self._file, self.config.data
+        count = len(self._volumes)
+        f["volume"] = np.repeat(np.arange(count, dtype=np.int32), self._poses)
+        f["pose"] = np.tile(np.arange(self._poses, dtype=np.int32), count)
+        table = f.create_group("volumes")
+        subjects = [v.subject for v, _ in self._volumes]
+        table["source"] = np.array([v.source for v, _ in self._volumes], dtype=object).astype(_STR)
+        table["subject"] = np.array(subjects, dtype=object).astype(_STR)
+        table["split"] = np.array(assign_splits(subjects, data.split), dtype=object).astype(_STR)
+        table["original_shape"] = np.array([v.original_shape[:3] for v, _ in self._volumes], dtype=np.int32).reshape(-1, 3)
+        table["spacing"] = np.array([v.spacing for v, _ in self._volumes], dtype=np.float64).reshape(-1, 3)
+        table["affine"] = np.array([s.affine for _, s in self._volumes], dtype=np.float64).reshape(-1, 4, 4)
+        table["slab"] = np.array([(s.slab_start, s.slab_stop) for _, s in self._volumes], dtype=np.int32).reshape(-1, 2)
+        table["intensity"] = np.array(
+            [(s.intensity_low, s.intensity_high) for _, s in self._volumes], dtype=np.float64
+        ).reshape(-1, 2)
+        skipped = f.create_group("skipped")
+        skipped["source"] = np.array([s for s, _ in self._skipped], dtype=object).astype(_STR)
+        skipped["reason"] = np.array([r for _, r in self._skipped], dtype=object).astype(_STR)
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["num_poses"] = data.num_poses
+        f.attrs["image_size"] = data.image_size
+        f.attrs["slab_fraction"] = data.slab_fraction
+        f.attrs["config"] = config_to_yaml(self.config)
+
+    def __exit__(
+        self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+            self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            if os.path.exists(self._tmp):
+                os.remove(self._tmp)
+
+
+def _strings(dataset: h5py.Dataset) -> list[str]:
+    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in dataset[()]]
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """One row of the per-volume table (see the module docstring for units)."""
+
+    index: int
+    source: str
+    subject: str
+    split: str
+    original_shape: tuple[int, int, int]
+    spacing: np.ndarray
+    affine: np.ndarray
+    slab: tuple[int, int]
+    intensity: tuple[float, float]
+
+
+class SliceTable:
+    """Read access to a slice table; images are read on demand, never all at once.
+
+    Args:
+        path: the HDF5 file.
+
+    Raises:
+        DataFileError: missing, unreadable, or not of this layout.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if not os.path.isfile(path):
+            raise DataFileError(f"{path}: no such file (run scripts/preprocess.py first)")
+        try:
+            with h5py.File(path, "r") as f:
+                version = int(f.attrs.get("format_version", -1))
+                if version != FORMAT_VERSION:
+                    raise DataFileError(f"{path}: format_version={version}, expected {FORMAT_VERSION}")
+                self.num_poses = int(f.attrs["num_poses"])
+                self.image_size = int(f.attrs["image_size"])
+                self.config = parse_config(yaml.safe_load(f.attrs["config"]), f"{path}:config")
+                self.volume = f["volume"][()].astype(np.int64)
+                self.pose = f["pose"][()].astype(np.int64)
+                table = f["volumes"]
+                self.splits = np.array(_strings(table["split"]))
+                self._table = {
+                    "source": _strings(table["source"]),
+                    "subject": _strings(table["subject"]),
+                    "original_shape": table["original_shape"][()],
+                    "spacing": table["spacing"][()],
+                    "affine": table["affine"][()],
+                    "slab": table["slab"][()],
+                    "intensity": table["intensity"][()],
+                }
+                self.skipped = list(zip(_strings(f["skipped/source"]), _strings(f["skipped/reason"])))
+                images = f["images"]
+                shape, dtype = images.shape, images.dtype
+        except DataFileError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as err:
+            raise DataFileError(f"{path}: not a readable slice table ({type(err).__name__}: {err})") from None
+        expected = (len(self.volume), self.image_size, self.image_size)
+        if shape != expected or dtype != np.uint8 or len(self.pose) != len(self.volume):
+            raise DataFileError(f"{path}: images {shape} {dtype}, expected uint8 {expected}")
+        if len(self.volume) != len(self.splits) * self.num_poses:
+            raise DataFileError(f"{path}: {len(self.volume)} slices for {len(self.splits)} volumes of {self.num_poses} poses")
+
+    @property
+    def num_volumes(self) -> int:
+        return len(self.splits)
+
+    def volumes_in(self, split: str) -> np.ndarray:
+        """int64 [V_split]: indices of the volumes of one split."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}, expected one of {', '.join(SPLITS)}")
+        return np.flatnonzero(self.splits == split)
+
+    def info(self, index: int) -> VolumeInfo:
+        """The per-volume table row ``index``."""
+        t = self._table
+        return VolumeInfo(
+            index, t["source"][index], t["subject"][index], str(self.splits[index]),
+            tuple(int(s) for s in t["original_shape"][index]), t["spacing"][index], t["affine"][index],
+            (int(t["slab"][index][0]), int(t["slab"][index][1])),
+            (float(t["intensity"][index][0]), float(t["intensity"][index][1])),
+        )
+
+    def rows_of(self, index: int) -> np.ndarray:
+        """int64 [N]: the slice rows of volume ``index`` in pose order."""
+        return np.arange(index * self.num_poses, (index + 1) * self.num_poses)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 [len(rows), H, W]: the images at ``rows`` (any order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        with h5py.File(self.path, "r") as f:
+            images = f["images"][unique]
+        return images[inverse]
+
+    def __repr__(self) -> str:
+        counts = {s: int((self.splits == s).sum()) for s in SPLITS}
+        return (
+            f"SliceTable({self.path!r}: {self.num_volumes} volumes {counts}, "
+            f"{self.num_poses} poses of {self.image_size}x{self.image_size})"
+        )
