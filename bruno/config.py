@@ -32,6 +32,7 @@ __all__ = [
     "SplitConfig",
     "config_to_yaml",
     "load_config",
+    "override",
     "parse_config",
 ]
 
@@ -137,6 +138,8 @@ class DataConfig:
             _fail("intensity_range", list(self.intensity_range), "[low, high] with low < high")
         if self.intensity == "percentile" and not (0.0 <= low and high <= 100.0):
             _fail("intensity_range", list(self.intensity_range), "percentiles within [0, 100]")
+        if self.source == "phantom" and self.input is not None:
+            _fail("input", self.input, "null when data.source is 'phantom' (set source: nifti to read files)")
         if self.subject_pattern is not None:
             try:
                 re.compile(self.subject_pattern)
@@ -271,6 +274,26 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         detail = str(err).replace("\n", " ")
         raise ConfigError(f"{path}: not valid YAML ({detail})") from None
     return parse_config(mapping, path)
+
+
+def override(config: Config, section: str, **values: Any) -> Config:
+    """A copy of ``config`` with some keys of one section replaced (e.g. from the command line).
+
+    Values are checked exactly as if they had been in the YAML file.
+
+    Raises:
+        ConfigError: an unknown section or key, or a bad value (named as ``section.key``).
+    """
+    if section not in {f.name for f in dataclasses.fields(config)}:
+        raise ConfigError(f"unknown config section {section!r}")
+    current = dataclasses.asdict(getattr(config, section))
+    current.update(values)
+    hints = typing.get_type_hints(Config)
+    try:
+        updated = _coerce(hints[section], current, section)
+    except ConfigError as err:
+        raise ConfigError(f"command line: {err}") from None
+    return dataclasses.replace(config, **{section: updated})
 
 
 def _plain(value: Any) -> Any:

@@ -7,14 +7,14 @@ Example:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import time
 
 from _cli import run
 
-from bruno.config import load_config
+from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
+from bruno.errors import ConfigError
 
 logger = logging.getLogger("preprocess")
 
@@ -22,7 +22,7 @@ logger = logging.getLogger("preprocess")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="experiment YAML file (config_rnn/*.yaml)")
-    parser.add_argument("--input", help="folder, glob pattern or file of .nii/.nii.gz volumes (overrides data.input)")
+    parser.add_argument("--input", help="folder, glob pattern or file of .nii/.nii.gz volumes (overrides data.input; implies data.source=nifti)")
     parser.add_argument("--output", help="HDF5 file to write (overrides data.output)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     parser.add_argument("--skip-bad", action="store_true", help="skip unusable volumes with a warning instead of stopping")
@@ -31,10 +31,14 @@ def main() -> None:
 
     config = load_config(args.config)
     overrides = {k: v for k, v in (("input", args.input), ("output", args.output)) if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, **overrides))
+    if args.input is not None:  # files given: read them, whatever the config's default source
+        overrides["source"] = "nifti"
+    config = override(config, "data", **overrides)
     start = time.perf_counter()
-    table = build_slice_table(config, overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress)
+    try:
+        table = build_slice_table(config, overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress)
+    except ConfigError as err:  # a key the run needed but the file left unset
+        raise ConfigError(f"{args.config}: {err}") from None
     for source, reason in table.skipped:
         logger.warning("skipped %s: %s", source, reason)
     logger.info("wrote %r in %.1f s", table, time.perf_counter() - start)

@@ -85,14 +85,14 @@ def phantom_subject(index: int, config: PhantomConfig) -> Volume:
     label[radius < 0.93] = _TISSUE["skull"]
     label[radius < 0.87] = _TISSUE["csf"]
     label[radius < 0.83 + 0.025 * folds] = _TISSUE["grey"]
-    label[radius < 0.64 + 0.05 * folds] = _TISSUE["white"]
+    label[radius < 0.58 + 0.07 * folds] = _TISSUE["white"]
     for side in (-1.0, 1.0):
         eye = (side * 0.42 * semi_axes[0], 0.78 * semi_axes[1], -0.3 * semi_axes[2])
         label[_inside(local, eye, (0.15 * semi_axes[0],) * 3)] = _TISSUE["eye"]
         nucleus = (side * 0.2 * brain_extent[0], -0.05 * brain_extent[1], -0.02 * brain_extent[2])
         label[_inside(local, nucleus, (0.12, 0.14, 0.14) * brain_extent)] = _TISSUE["deep"]
         ventricle = (side * 0.1 * brain_extent[0], 0.05 * brain_extent[1], 0.15 * brain_extent[2])
-        label[_inside(local, ventricle, (0.06 * atrophy, 0.35, 0.12 * atrophy) * brain_extent)] = _TISSUE["csf"]
+        label[_inside(local, ventricle, (0.07 * atrophy, 0.35, 0.14 * atrophy) * brain_extent)] = _TISSUE["csf"]
     cerebellum = _inside(local, (0.0, -0.6 * brain_extent[1], -0.55 * brain_extent[2]), (0.55, 0.3, 0.28) * brain_extent)
     label[cerebellum] = np.where(folds[cerebellum] > 0.0, _TISSUE["white"], _TISSUE["grey"])
     stem = (local[..., 0] / (0.1 * brain_extent[0])) ** 2 + ((local[..., 1] + 0.2 * brain_extent[1]) / (0.12 * brain_extent[1])) ** 2 < 1

@@ -10,7 +10,8 @@ from bruno.config import Config
 from bruno.data.nifti import Volume, find_inputs, load_nifti
 from bruno.data.phantom import phantom_subject
 from bruno.data.slices import extract_slices
-from bruno.data.table import SliceTable, SliceTableWriter, check_output_path
+from bruno.data.table import SliceTable, SliceTableWriter
+from bruno.files import check_output_path
 from bruno.errors import ConfigError, VolumeError
 
 __all__ = ["build_slice_table"]

@@ -21,12 +21,12 @@ Slices are stored volume by volume in pose order, so the rows of volume v are
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Optional
+from typing import Any, Optional
 
 import h5py
 import numpy as np
@@ -36,12 +36,20 @@ from bruno.config import Config, SplitConfig, config_to_yaml, parse_config
 from bruno.data.nifti import Volume
 from bruno.data.slices import SlabSlices
 from bruno.errors import DataFileError, OutputPathError
+from bruno.files import atomic_output
 
-__all__ = ["FORMAT_VERSION", "SPLITS", "SliceTable", "SliceTableWriter", "assign_splits", "check_output_path"]
+__all__ = ["FORMAT_VERSION", "SPLITS", "SliceTable", "SliceTableWriter", "assign_splits"]
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 _STR = h5py.string_dtype("utf-8")
+_NUMERIC_COLUMNS: dict[str, tuple[type, tuple[int, ...]]] = {
+    "original_shape": (np.int32, (3,)),
+    "spacing": (np.float64, (3,)),
+    "affine": (np.float64, (4, 4)),
+    "slab": (np.int32, (2,)),
+    "intensity": (np.float64, (2,)),
+}
 
 
 def assign_splits(subjects: Sequence[str], split: SplitConfig) -> list[str]:
@@ -69,24 +77,6 @@ def assign_splits(subjects: Sequence[str], split: SplitConfig) -> list[str]:
     return [by_subject[s] for s in subjects]
 
 
-def check_output_path(path: str, overwrite: bool) -> None:
-    """Refuse an output path before any work is done.
-
-    Raises:
-        OutputPathError: the folder is missing or not writable, the path is a folder, or the file
-            exists and ``overwrite`` is false.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise OutputPathError(f"{path}: output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputPathError(f"{path}: output folder {folder} is not writable")
-    if os.path.isdir(path):
-        raise OutputPathError(f"{path}: is a folder, expected an output file path")
-    if os.path.exists(path) and not overwrite:
-        raise OutputPathError(f"{path}: output file exists (pass --overwrite to replace it)")
-
-
 class SliceTableWriter:
     """Write a slice table atomically: to a temporary file beside ``path``, renamed on success.
 
@@ -95,15 +85,15 @@ class SliceTableWriter:
     """
 
     def __init__(self, path: str, config: Config, overwrite: bool = False) -> None:
-        check_output_path(path, overwrite)
         self.path, self.config = path, config
-        folder, name = os.path.split(os.path.abspath(path))
-        self._tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+        self._output = atomic_output(path, overwrite)
+        tmp = self._output.__enter__()
         try:
-            self._file = h5py.File(self._tmp, "w-")
+            self._file = h5py.File(tmp, "w-")
         except OSError as err:
-            raise OutputPathError(f"{path}: cannot write in {folder} ({err})") from None
-        self._volumes: list[tuple[Volume, SlabSlices]] = []
+            self._output.__exit__(type(err), err, None)
+            raise OutputPathError(f"{path}: cannot write ({err})") from None
+        self._rows: dict[str, list[Any]] = {k: [] for k in ("source", "subject", *_NUMERIC_COLUMNS)}
         self._skipped: list[tuple[str, str]] = []
         size, poses = config.data.image_size, config.data.num_poses
         self._images = self._file.create_dataset(
@@ -116,11 +106,21 @@ class SliceTableWriter:
         return self
 
     def add(self, volume: Volume, slices: SlabSlices) -> None:
-        """Append the N slices of one volume."""
+        """Append the N slices of one volume; only its metadata is kept in memory."""
         start = self._images.shape[0]
         self._images.resize(start + len(slices.images), axis=0)
         self._images[start:] = slices.images
-        self._volumes.append((volume, slices))
+        row = {
+            "source": volume.source,
+            "subject": volume.subject,
+            "original_shape": volume.original_shape[:3],
+            "spacing": volume.spacing,
+            "affine": slices.affine,
+            "slab": (slices.slab_start, slices.slab_stop),
+            "intensity": (slices.intensity_low, slices.intensity_high),
+        }
+        for key, value in row.items():
+            self._rows[key].append(value)
 
     def skip(self, source: str, reason: str) -> None:
         """Record a file that was skipped, with the reason."""
@@ -128,25 +128,20 @@ class SliceTableWriter:
 
     @property
     def num_volumes(self) -> int:
-        return len(self._volumes)
+        return len(self._rows["source"])
 
     def _finish(self) -> None:
         f, data = self._file, self.config.data
-        count = len(self._volumes)
+        rows = self._rows
+        count = len(rows["source"])
         f["volume"] = np.repeat(np.arange(count, dtype=np.int32), self._poses)
         f["pose"] = np.tile(np.arange(self._poses, dtype=np.int32), count)
         table = f.create_group("volumes")
-        subjects = [v.subject for v, _ in self._volumes]
-        table["source"] = np.array([v.source for v, _ in self._volumes], dtype=object).astype(_STR)
-        table["subject"] = np.array(subjects, dtype=object).astype(_STR)
-        table["split"] = np.array(assign_splits(subjects, data.split), dtype=object).astype(_STR)
-        table["original_shape"] = np.array([v.original_shape[:3] for v, _ in self._volumes], dtype=np.int32).reshape(-1, 3)
-        table["spacing"] = np.array([v.spacing for v, _ in self._volumes], dtype=np.float64).reshape(-1, 3)
-        table["affine"] = np.array([s.affine for _, s in self._volumes], dtype=np.float64).reshape(-1, 4, 4)
-        table["slab"] = np.array([(s.slab_start, s.slab_stop) for _, s in self._volumes], dtype=np.int32).reshape(-1, 2)
-        table["intensity"] = np.array(
-            [(s.intensity_low, s.intensity_high) for _, s in self._volumes], dtype=np.float64
-        ).reshape(-1, 2)
+        rows["split"] = assign_splits(rows["subject"], data.split)
+        for key in ("source", "subject", "split"):
+            table[key] = np.array(rows[key], dtype=object).astype(_STR)
+        for key, (dtype, shape) in _NUMERIC_COLUMNS.items():
+            table[key] = np.array(rows[key], dtype=dtype).reshape((count,) + shape)
         skipped = f.create_group("skipped")
         skipped["source"] = np.array([s for s, _ in self._skipped], dtype=object).astype(_STR)
         skipped["reason"] = np.array([r for _, r in self._skipped], dtype=object).astype(_STR)
@@ -162,12 +157,9 @@ class SliceTableWriter:
         try:
             if exc_type is None:
                 self._finish()
-            self._file.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
         finally:
-            if os.path.exists(self._tmp):
-                os.remove(self._tmp)
+            self._file.close()
+            self._output.__exit__(exc_type, exc, tb)
 
 
 def _strings(dataset: h5py.Dataset) -> list[str]:
@@ -261,13 +253,22 @@ class SliceTable:
         """int64 [N]: the slice rows of volume ``index`` in pose order."""
         return np.arange(index * self.num_poses, (index + 1) * self.num_poses)
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """uint8 [len(rows), H, W]: the images at ``rows`` (any order, repeats allowed)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        unique, inverse = np.unique(rows, return_inverse=True)
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        """Keep the file open for many reads: ``with table.reader() as read: images = read(rows)``."""
         with h5py.File(self.path, "r") as f:
-            images = f["images"][unique]
-        return images[inverse]
+            images = f["images"]
+
+            def read(rows: np.ndarray) -> np.ndarray:
+                unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+                return images[unique][inverse.reshape(np.shape(rows))]
+
+            yield read
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 [*rows.shape, H, W]: the images at ``rows`` (any order, repeats allowed)."""
+        with self.reader() as read:
+            return read(rows)
 
     def __repr__(self) -> str:
         counts = {s: int((self.splits == s).sum()) for s in SPLITS}

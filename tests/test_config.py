@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bruno.config import Config, config_to_yaml, load_config, override, parse_config
+from bruno.errors import ConfigError
+
+from tests.conftest import REPO
+
+CONFIGS = sorted((REPO / "config_rnn").glob("*.yaml"))
+REQUIRED = {"adni", "thorax_ct", "fetal", "ixi", "hippocampus", "phantom", "tiny"}
+
+
+def test_every_required_config_exists() -> None:
+    assert REQUIRED <= {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_loads_and_round_trips(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, Config)
+    assert parse_config(yaml.safe_load(config_to_yaml(config))) == config
+
+
+def test_paper_settings() -> None:
+    assert load_config(REPO / "config_rnn/adni.yaml").data.slab_fraction == 0.75
+    assert load_config(REPO / "config_rnn/thorax_ct.yaml").data.slab_fraction == 0.5
+    fetal = load_config(REPO / "config_rnn/fetal.yaml").data
+    assert (fetal.slab_fraction, fetal.num_poses) == (0.65, 80)
+    assert load_config(REPO / "config_rnn/thorax_ct.yaml").data.intensity == "window"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("data: {slab_fraction: 0}", r"c\.yaml: data\.slab_fraction=0\.0, expected a number in \(0, 1\]"),
+        ("data: {slab_fraction: 1.5}", r"data\.slab_fraction=1\.5, expected a number in \(0, 1\]"),
+        ("data: {image_size: 30}", r"data\.image_size=30, expected a positive multiple of 8"),
+        ("data: {num_poses: 1}", r"data\.num_poses=1, expected an integer >= 2"),
+        ("data: {num_poses: 2.5}", r"data\.num_poses=2\.5, expected an integer"),
+        ("data: {num_poses: true}", r"data\.num_poses=True, expected an integer"),
+        ("data: {image_size: '64'}", r"data\.image_size='64', expected an integer"),
+        ("data: {source: dicom}", r"data\.source='dicom', expected one of 'nifti', 'phantom'"),
+        ("data: {intensity_range: [1, 2, 3]}", r"data\.intensity_range=\[1, 2, 3\], expected a list of 2 numbers"),
+        ("data: {intensity_range: [99, 1]}", r"data\.intensity_range=\[99\.0, 1\.0\], expected \[low, high\]"),
+        ("data: {split: {train: 0.5, val: 0.1, test: 0.1}}", r"data\.split\.train\+val\+test=0\.7, expected fractions that sum to 1"),
+        ("data: {split: {train: 0.0, val: 0.5, test: 0.5}}", r"data\.split\.train=0\.0, expected a fraction > 0"),
+        ("data: {phantom: {size: 4}}", r"data\.phantom\.size=4, expected an integer >= 16"),
+        ("data: {output: out.txt}", r"data\.output='out\.txt', expected a path ending in \.h5"),
+        ("data: {subject_pattern: '('}", r"data\.subject_pattern='\(', expected a regular expression"),
+        ("data: {source: phantom, input: x}", r"data\.input='x', expected null when data\.source is 'phantom'"),
+        ("data: [1, 2]", r"data=\[1, 2\], expected a mapping with keys"),
+    ],
+)
+def test_bad_values_name_file_key_value_and_expectation(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key data\.slab_fractoin \(data\); valid keys: source, input, .*slab_fraction"):
+        load_config(write(tmp_path, "data: {slab_fractoin: 0.5}"))
+    with pytest.raises(ConfigError, match=r"unknown key data\.split\.tran \(data\.split\); valid keys: train, val, test, seed"):
+        load_config(write(tmp_path, "data: {split: {tran: 1.0}}"))
+
+
+def test_unknown_section_lists_valid_sections(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key dta \(top level\); valid keys: data"):
+        load_config(write(tmp_path, "dta: {}"))
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML"):
+        load_config(write(tmp_path, "data: {a: [1, 2"))
+    with pytest.raises(ConfigError, match=r"c\.yaml: expected a mapping of sections at the top level, got list"):
+        load_config(write(tmp_path, "- 1\n- 2"))
+
+
+def test_unsafe_yaml_tags_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "data: !!python/object/apply:os.system ['echo hi']"))
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")) == Config()
+
+
+def test_override_checks_values() -> None:
+    config = override(Config(), "data", input="x/*.nii.gz", num_poses=10)
+    assert (config.data.input, config.data.num_poses) == ("x/*.nii.gz", 10)
+    with pytest.raises(ConfigError, match=r"command line: data\.num_poses=1, expected an integer >= 2"):
+        override(Config(), "data", num_poses=1)
+    with pytest.raises(ConfigError, match=r"unknown key data\.bogus"):
+        override(Config(), "data", bogus=1)
