@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import ArrayLike
 from skimage.filters import gaussian
 
 from bruno.config import PhantomConfig
@@ -47,7 +48,7 @@ def _waves(rng: np.random.Generator, points: np.ndarray, count: int, cycles: tup
     return np.cos(2.0 * np.pi * points @ frequencies.T + phases).sum(axis=-1) / np.sqrt(count)
 
 
-def _inside(points: np.ndarray, centre: tuple[float, float, float], axes: tuple[float, float, float]) -> np.ndarray:
+def _inside(points: np.ndarray, centre: ArrayLike, axes: ArrayLike) -> np.ndarray:
     """Boolean mask of the points inside an axis-aligned ellipsoid (all in mm)."""
     return (((points - np.asarray(centre)) / np.asarray(axes)) ** 2).sum(axis=-1) < 1.0
 

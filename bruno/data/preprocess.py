@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Callable
 
 from tqdm import tqdm
@@ -23,13 +24,10 @@ def _volume_loaders(config: Config) -> list[tuple[str, Callable[[], Volume]]]:
     """(name, loader) per input volume; loading is deferred so one bad file can be skipped."""
     data = config.data
     if data.source == "phantom":
-        return [
-            (f"phantom subject {i}", lambda i=i: phantom_subject(i, data.phantom))
-            for i in range(data.phantom.num_subjects)
-        ]
+        return [(f"phantom subject {i}", partial(phantom_subject, i, data.phantom)) for i in range(data.phantom.num_subjects)]
     if data.input is None:
         raise ConfigError("data.input is not set: give the config an input folder or glob, or pass --input")
-    return [(path, lambda path=path: load_nifti(path, data.subject_pattern)) for path in find_inputs(data.input)]
+    return [(path, partial(load_nifti, path, data.subject_pattern)) for path in find_inputs(data.input)]
 
 
 def build_slice_table(

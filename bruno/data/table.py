@@ -242,9 +242,10 @@ class SliceTable:
     def info(self, index: int) -> VolumeInfo:
         """The per-volume table row ``index``."""
         t = self._table
+        shape = t["original_shape"][index]
         return VolumeInfo(
             index, t["source"][index], t["subject"][index], str(self.splits[index]),
-            tuple(int(s) for s in t["original_shape"][index]), t["spacing"][index], t["affine"][index],
+            (int(shape[0]), int(shape[1]), int(shape[2])), t["spacing"][index], t["affine"][index],
             (int(t["slab"][index][0]), int(t["slab"][index][1])),
             (float(t["intensity"][index][0]), float(t["intensity"][index][1])),
         )
