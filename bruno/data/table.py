@@ -86,12 +86,12 @@ class SliceTableWriter:
 
     def __init__(self, path: str, config: Config, overwrite: bool = False) -> None:
         self.path, self.config = path, config
-        self._output = atomic_output(path, overwrite)
-        tmp = self._output.__enter__()
+        self._cleanup = contextlib.ExitStack()
+        tmp = self._cleanup.enter_context(atomic_output(path, overwrite))
         try:
             self._file = h5py.File(tmp, "w-")
         except OSError as err:
-            self._output.__exit__(type(err), err, None)
+            self._cleanup.close()
             raise OutputPathError(f"{path}: cannot write ({err})") from None
         self._rows: dict[str, list[Any]] = {k: [] for k in ("source", "subject", *_NUMERIC_COLUMNS)}
         self._skipped: list[tuple[str, str]] = []
@@ -159,7 +159,7 @@ class SliceTableWriter:
                 self._finish()
         finally:
             self._file.close()
-            self._output.__exit__(exc_type, exc, tb)
+            self._cleanup.__exit__(exc_type, exc, tb)
 
 
 def _strings(dataset: h5py.Dataset) -> list[str]:
