@@ -157,6 +157,9 @@ class SliceTableWriter:
         try:
             if exc_type is None:
                 self._finish()
+        except BaseException as err:  # a failure while finishing must not publish the file either
+            exc_type, exc, tb = type(err), err, err.__traceback__
+            raise
         finally:
             self._file.close()
             self._cleanup.__exit__(exc_type, exc, tb)

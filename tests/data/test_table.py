@@ -133,6 +133,16 @@ def test_empty_folder_and_unset_input(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_failure_while_finishing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> list[str]:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("bruno.data.table.assign_splits", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_slice_table(phantom_config(tmp_path, subjects=2), progress=False)
+    assert leftovers(tmp_path) == []
+
+
 def test_atomic_output_removes_partial_file(tmp_path: Path) -> None:
     target = tmp_path / "out.png"
     with pytest.raises(RuntimeError):
