@@ -28,6 +28,7 @@ from bruno.errors import ConfigError
 __all__ = [
     "Config",
     "DataConfig",
+    "ModelConfig",
     "PhantomConfig",
     "SplitConfig",
     "config_to_yaml",
@@ -150,10 +151,69 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Conditional BRUNO: the flow's sizes, the exchangeable process, and upstream quirks (SPEC §1, §2).
+
+    The defaults are the paper's model (upstream ``m1_shapenet``: 3 scales, 64 filters, 6 residual
+    blocks, 6 dense couplings of 256 units, a 32-d pose embedding, Student-t process).
+
+    Attributes:
+        num_scales: multi-scale levels S; ``data.image_size`` must be a multiple of 2^S.
+        num_filters: width F of the conv s/t networks.
+        num_residual_blocks: R per conv s/t network.
+        num_dense_couplings: dense couplings after the conv part.
+        dense_units: width U of the dense s/t networks (even).
+        embedding_size: size of the shared pose embedding.
+        process: ``student_t`` (the paper) or ``gaussian`` (upstream m1_shapenet).
+        variance_init, correlation_init, df_init: initial process parameters (1, 0.1, 1000).
+        upstream_first_conv_3x3: quirk Q1, the first conv of each s/t network is 3×3 (not 1×1).
+        upstream_label_heads: quirk Q2, the pose projections of the s/t heads start orthogonal, not 0.
+        upstream_init_passes_raw: quirk Q3, the init pass hands on un-normalised activations.
+        upstream_logit_log_det: quirk Q4, omit the constant D·ln(1−α) from the logit log-det.
+    """
+
+    num_scales: int = 3
+    num_filters: int = 64
+    num_residual_blocks: int = 6
+    num_dense_couplings: int = 6
+    dense_units: int = 256
+    embedding_size: int = 32
+    process: Literal["student_t", "gaussian"] = "student_t"
+    variance_init: float = 1.0
+    correlation_init: float = 0.1
+    df_init: float = 1000.0
+    upstream_first_conv_3x3: bool = True
+    upstream_label_heads: bool = True
+    upstream_init_passes_raw: bool = True
+    upstream_logit_log_det: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("num_scales", "num_filters", "num_residual_blocks", "embedding_size"):
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "an integer >= 1")
+        if self.num_dense_couplings < 0:
+            _fail("num_dense_couplings", self.num_dense_couplings, "an integer >= 0")
+        if self.dense_units < 2 or self.dense_units % 2:
+            _fail("dense_units", self.dense_units, "an even integer >= 2")
+        if self.variance_init <= 0:
+            _fail("variance_init", self.variance_init, "a number > 0")
+        if not 0.0 < self.correlation_init < 1.0:
+            _fail("correlation_init", self.correlation_init, "a number in (0, 1)")
+        if self.df_init <= 2.0:
+            _fail("df_init", self.df_init, "a number > 2 (the variance must exist)")
+
+
+@dataclass(frozen=True)
 class Config:
     """One experiment: every section of its YAML file."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        factor = 2 ** self.model.num_scales
+        if self.data.image_size % factor:
+            _fail("data.image_size", self.data.image_size, f"a multiple of 2^model.num_scales = {factor}")
 
 
 def _type_name(tp: Any) -> str:

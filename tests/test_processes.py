@@ -136,4 +136,4 @@ def test_float32_error_at_large_df() -> None:
     args = (np.zeros(dims), np.ones(dims), np.full(dims, 0.1), np.full(dims, 1000.0))
     exact = sequential_log_prob(tf.constant(z), *args).numpy()
     single = sequential_log_prob(tf.constant(z, tf.float32), *(a.astype(np.float32) for a in args)).numpy()
-    assert np.abs(single - exact).max() < 0.05  # nats per image of 4096 dims
+    assert np.abs(single - exact).max() < 0.01  # nats per image of 4096 dims (measured 1.4e-3)
