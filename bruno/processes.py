@@ -32,9 +32,8 @@ import math
 from typing import NamedTuple, Optional
 
 import tensorflow as tf
-import tensorflow_probability as tfp
+from tensorflow_probability import distributions as tfd
 
-tfd = tfp.distributions
 
 __all__ = [
     "ExchangeableProcess",

@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
+from tensorflow_probability import bijectors as tfb
 
 from bruno.flows.layers import ConvCouplingNet, DenseCouplingNet
 
-tfb = tfp.bijectors
 
 __all__ = ["ConvCoupling", "DenseCoupling", "conv_mask", "dense_mask"]
 

@@ -12,19 +12,21 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
-import tensorflow_probability as tfp
+from tensorflow_probability import bijectors as tfb
 
-tfb = tfp.bijectors
 
 __all__ = ["ALPHA", "logit_bijector", "logit_forward_and_log_det", "logit_inverse"]
 
 ALPHA = 1e-5
 
 
-def logit_bijector(alpha: float = ALPHA) -> tfb.Bijector:
-    """The TFP composition: ``Invert(Sigmoid) ∘ Shift(α/2) ∘ Scale(1−α) ∘ Scale(1/256)``."""
-    return tfb.Chain([tfb.Invert(tfb.Sigmoid()), tfb.Shift(alpha / 2.0), tfb.Scale(1.0 - alpha), tfb.Scale(1.0 / 256.0)],
-                     name="logit")
+def logit_bijector(alpha: float = ALPHA, dtype: tf.DType = tf.float32) -> tfb.Bijector:
+    """The TFP composition ``Invert(Sigmoid) ∘ Shift(α/2) ∘ Scale(1−α) ∘ Scale(1/256)`` for ``dtype`` inputs."""
+    def constant(value: float) -> tf.Tensor:
+        return tf.constant(value, dtype)
+
+    return tfb.Chain([tfb.Invert(tfb.Sigmoid()), tfb.Shift(constant(alpha / 2.0)), tfb.Scale(constant(1.0 - alpha)),
+                      tfb.Scale(constant(1.0 / 256.0))], name="logit")
 
 
 def logit_forward_and_log_det(x: tf.Tensor, alpha: float = ALPHA, include_alpha_constant: bool = True) -> tuple[tf.Tensor, tf.Tensor]:

@@ -21,18 +21,17 @@ the same structure through each layer's public TFP API, and tests pin the two eq
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import tensorflow as tf
-import tensorflow_probability as tfp
+from tensorflow_probability import bijectors as tfb
 
 from bruno.flows.coupling import ConvCoupling, DenseCoupling
 from bruno.flows.logit import ALPHA, logit_bijector, logit_forward_and_log_det, logit_inverse
 from bruno.flows.squeeze import Squeeze
 
-tfb = tfp.bijectors
 
 __all__ = ["ConditionalRealNVP", "FlowArchitecture"]
 
@@ -91,7 +90,7 @@ class ConditionalRealNVP(tfb.Bijector):
         if image_size < 2 ** a.num_scales or image_size % 2 ** a.num_scales:
             raise ValueError(f"image_size={image_size}, expected a multiple of 2^num_scales = {2 ** a.num_scales}")
         self.image_size, self.architecture = image_size, a
-        conv = dict(filters=a.num_filters, num_blocks=a.num_residual_blocks, first_kernel_size=a.first_kernel_size,
+        conv: dict[str, Any] = dict(filters=a.num_filters, num_blocks=a.num_residual_blocks, first_kernel_size=a.first_kernel_size,
                     orthogonal_label_heads=a.orthogonal_label_heads, normalize_init_output=a.normalize_init_output)
         size, channels = image_size, 1
         self.scales: list[_Scale] = []
@@ -112,7 +111,6 @@ class ConditionalRealNVP(tfb.Bijector):
         self.dense = [DenseCoupling("even" if i % 2 == 0 else "odd", self.num_dims, a.dense_units,
                                     a.normalize_init_output, name=f"dense{i}") for i in range(a.num_dense_couplings)]
         self.squeeze = Squeeze()
-        self._logit = logit_bijector(ALPHA)
 
     # ----------------------------------------------------------------------------------- forward
     def _structure_forward(self, h: tf.Tensor, step: Step) -> tuple[tf.Tensor, tf.Tensor]:
@@ -159,10 +157,11 @@ class ConditionalRealNVP(tfb.Bijector):
             return (bijector.forward(h, pose_embedding=pose_embedding),
                     bijector.forward_log_det_jacobian(h, event_ndims=ndims, pose_embedding=pose_embedding))
 
-        log_det = self._logit.forward_log_det_jacobian(x, event_ndims=3)
+        logit = logit_bijector(ALPHA, x.dtype)
+        log_det = logit.forward_log_det_jacobian(x, event_ndims=3)
         if not self.architecture.include_alpha_constant:
             log_det -= self.num_dims * math.log1p(-ALPHA)
-        z, ldj = self._structure_forward(self._logit.forward(x), step)
+        z, ldj = self._structure_forward(logit.forward(x), step)
         return z, log_det + ldj
 
     def _forward(self, x: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:

@@ -5,9 +5,8 @@ The output channel index is (2·dy + dx)·C + c for the pixel offset (dy, dx) in
 from __future__ import annotations
 
 import tensorflow as tf
-import tensorflow_probability as tfp
+from tensorflow_probability import bijectors as tfb
 
-tfb = tfp.bijectors
 
 __all__ = ["Squeeze"]
 

@@ -1,0 +1,219 @@
+"""Conditional BRUNO: pose embedding + conditional RealNVP + exchangeable process (SPEC §3, §5.1).
+
+A sequence of T slices of one subject, images x_t with one-hot poses p_t, is scored as follows:
+e_t = embed(p_t); z_t, J_t = flow(x_t; e_t); the first n_c items are contexts and every target
+t > n_c scores log p(z_t | z_1..z_{n_c}) + J_t (targets do not update the process, so they are
+conditionally independent given the contexts). With n_c = 0 the score is the unconditional
+BRUNO chain log p(z_t | z_<t) + J_t. Bits per dimension = −mean(score)/(D·ln 2) on the [0, 256)
+intensity scale.
+
+Sampling a volume: condition the process on the context latents (none: the prior, the learned
+"mental map"), draw independent latents for every query pose and sample, and invert the flow with
+each query's own pose. Samples come back on the [0, 256) intensity scale (the proper inverse of the
+logit pre-processing). The mean image is the Monte Carlo average of the decoded samples (the
+paper's "mean image"), not the decoded predictive mean.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from bruno.config import Config, ModelConfig
+from bruno.flows.layers import PoseEmbedding
+from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
+from bruno.processes import ExchangeableProcess, make_process
+
+__all__ = ["ConditionalBruno", "LogProb", "Samples"]
+
+
+class LogProb(NamedTuple):
+    """Scores of the targets of a batch of sequences.
+
+    Attributes:
+        log_prob: float [batch, T − n_c], log p of each target image in nats.
+        bits_per_dim: float scalar, −mean(log_prob)/(D·ln 2).
+    """
+
+    log_prob: tf.Tensor
+    bits_per_dim: tf.Tensor
+
+
+class Samples(NamedTuple):
+    """Decoded samples for the query poses.
+
+    Attributes:
+        images: float [num_samples, batch, Q, H, W, 1] on the [0, 256] intensity scale (the stored
+            uint8 value plus dequantisation noise; divide by 256 for [0, 1]).
+        mean: float [batch, Q, H, W, 1], the average of ``images`` over samples.
+    """
+
+    images: tf.Tensor
+    mean: tf.Tensor
+
+
+def _shape(x: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
+    return tuple(tf.TensorShape(np.shape(x) if not isinstance(x, tf.Tensor) else x.shape).as_list())
+
+
+class ConditionalBruno(tf.Module):
+    """The paper's model.
+
+    Args:
+        image_size: H = W of the slices, a multiple of 2^num_scales.
+        num_poses: N, the length of the one-hot pose.
+        config: the ``model`` config section.
+
+    Raises:
+        ValueError: sizes out of range (e.g. ``image_size`` not a multiple of 2^num_scales).
+    """
+
+    def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__(name="conditional_bruno")
+        if num_poses < 1:
+            raise ValueError(f"num_poses={num_poses}, expected >= 1")
+        self.image_size, self.num_poses, self.config = image_size, num_poses, config
+        self.embedding = PoseEmbedding(config.embedding_size, name="pose_embedding")
+        self.flow = ConditionalRealNVP(image_size, FlowArchitecture(
+            num_scales=config.num_scales, num_filters=config.num_filters, num_residual_blocks=config.num_residual_blocks,
+            num_dense_couplings=config.num_dense_couplings, dense_units=config.dense_units,
+            first_kernel_size=3 if config.upstream_first_conv_3x3 else 1,
+            orthogonal_label_heads=config.upstream_label_heads,
+            normalize_init_output=not config.upstream_init_passes_raw,
+            include_alpha_constant=not config.upstream_logit_log_det,
+        ))
+        self.num_dims = image_size * image_size
+        self.process: ExchangeableProcess = make_process(
+            config.process, self.num_dims, config.variance_init, config.correlation_init, config.df_init)
+
+    @classmethod
+    def from_config(cls, config: Config) -> ConditionalBruno:
+        """The model for an experiment: sizes from ``config.data``, architecture from ``config.model``."""
+        return cls(config.data.image_size, config.data.num_poses, config.model)
+
+    # --------------------------------------------------------------------------------- checks
+    def _check_images(self, name: str, images: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
+        shape = _shape(images)
+        size = self.image_size
+        if len(shape) != 5 or tuple(shape[2:]) != (size, size, 1):
+            raise ValueError(f"{name}: shape {shape}, expected [batch, num_slices, {size}, {size}, 1]")
+        self._check_finite(name, images)
+        return shape
+
+    def _check_poses(self, name: str, poses: tf.Tensor | np.ndarray, leading: tuple[Optional[int], ...]) -> None:
+        shape = _shape(poses)
+        if len(shape) != 3 or shape[-1] != self.num_poses or (None not in leading and tuple(shape[:2]) != leading):
+            raise ValueError(f"{name}: shape {shape}, expected [{leading[0]}, {leading[1]}, {self.num_poses}] (one-hot poses)")
+        self._check_finite(name, poses)
+
+    @staticmethod
+    def _check_finite(name: str, values: tf.Tensor | np.ndarray) -> None:
+        if tf.executing_eagerly() and not np.all(np.isfinite(np.asarray(values))):
+            raise ValueError(f"{name}: contains NaN or Inf, expected finite values")
+
+    # ------------------------------------------------------------------------------- encoding
+    def encode(self, images: tf.Tensor, poses: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """Latents and flow log-dets of a batch of sequences.
+
+        Args:
+            images: float32 [batch, T, H, W, 1], dequantised pixels in [0, 256).
+            poses: float32 [batch, T, N], one-hot.
+            init: run the data-dependent initialisation (the iteration-0 pass; use a large batch).
+
+        Returns:
+            z float32 [batch, T, D] and log|det| float32 [batch, T].
+        """
+        shape = self._check_images("images", images)
+        self._check_poses("poses", poses, shape[:2])
+        batch, length = tf.shape(images)[0], tf.shape(images)[1]
+        flat_images = tf.reshape(images, [-1, self.image_size, self.image_size, 1])
+        embedding = self.embedding(tf.reshape(poses, [-1, self.num_poses]))
+        z, log_det = self.flow.forward_and_log_det(flat_images, embedding, init=init)
+        return tf.reshape(z, [batch, length, self.num_dims]), tf.reshape(log_det, [batch, length])
+
+    def initialize(self, images: tf.Tensor, poses: tf.Tensor) -> None:
+        """Data-dependent initialisation on the first batch (no gradient step; SPEC §2.7, §3)."""
+        self.encode(images, poses, init=True)
+
+    def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
+        """Score the targets of each sequence given its first ``num_context`` slices (SPEC §1.7).
+
+        Args:
+            images: float32 [batch, T, H, W, 1], dequantised pixels in [0, 256).
+            poses: float32 [batch, T, N], one-hot.
+            num_context: n_c, 0 <= n_c < T; 0 scores every item given the ones before it.
+
+        Returns:
+            :class:`LogProb` with ``log_prob`` [batch, T − n_c].
+
+        Raises:
+            ValueError: bad shapes, non-finite inputs, or ``num_context`` out of range.
+        """
+        length = self._check_images("images", images)[1]
+        if not isinstance(num_context, (int, np.integer)) or num_context < 0 or (length is not None and num_context >= length):
+            raise ValueError(f"num_context={num_context!r}, expected an integer in [0, T) with T={length}")
+        z, log_det = self.encode(images, poses)
+        if num_context == 0:
+            log_prob = self.process.sequential_log_prob(z) + log_det
+        else:
+            state = self.process.condition(z[:, :num_context])
+            log_prob = self.process.log_prob(state, z[:, num_context:]) + log_det[:, num_context:]
+        bits_per_dim = -tf.reduce_mean(log_prob) / (self.num_dims * math.log(2.0))
+        return LogProb(log_prob, bits_per_dim)
+
+    # ------------------------------------------------------------------------------- sampling
+    def sample(
+        self,
+        context_images: tf.Tensor,
+        context_poses: tf.Tensor,
+        query_poses: tf.Tensor,
+        num_samples: int,
+        seed: int = 0,
+        decode_batch_size: int = 256,
+    ) -> Samples:
+        """Sample the slices at ``query_poses`` of each subject given its context slices.
+
+        Args:
+            context_images: float32 [batch, k, H, W, 1], dequantised pixels in [0, 256); k = 0
+                samples the prior (the learned atlas).
+            context_poses: float32 [batch, k, N], one-hot.
+            query_poses: float32 [batch, Q, N], one-hot.
+            num_samples: S >= 1 draws per query.
+            seed: seed of the latent draws (stateless: the same seed gives the same samples).
+            decode_batch_size: images inverted through the flow at once.
+
+        Returns:
+            :class:`Samples` with ``images`` [S, batch, Q, H, W, 1] and their ``mean``.
+
+        Raises:
+            ValueError: bad shapes, non-finite inputs or ``num_samples`` < 1.
+        """
+        shape = self._check_images("context_images", context_images)
+        self._check_poses("context_poses", context_poses, shape[:2])
+        query_shape = _shape(query_poses)
+        self._check_poses("query_poses", query_poses, (shape[0], query_shape[1] if len(query_shape) == 3 else None))
+        if num_samples < 1:
+            raise ValueError(f"num_samples={num_samples}, expected >= 1")
+        if query_shape[0] is None or query_shape[1] is None:
+            raise ValueError(f"query_poses: shape {query_shape}, expected a known batch size and number of queries")
+        batch, queries = query_shape[0], query_shape[1]
+        if shape[1]:
+            state = self.process.condition(self.encode(context_images, context_poses)[0])
+        else:
+            state = self.process.initial_state(batch)
+        draws = self.process.sample(state, num_samples * queries, seed=tf.constant([seed, 0], tf.int32))
+        latents = tf.reshape(draws, [num_samples, queries, batch, self.num_dims])
+        latents = tf.reshape(tf.transpose(latents, [0, 2, 1, 3]), [-1, self.num_dims])  # (s, b, q) order
+        poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
+                           [-1, self.num_poses])
+        decoded = []
+        for start in range(0, num_samples * batch * queries, decode_batch_size):
+            chunk = slice(start, start + decode_batch_size)
+            decoded.append(self.flow.inverse(latents[chunk], pose_embedding=self.embedding(poses[chunk])))
+        size = self.image_size
+        images = tf.reshape(tf.concat(decoded, axis=0), [num_samples, batch, queries, size, size, 1])
+        # The exact inverse of the logit step spans (−0.0013, 256.0013); data pixels lie in [0, 256).
+        images = tf.clip_by_value(images, 0.0, 256.0)
+        return Samples(images, tf.reduce_mean(images, axis=0))

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bruno.config import ModelConfig
+from bruno.model import ConditionalBruno
+
+from tests.flows.test_coupling import randomise
+
+TINY = ModelConfig(num_scales=2, num_filters=8, num_residual_blocks=1, num_dense_couplings=2, dense_units=16, embedding_size=8)
+SIZE, POSES = 16, 6
+
+
+@pytest.fixture(scope="module")
+def model() -> ConditionalBruno:
+    tf.random.set_seed(0)
+    model = ConditionalBruno(SIZE, POSES, TINY)
+    images, poses = batch(4, 5, seed=0)
+    model.initialize(images, poses)
+    return model
+
+
+def batch(b: int, t: int, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(20, 230, (b, 1, SIZE, SIZE, 1))
+    images = np.clip(base + rng.normal(0, 10, (b, t, SIZE, SIZE, 1)), 0, 255.99)
+    poses = np.stack([np.eye(POSES)[rng.permutation(POSES)[:t]] for _ in range(b)])
+    return tf.constant(images, tf.float32), tf.constant(poses, tf.float32)
+
+
+def test_log_prob_shapes_and_definition(model: ConditionalBruno) -> None:
+    images, poses = batch(3, 5, seed=1)
+    result = model.log_prob(images, poses, num_context=3)
+    assert result.log_prob.shape == (3, 2)
+    z, log_det = model.encode(images, poses)
+    state = model.process.condition(z[:, :3])
+    expected = model.process.log_prob(state, z[:, 3:]) + log_det[:, 3:]
+    np.testing.assert_allclose(result.log_prob.numpy(), expected.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(float(result.bits_per_dim), -expected.numpy().mean() / (SIZE * SIZE * math.log(2)), rtol=1e-6)
+    unconditional = model.log_prob(images, poses, num_context=0)
+    assert unconditional.log_prob.shape == (3, 5)
+    np.testing.assert_allclose(unconditional.log_prob.numpy()[:, 0],
+                               (model.process.prior_log_prob(z[:, 0]) + log_det[:, 0]).numpy(), rtol=1e-6)
+
+
+def test_contexts_are_exchangeable(model: ConditionalBruno) -> None:
+    images, poses = batch(2, 5, seed=2)
+    order = [2, 0, 1, 3, 4]
+    a = model.log_prob(images, poses, 3).log_prob.numpy()
+    b = model.log_prob(tf.gather(images, order, axis=1), tf.gather(poses, order, axis=1), 3).log_prob.numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_sampling_shapes_range_mean_and_seed(model: ConditionalBruno) -> None:
+    images, poses = batch(2, 3, seed=3)
+    queries = tf.constant(np.eye(POSES)[None].repeat(2, axis=0), tf.float32)
+    first = model.sample(images, poses, queries, num_samples=4, seed=7, decode_batch_size=5)
+    assert first.images.shape == (4, 2, POSES, SIZE, SIZE, 1) and first.mean.shape == (2, POSES, SIZE, SIZE, 1)
+    values = first.images.numpy()
+    assert values.min() >= 0.0 and values.max() <= 256.0 and values.std() > 1.0
+    np.testing.assert_allclose(first.mean.numpy(), values.mean(0), rtol=1e-5)
+    again = model.sample(images, poses, queries, num_samples=4, seed=7)
+    np.testing.assert_allclose(again.images.numpy(), values, atol=1e-3)
+    other = model.sample(images, poses, queries, num_samples=4, seed=8)
+    assert not np.allclose(other.images.numpy(), values)
+
+
+def test_prior_samples_need_no_context(model: ConditionalBruno) -> None:
+    empty = tf.zeros([3, 0, SIZE, SIZE, 1])
+    result = model.sample(empty, tf.zeros([3, 0, POSES]), tf.one_hot([[0, 5]] * 3, POSES), num_samples=2)
+    assert result.images.shape == (2, 3, 2, SIZE, SIZE, 1)
+
+
+def test_decoding_a_latent_with_its_own_pose_returns_the_slice() -> None:
+    """encode → inverse at the same pose is the identity, through the model's embedding and flow."""
+    model = ConditionalBruno(SIZE, POSES, TINY)
+    images, poses = batch(1, 2, seed=4)
+    model.encode(images, poses)
+    randomise(model.flow, scale=0.05)
+    z, _ = model.encode(images, poses)
+    back = model.flow.inverse(tf.constant(z.numpy()[0]), pose_embedding=model.embedding(poses[0]))
+    np.testing.assert_allclose(back.numpy(), images.numpy()[0], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m.log_prob(tf.zeros([2, 5, SIZE, SIZE]), tf.zeros([2, 5, POSES]), 1),
+         r"images: shape \(2, 5, 16, 16\), expected \[batch, num_slices, 16, 16, 1\]"),
+        (lambda m: m.log_prob(tf.zeros([2, 5, 8, 8, 1]), tf.zeros([2, 5, POSES]), 1), r"images: shape \(2, 5, 8, 8, 1\)"),
+        (lambda m: m.log_prob(tf.zeros([2, 5, SIZE, SIZE, 1]), tf.zeros([2, 5, 7]), 1),
+         r"poses: shape \(2, 5, 7\), expected \[2, 5, 6\]"),
+        (lambda m: m.log_prob(tf.zeros([2, 5, SIZE, SIZE, 1]), tf.zeros([2, 4, POSES]), 1), r"poses: shape \(2, 4, 6\)"),
+        (lambda m: m.log_prob(tf.zeros([2, 5, SIZE, SIZE, 1]), tf.zeros([2, 5, POSES]), 5),
+         r"num_context=5, expected an integer in \[0, T\) with T=5"),
+        (lambda m: m.log_prob(tf.zeros([2, 5, SIZE, SIZE, 1]), tf.zeros([2, 5, POSES]), -1), r"num_context=-1"),
+        (lambda m: m.log_prob(tf.fill([2, 5, SIZE, SIZE, 1], np.nan), tf.zeros([2, 5, POSES]), 1),
+         r"images: contains NaN or Inf"),
+        (lambda m: m.sample(tf.zeros([1, 1, SIZE, SIZE, 1]), tf.zeros([1, 1, POSES]), tf.zeros([1, 2, POSES]), 0),
+         r"num_samples=0, expected >= 1"),
+        (lambda m: m.sample(tf.zeros([1, 1, SIZE, SIZE, 1]), tf.zeros([1, 1, POSES]), tf.zeros([1, 2, 3]), 1),
+         r"query_poses: shape \(1, 2, 3\), expected \[1, 2, 6\]"),
+        (lambda m: m.sample(tf.zeros([1, 1, SIZE, SIZE, 1]), tf.zeros([1, 1, POSES]), tf.zeros([2, 2, POSES]), 1),
+         r"query_poses: shape \(2, 2, 6\), expected \[1, 2, 6\]"),
+    ],
+)
+def test_bad_inputs_name_the_argument(model: ConditionalBruno, call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+def test_bad_construction() -> None:
+    with pytest.raises(ValueError, match=r"image_size=10, expected a multiple of 2\^num_scales = 4"):
+        ConditionalBruno(10, POSES, TINY)
+    with pytest.raises(ValueError, match=r"num_poses=0, expected >= 1"):
+        ConditionalBruno(SIZE, 0, TINY)
