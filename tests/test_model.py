@@ -118,3 +118,15 @@ def test_bad_construction() -> None:
         ConditionalBruno(10, POSES, TINY)
     with pytest.raises(ValueError, match=r"num_poses=0, expected >= 1"):
         ConditionalBruno(SIZE, 0, TINY)
+
+
+def test_every_config_builds_a_model() -> None:
+    from bruno.config import load_config
+
+    from tests.conftest import REPO
+
+    for path in sorted((REPO / "config_rnn").glob("*.yaml")):
+        config = load_config(path)
+        model = ConditionalBruno.from_config(config)
+        assert model.num_dims == config.data.image_size ** 2 and model.num_poses == config.data.num_poses
+        assert type(model.process).__name__ == {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process]

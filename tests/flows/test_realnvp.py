@@ -113,3 +113,28 @@ def test_parameter_counts(num_poses: int, process: str, trainable: int) -> None:
     model.encode(images, tf.one_hot([[0]], num_poses))
     assert count(model.trainable_variables) == trainable
     assert count(model.non_trainable_variables) == 13_312  # frozen label biases set by the init pass
+
+
+def test_single_scale_flow_equals_a_plain_tfp_chain() -> None:
+    """With one scale there is no factor-out: the flow is literally a tfb.Chain of its layers."""
+    from tensorflow_probability import bijectors as tfb
+    from tensorflow_probability import distributions as tfd
+
+    from bruno.flows.logit import logit_bijector
+
+    architecture = FlowArchitecture(num_scales=1, num_filters=4, num_residual_blocks=1, num_dense_couplings=2, dense_units=8)
+    flow, _, e = build(8, architecture, "float64")
+    layers = flow.scales[0].checkerboard
+    chain = tfb.Chain([*reversed(flow.dense), tfb.Reshape([64], [8, 8, 1]), *reversed(layers), logit_bijector(dtype=tf.float64)])
+    kwargs = {b.name: {"pose_embedding": e} for b in [*flow.dense, *layers]}
+    x = pixels(8, np.float64)
+    z, log_det = flow.forward_and_log_det(x, e)
+    np.testing.assert_allclose(chain.forward(tf.constant(x.numpy()), **kwargs).numpy(), z.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(chain.forward_log_det_jacobian(tf.constant(x.numpy()), event_ndims=3, **kwargs).numpy(),
+                               log_det.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(chain.inverse(tf.constant(z.numpy()), **kwargs).numpy(),
+                               flow.inverse(tf.constant(z.numpy()), pose_embedding=e).numpy(), rtol=1e-9)
+    base = tfd.MultivariateNormalDiag(tf.zeros([64], tf.float64))
+    density = tfd.TransformedDistribution(base, tfb.Invert(chain))
+    np.testing.assert_allclose(density.log_prob(tf.constant(x.numpy()), bijector_kwargs=kwargs).numpy(),
+                               (base.log_prob(z) + log_det).numpy(), rtol=1e-10)
