@@ -31,6 +31,7 @@ __all__ = [
     "ModelConfig",
     "PhantomConfig",
     "SplitConfig",
+    "TrainConfig",
     "config_to_yaml",
     "load_config",
     "override",
@@ -204,16 +205,72 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Training (SPEC §3, §5.1).
+
+    Attributes:
+        batch_size: B, sequences per step (split across GPUs when several are used).
+        seq_len: T, slices per sequence (the paper: 9).
+        num_context: n_c, the first n_c slices of a sequence are contexts (the paper: 8); 0 trains
+            the unconditional BRUNO chain.
+        optimizer: ``rmsprop`` (TF1 semantics: accumulator starting at ones, ε = 1e-10, decay 0.9)
+            or ``adam`` (β1 = 0.9, β2 = 0.999, ε = 1e-8).
+        learning_rate: initial learning rate.
+        learning_rate_decay: multiplicative decay per step; the rate at step t is lr·decay^(t+1).
+        process_grad_schedule: {step: scale}; the gradients of the process parameters are scaled by
+            the value of the largest step key <= the current step (upstream {0: 0, 500: 0.5, 1000: 1}).
+        max_steps: the last training step; step 0 is the data-dependent init (no update).
+        validate_every: steps between validation NLL evaluations (on ``num_val_batches`` fixed batches).
+        num_val_batches: size of the fixed validation set, in batches.
+        checkpoint_every: steps between checkpoints (one is also written at the end).
+        log_every: steps between ``metrics.jsonl``/TensorBoard training records.
+        seed: seed of the weights and of the data stream (``--seed`` overrides it).
+        jit_compile: compile the training step with XLA.
+    """
+
+    batch_size: int = 8
+    seq_len: int = 9
+    num_context: int = 8
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    learning_rate: float = 1e-3
+    learning_rate_decay: float = 0.999995
+    process_grad_schedule: dict[int, float] = field(default_factory=lambda: {0: 0.0, 500: 0.5, 1000: 1.0})
+    max_steps: int = 200_000
+    validate_every: int = 1000
+    num_val_batches: int = 8
+    checkpoint_every: int = 5000
+    log_every: int = 100
+    seed: int = 0
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "seq_len", "max_steps", "validate_every", "num_val_batches", "checkpoint_every", "log_every"):
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "an integer >= 1")
+        if not 0 <= self.num_context < self.seq_len:
+            _fail("num_context", self.num_context, f"an integer in [0, seq_len) = [0, {self.seq_len})")
+        if self.learning_rate <= 0:
+            _fail("learning_rate", self.learning_rate, "a number > 0")
+        if not 0.0 < self.learning_rate_decay <= 1.0:
+            _fail("learning_rate_decay", self.learning_rate_decay, "a number in (0, 1]")
+        if 0 not in self.process_grad_schedule or any(k < 0 or v < 0 for k, v in self.process_grad_schedule.items()):
+            _fail("process_grad_schedule", self.process_grad_schedule, "a mapping {step >= 0: scale >= 0} with a step 0")
+
+
+@dataclass(frozen=True)
 class Config:
     """One experiment: every section of its YAML file."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         factor = 2 ** self.model.num_scales
         if self.data.image_size % factor:
             _fail("data.image_size", self.data.image_size, f"a multiple of 2^model.num_scales = {factor}")
+        if self.train.seq_len > self.data.num_poses:
+            _fail("train.seq_len", self.train.seq_len, f"at most data.num_poses = {self.data.num_poses} (distinct slices)")
 
 
 def _type_name(tp: Any) -> str:
@@ -253,6 +310,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value not in typing.get_args(tp):
             _fail(key, value, _type_name(tp))
         return value
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            _fail(key, value, f"a mapping of {_type_name(key_type)[2:]}s to {_type_name(value_type)[2:]}s")
+        return {_coerce(key_type, k, key): _coerce(value_type, v, key) for k, v in value.items()}
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

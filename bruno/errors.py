@@ -25,3 +25,11 @@ class OutputPathError(BrunoError, OSError):
 
 class DataFileError(BrunoError, ValueError):
     """A preprocessed HDF5 file is missing, corrupt or does not follow the slice-table layout."""
+
+
+class RunDirError(BrunoError, OSError):
+    """A run directory cannot be used: not writable, holds another run, or has no checkpoint to resume."""
+
+
+class TrainingDiverged(BrunoError, FloatingPointError):
+    """The training loss became NaN or Inf."""

@@ -13,6 +13,7 @@ EXIT_USER_ERROR = 2
 def run(main: Callable[[], None]) -> None:
     """Run ``main``; a user error prints ``error: <one line>`` to stderr and exits with code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow checkpoint chatter
     try:
         main()
     except BrunoError as err:

@@ -8,7 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bruno.config import Config, DataConfig, PhantomConfig, SplitConfig
+from bruno.config import Config, DataConfig, PhantomConfig, SplitConfig, TrainConfig
+
+SMALL_TRAIN = TrainConfig(batch_size=2, seq_len=4, num_context=3)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -35,7 +37,7 @@ def nifti_config(tmp_path: Path, **data: object) -> Config:
         split=SplitConfig(train=0.5, val=0.25, test=0.25, seed=0), output=str(tmp_path / "out.h5"),
     )
     values.update(data)
-    return Config(data=DataConfig(**values))  # type: ignore[arg-type]
+    return Config(data=DataConfig(**values), train=SMALL_TRAIN)  # type: ignore[arg-type]
 
 
 def phantom_config(tmp_path: Path, subjects: int = 6, **data: object) -> Config:
@@ -45,7 +47,7 @@ def phantom_config(tmp_path: Path, subjects: int = 6, **data: object) -> Config:
         output=str(tmp_path / "phantom.h5"),
     )
     values.update(data)
-    return Config(data=DataConfig(**values))  # type: ignore[arg-type]
+    return Config(data=DataConfig(**values), train=SMALL_TRAIN)  # type: ignore[arg-type]
 
 
 @pytest.fixture

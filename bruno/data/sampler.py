@@ -7,11 +7,14 @@ so the contexts are a random subset. Images get U[0, 1) dequantisation noise fro
 random stream. Only the slices of the current batch are read from the HDF5 file.
 
 The stream depends only on the table and ``seed``: iterating the dataset again restarts it, and
-skipping ``k`` batches (``dataset.skip(k)``) replays exactly what a resumed run would have seen.
+skipping ``k`` batches (``dataset.skip(k)``) replays it. Training instead pulls
+:meth:`SequenceSampler.next_batch` from a persistent stream whose exact position
+(:attr:`SequenceSampler.state`) is saved in every checkpoint.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from typing import Optional
 
 import numpy as np
@@ -52,26 +55,40 @@ class SequenceSampler:
         if not 1 <= seq_len <= self.table.num_poses:
             raise ValueError(f"seq_len={seq_len}, expected 1..{self.table.num_poses} (the number of poses)")
         self.split, self.batch_size, self.seq_len, self.seed = split, batch_size, seq_len, seed
+        self._one_hot = np.eye(self.table.num_poses, dtype=np.float32)
+        self._rng = np.random.default_rng(seed)
+
+    def _draw(self, rng: np.random.Generator, read: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+        poses, size = self.table.num_poses, self.table.image_size
+        volumes = rng.choice(self.volumes, size=self.batch_size, replace=True)
+        pose = np.stack([rng.permutation(poses)[: self.seq_len] for _ in volumes])
+        rows = volumes[:, None] * poses + pose
+        noise = rng.random((self.batch_size, self.seq_len, size, size), dtype=np.float32)
+        images = read(rows).astype(np.float32) + noise
+        return {"images": images[..., None], "poses": self._one_hot[pose], "volume": volumes.astype(np.int32)}
 
     def batches(self, num_batches: Optional[int] = None) -> Iterator[dict[str, np.ndarray]]:
         """Yield numpy batches (endless if ``num_batches`` is None); a new call restarts the stream."""
         rng = np.random.default_rng(self.seed)
-        poses, size = self.table.num_poses, self.table.image_size
-        one_hot = np.eye(poses, dtype=np.float32)
         with self.table.reader() as read:
             count = 0
             while num_batches is None or count < num_batches:
-                volumes = rng.choice(self.volumes, size=self.batch_size, replace=True)
-                pose = np.stack([rng.permutation(poses)[: self.seq_len] for _ in volumes])
-                rows = volumes[:, None] * poses + pose
-                noise = rng.random((self.batch_size, self.seq_len, size, size), dtype=np.float32)
-                images = read(rows).astype(np.float32) + noise
-                yield {
-                    "images": images[..., None],
-                    "poses": one_hot[pose],
-                    "volume": volumes.astype(np.int32),
-                }
+                yield self._draw(rng, read)
                 count += 1
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        """The next batch of this sampler's own stream (see :attr:`state`), for checkpointed training."""
+        with self.table.reader() as read:
+            return self._draw(self._rng, read)
+
+    @property
+    def state(self) -> str:
+        """The position of the :meth:`next_batch` stream as JSON text (store it in a checkpoint)."""
+        return json.dumps(self._rng.bit_generator.state)
+
+    @state.setter
+    def state(self, text: str) -> None:
+        self._rng.bit_generator.state = json.loads(text)
 
     def dataset(self, num_batches: Optional[int] = None, prefetch: int = 2) -> tf.data.Dataset:
         """The batches as a ``tf.data.Dataset`` (deterministic; prefetched in the background)."""

@@ -1,0 +1,397 @@
+"""Training Conditional BRUNO (SPEC §3): init pass, NLL steps, validation, checkpoints, resume.
+
+Semantics (upstream ``config_conditional/train.py``):
+
+* step 0 runs the data-dependent initialisation on the first batch and takes no gradient step;
+  steps 1..max_steps each draw a fresh batch of B sequences of T slices;
+* loss = −mean over the B·(T − n_c) targets of [log p(z_t | contexts) + J_t] (nats per image),
+  reported as bits/dim = loss/(D·ln 2);
+* the learning rate at step t is lr·decay^(t+1); the gradients of the process parameters
+  (``prior_var``, ``prior_corr``, ``prior_nu``) are scaled by ``process_grad_schedule``;
+* a NaN/Inf loss stops training with :class:`~bruno.errors.TrainingDiverged`, keeping the last good
+  checkpoint; Ctrl-C writes a checkpoint first.
+
+Beyond the upstream: a validation NLL on a fixed set of ``val`` sequences every
+``validate_every`` steps, with the best checkpoint kept in ``<run>/best``; checkpoints hold the
+model, the optimiser slots, the step and the exact position of the data stream, so a resumed run on
+CPU reproduces the losses of an uninterrupted one. The run directory holds ``config.yaml`` (the
+resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``, ``best/`` and
+``tensorboard/``.
+
+Several GPUs: pass a ``tf.distribute.MirroredStrategy``; each step splits the batch across the
+replicas, averages the gradients across them and applies one update (the default strategy on a
+single device runs the same code).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Optional
+
+import h5py
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as keras
+import yaml
+from tqdm import tqdm
+
+from bruno.config import Config, config_to_yaml, parse_config
+from bruno.data.preprocess import build_slice_table
+from bruno.data.sampler import SequenceSampler
+from bruno.data.table import SliceTable
+from bruno.errors import DataFileError, RunDirError, TrainingDiverged
+from bruno.files import atomic_output
+from bruno.model import ConditionalBruno
+from bruno.optimizers import make_optimizer
+
+__all__ = [
+    "PROCESS_VARIABLES",
+    "Trainer",
+    "TrainResult",
+    "learning_rate_at",
+    "load_slice_table",
+    "make_deterministic",
+    "prepare_run_dir",
+    "process_grad_scale",
+    "iterate_metrics",
+    "load_run_config",
+    "restore_model",
+]
+
+logger = logging.getLogger(__name__)
+
+PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_nu")
+_RUN_FILES = ("config.yaml", "versions.json", "metrics.jsonl", "checkpoints", "best", "tensorboard")
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF kernels deterministic (same seed → same numbers on CPU).
+
+    The Python seed matters: unseeded ``tf_keras`` initializers draw their seeds from ``random``.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def learning_rate_at(step: int, learning_rate: float, decay: float) -> float:
+    """lr·decay^(step+1): the upstream decays once per iteration, iteration 0 included."""
+    return learning_rate * decay ** (step + 1)
+
+
+def process_grad_scale(step: int, schedule: dict[int, float]) -> float:
+    """The schedule value of the largest step key <= ``step``."""
+    return schedule[max(k for k in schedule if k <= step)]
+
+
+def load_slice_table(config: Config, progress: bool = True) -> SliceTable:
+    """Open the experiment's HDF5 table; build it first if it is the (missing) phantom table.
+
+    Raises:
+        DataFileError: the file is missing (for user data) or does not match the config.
+    """
+    data = config.data
+    if not os.path.exists(data.output):
+        if data.source != "phantom":
+            raise DataFileError(f"{data.output}: no such file; preprocess the data first "
+                                f"(python scripts/preprocess.py <config> --input <your NIfTI folder>)")
+        logger.info("%s is missing: generating the phantom population", data.output)
+        return build_slice_table(config, progress=progress)
+    table = SliceTable(data.output)
+    if (table.image_size, table.num_poses) != (data.image_size, data.num_poses):
+        raise DataFileError(
+            f"{data.output}: holds {table.num_poses} poses of {table.image_size}x{table.image_size}, but the config asks "
+            f"for {data.num_poses} of {data.image_size}x{data.image_size} (preprocess again with --overwrite)")
+    return table
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{prefix.rstrip('.')} ({a!r} there, {b!r} here)"
+
+
+def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
+    """Create or check the run directory; write ``config.yaml`` and ``versions.json`` for a new run.
+
+    Raises:
+        RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; ``resume``
+            without a checkpoint; ``resume`` of a different experiment.
+    """
+    stored = os.path.join(run_dir, "config.yaml")
+    if resume:
+        if tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is None:
+            raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
+        with open(stored, encoding="utf-8") as f:
+            previous = yaml.safe_load(f)
+        here = yaml.safe_load(config_to_yaml(config))
+        previous.get("train", {}).pop("max_steps", None)
+        here["train"].pop("max_steps")
+        difference = _first_difference(previous, here)
+        if difference:
+            raise RunDirError(f"{run_dir}: holds a different experiment, {difference}; use another --run-dir")
+        return
+    if os.path.isdir(run_dir) and any(os.path.exists(os.path.join(run_dir, f)) for f in _RUN_FILES):
+        if not overwrite:
+            raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
+        for name in _RUN_FILES:
+            path = os.path.join(run_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
+    if not os.access(run_dir, os.W_OK):
+        raise RunDirError(f"{run_dir}: run directory is not writable")
+    with atomic_output(stored) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(config_to_yaml(config))
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__,
+                "tf_keras": keras.__version__, "numpy": np.__version__, "h5py": h5py.__version__}
+    with atomic_output(os.path.join(run_dir, "versions.json")) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(versions, f, indent=1)
+
+
+def load_run_config(run_dir: str) -> Config:
+    """The resolved config saved in a run directory."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        raise RunDirError(f"{run_dir}: no config.yaml, not a run directory of scripts/train.py")
+    with open(path, encoding="utf-8") as f:
+        return parse_config(yaml.safe_load(f), path)
+
+
+def _build_model(model: ConditionalBruno) -> None:
+    """Create every variable with a dummy forward pass (weights are then initialised or restored)."""
+    size, poses = model.image_size, model.num_poses
+    model.encode(tf.fill([1, 1, size, size, 1], 128.0), tf.one_hot([[0]], poses))
+
+
+def restore_model(run_dir: str, which: str = "best") -> tuple[ConditionalBruno, Config, int]:
+    """The model of a run from its ``best`` or ``latest`` checkpoint.
+
+    Returns:
+        (model, config, step of the checkpoint).
+
+    Raises:
+        RunDirError: no such run or checkpoint.
+    """
+    config = load_run_config(run_dir)
+    folder = os.path.join(run_dir, "best" if which == "best" else "checkpoints")
+    path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if path is None:
+        raise RunDirError(f"{run_dir}: no checkpoint found")
+    model = ConditionalBruno.from_config(config)
+    _build_model(model)
+    step = tf.Variable(-1, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
+    return model, config, int(step)
+
+
+class TrainResult(NamedTuple):
+    """Where a training run ended: last step, last train loss (nats/image), best val loss, seconds."""
+
+    step: int
+    train_loss: float
+    best_val_loss: float
+    seconds: float
+
+
+class Trainer:
+    """One training run in a prepared run directory (see :func:`prepare_run_dir`).
+
+    Args:
+        config: the experiment config.
+        run_dir: the run directory.
+        strategy: a ``tf.distribute`` strategy (default: the current, single-device one).
+        progress: show a tqdm bar.
+    """
+
+    def __init__(self, config: Config, run_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
+                 progress: bool = True) -> None:
+        self.config, self.run_dir, self.progress = config, run_dir, progress
+        self.strategy = strategy or tf.distribute.get_strategy()
+        train = config.train
+        table = load_slice_table(config, progress)
+        replicas = self.strategy.num_replicas_in_sync
+        if train.batch_size % replicas:
+            raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
+        self.sampler = SequenceSampler(table, "train", train.batch_size, train.seq_len, train.seed)
+        val_split = "val" if len(table.volumes_in("val")) else None
+        if val_split is None:
+            logger.warning("%s has no validation volumes: no validation NLL, the best checkpoint is the latest", table.path)
+        self.val_batches = ([] if val_split is None else
+                            list(SequenceSampler(table, "val", train.batch_size, train.seq_len, train.seed + 1)
+                                 .batches(train.num_val_batches)))
+        with self.strategy.scope():
+            self.model = ConditionalBruno.from_config(config)
+            _build_model(self.model)
+            self.variables = self.model.trainable_variables
+            self.optimizer = make_optimizer(train.optimizer)
+            self.optimizer.build(self.variables)
+            self.step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="step")
+            self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
+        self.data_state = tf.Variable("", dtype=tf.string, trainable=False, name="data_state")
+        self._is_process = [any(n in v.name for n in PROCESS_VARIABLES) for v in self.variables]
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                              best_val=self.best_val, data_state=self.data_state)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
+        self._train_step = tf.function(self._distributed_step, jit_compile=train.jit_compile or None)
+        self._eval_step = tf.function(self._mean_log_prob)
+        self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+
+    # ---------------------------------------------------------------------------------- steps
+    def _mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        result = self.model.log_prob(images, poses, self.config.train.num_context)
+        return tf.reduce_mean(result.log_prob), result.bits_per_dim
+
+    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+        with tf.GradientTape() as tape:
+            mean_log_prob, bits = self._mean_log_prob(images, poses)
+            loss = -mean_log_prob
+        gradients = tape.gradient(loss, self.variables)
+        return loss, bits, [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, self.variables)]
+
+    def _distributed_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor,
+                          process_scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        strategy = self.strategy
+        replicas = strategy.num_replicas_in_sync
+
+        def shard(values: tf.Tensor) -> Any:
+            size = self.config.train.batch_size // replicas
+            return strategy.experimental_distribute_values_from_function(
+                lambda context: values[context.replica_id_in_sync_group * size:(context.replica_id_in_sync_group + 1) * size])
+
+        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses)))
+        mean = tf.distribute.ReduceOp.MEAN
+        loss = strategy.reduce(mean, per_replica[0], axis=None)
+        bits = strategy.reduce(mean, per_replica[1], axis=None)
+        gradients = [strategy.reduce(mean, g, axis=None) for g in per_replica[2]]
+        gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
+        self.optimizer.apply(gradients, self.variables, learning_rate)
+        return loss, bits
+
+    def validate(self) -> float:
+        """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""
+        if not self.val_batches:
+            return math.nan
+        values = [float(self._eval_step(tf.constant(b["images"]), tf.constant(b["poses"]))[0]) for b in self.val_batches]
+        return -float(np.mean(values))
+
+    # ------------------------------------------------------------------------------ bookkeeping
+    def _bits(self, loss: float) -> float:
+        return loss / (self.model.num_dims * math.log(2.0))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        with self._writer.as_default(step=record["step"]):
+            for key, value in record.items():
+                if key not in ("step", "split", "time") and isinstance(value, (int, float)) and math.isfinite(value):
+                    tf.summary.scalar(f"{record['split']}/{key}", value)
+
+    def process_summary(self) -> dict[str, float]:
+        """Correlation quantiles, variance range and median df of the process (logged with training)."""
+        process = self.model.process
+        correlation, variance = process.correlation.numpy(), process.variance.numpy()
+        summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
+        summary.update(variance_min=float(variance.min()), variance_max=float(variance.max()))
+        if process.df is not None:
+            summary["df_median"] = float(np.median(process.df.numpy()))
+        return summary
+
+    def save(self) -> str:
+        """Write a checkpoint of everything needed to resume exactly."""
+        self.data_state.assign(self.sampler.state)
+        return self.manager.save(checkpoint_number=int(self.step))
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint (model, optimiser, step, data stream); returns its step."""
+        self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        self.sampler.state = self.data_state.numpy().decode("utf-8")
+        return int(self.step)
+
+    # ---------------------------------------------------------------------------------- the loop
+    def _initialize(self) -> None:
+        batch = self.sampler.next_batch()
+        self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
+        self.step.assign(0)
+        logger.info("step 0: data-dependent initialisation on %d images", batch["images"].shape[0] * batch["images"].shape[1])
+
+    def _validate_and_keep_best(self, step: int) -> float:
+        val_loss = self.validate()
+        if math.isfinite(val_loss):
+            self._log({"step": step, "split": "val", "loss": val_loss, "bits_per_dim": self._bits(val_loss), "time": time.time()})
+            if val_loss < float(self.best_val):
+                self.best_val.assign(val_loss)
+                self.data_state.assign(self.sampler.state)
+                self.best_manager.save(checkpoint_number=step)
+        return val_loss
+
+    def train(self, max_steps: Optional[int] = None) -> TrainResult:
+        """Train from the current step to ``max_steps`` (default: the config's).
+
+        Raises:
+            TrainingDiverged: the loss became NaN or Inf (the last good checkpoint stays).
+        """
+        train = self.config.train
+        last = train.max_steps if max_steps is None else max_steps
+        start_time = time.time()
+        if int(self.step) < 0:
+            self._initialize()
+        first = int(self.step) + 1
+        losses: list[float] = []
+        loss = math.nan
+        bar = tqdm(range(first, last + 1), initial=first - 1, total=last, desc="train", unit="step", disable=not self.progress)
+        try:
+            for step in bar:
+                batch = self.sampler.next_batch()
+                rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
+                scale = process_grad_scale(step, train.process_grad_schedule)
+                loss_t, _ = self._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]),
+                                             tf.constant(rate, tf.float32), tf.constant(scale, tf.float32))
+                loss = float(loss_t)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint is "
+                                           f"{self.manager.latest_checkpoint}")
+                self.step.assign(step)
+                losses.append(loss)
+                bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self._bits(loss):.3f}")
+                if step % train.log_every == 0 or step == last:
+                    mean_loss = float(np.mean(losses))
+                    self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self._bits(mean_loss),
+                               "learning_rate": rate, "process_grad_scale": scale, "time": time.time(),
+                               **self.process_summary()})
+                    losses = []
+                if step % train.validate_every == 0 or step == last:
+                    self._validate_and_keep_best(step)
+                if step % train.checkpoint_every == 0 or step == last:
+                    self.save()
+        except KeyboardInterrupt:
+            path = self.save()
+            logger.warning("interrupted at step %d: saved %s", int(self.step), path)
+            raise
+        finally:
+            bar.close()
+            self._writer.flush()
+        if not self.val_batches and self.manager.latest_checkpoint:
+            self.best_manager.save(checkpoint_number=int(self.step))
+        return TrainResult(int(self.step), loss, float(self.best_val), time.time() - start_time)
+
+
+def iterate_metrics(run_dir: str) -> Iterator[dict[str, Any]]:
+    """The records of ``metrics.jsonl``."""
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
