@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
 
-from bruno.errors import BrunoError
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's C++ info chatter; warnings and errors stay
+
+from bruno.errors import BrunoError  # noqa: E402
 
 EXIT_USER_ERROR = 2
 

@@ -8,12 +8,13 @@ Example:
 """
 from __future__ import annotations
 
+from _cli import run  # first: it quiets TensorFlow before TensorFlow loads
+
 import argparse
 import logging
 import os
 
 import numpy as np
-from _cli import run
 
 from bruno.data.table import SPLITS, SliceTable
 from bruno.errors import DataFileError

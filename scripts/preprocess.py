@@ -6,11 +6,12 @@ Example:
 """
 from __future__ import annotations
 
+from _cli import run  # first: it quiets TensorFlow before TensorFlow loads
+
 import argparse
 import logging
 import time
 
-from _cli import run
 
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table

@@ -12,12 +12,13 @@ Examples:
 """
 from __future__ import annotations
 
+from _cli import run  # first: it quiets TensorFlow before TensorFlow loads
+
 import argparse
 import logging
 import os
 
 import tensorflow as tf
-from _cli import run
 
 from bruno.config import load_config, override
 from bruno.errors import RunDirError

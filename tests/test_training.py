@@ -1,0 +1,258 @@
+"""Training semantics on tiny.yaml: init pass, schedules, TF1 RMSProp, resume, NaN, interrupts, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bruno.config import Config, load_config, override
+from bruno.errors import DataFileError, RunDirError, TrainingDiverged
+from bruno.optimizers import AdamTF1, RMSPropTF1
+from bruno.training import (
+    Trainer, iterate_metrics, learning_rate_at, make_deterministic, prepare_run_dir, process_grad_scale,
+)
+
+from tests.conftest import REPO
+from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """tiny.yaml with its phantom table in a temporary folder (built once)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
+    from bruno.training import load_slice_table
+
+    load_slice_table(config, progress=False)
+    return config
+
+
+def trainer(config: Config, run_dir: Path, resume: bool = False, **train: object) -> Trainer:
+    config = override(config, "train", **train)
+    prepare_run_dir(str(run_dir), config, resume=resume, overwrite=False)
+    make_deterministic(config.train.seed)
+    t = Trainer(config, str(run_dir), progress=False)
+    if resume:
+        t.restore()
+    return t
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in iterate_metrics(str(run_dir)) if r["split"] == "train"]
+
+
+def test_schedules() -> None:
+    assert learning_rate_at(0, 1e-3, 0.999995) == pytest.approx(1e-3 * 0.999995)
+    assert learning_rate_at(199_999, 1e-3, 0.999995) == pytest.approx(0.368e-3, rel=1e-3)
+    schedule = {0: 0.0, 500: 0.5, 1000: 1.0}
+    assert [process_grad_scale(s, schedule) for s in (0, 499, 500, 999, 1000, 10**6)] == [0, 0, 0.5, 0.5, 1, 1]
+
+
+def test_rmsprop_has_tf1_semantics() -> None:
+    """Against the formula and against tf.compat.v1.train.RMSPropOptimizer on f(θ) = Σ aθ²/2."""
+    a = tf.constant([1.0, 4.0, 0.25])
+    ours, reference = tf.Variable([1.0, -2.0, 3.0]), tf.Variable([1.0, -2.0, 3.0])
+    optimizer = RMSPropTF1()
+    optimizer.build([ours])
+    v1 = tf.compat.v1.train.RMSPropOptimizer(0.01, decay=0.9, momentum=0.0, epsilon=1e-10)
+    theta, ms = np.array([1.0, -2.0, 3.0]), np.ones(3)
+    for _ in range(5):
+        optimizer.apply([a * ours], [ours], tf.constant(0.01))
+        v1.apply_gradients([(a * reference, reference)])
+        g = a.numpy() * theta
+        ms = 0.9 * ms + 0.1 * g**2
+        theta = theta - 0.01 * g / np.sqrt(ms + 1e-10)
+    np.testing.assert_allclose(ours.numpy(), theta, rtol=1e-5)
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5)
+    # Keras' RMSprop (accumulator at zero) takes a ~3x larger first step: the difference matters.
+    first = RMSPropTF1()
+    x = tf.Variable([1.0])
+    first.build([x])
+    first.apply([tf.constant([1.0])], [x], tf.constant(0.01))
+    assert 1.0 - x.numpy()[0] == pytest.approx(0.01 / np.sqrt(0.9 + 0.1), rel=1e-6)
+
+
+def test_adam_matches_tf1() -> None:
+    ours, reference = tf.Variable([1.0, -2.0]), tf.Variable([1.0, -2.0])
+    optimizer = AdamTF1()
+    optimizer.build([ours])
+    v1 = tf.compat.v1.train.AdamOptimizer(0.01)
+    for _ in range(4):
+        optimizer.apply([2.0 * ours], [ours], tf.constant(0.01))
+        v1.apply_gradients([(2.0 * reference, reference)])
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5)
+
+
+def test_step_zero_changes_only_the_init_variables(tiny: Config, tmp_path: Path) -> None:
+    t = trainer(tiny, tmp_path / "run")
+    before = [v.numpy().copy() for v in t.model.variables]
+    slots = [s.numpy().copy() for group in t.optimizer.slots for s in group]
+    t._initialize()
+    changed = [v.name for v, old in zip(t.model.variables, before) if not np.array_equal(v.numpy(), old)]
+    assert changed and all(name.endswith(("/g:0", "/b:0")) for name in changed)  # weight-norm gains and biases
+    assert int(t.step) == 0 and int(t.optimizer.iterations) == 0
+    for old, group in zip(slots, [s for g in t.optimizer.slots for s in g]):
+        np.testing.assert_array_equal(old, group.numpy())
+
+
+def test_loss_decreases_on_a_fixed_batch(tiny: Config, tmp_path: Path) -> None:
+    t = trainer(tiny, tmp_path / "run", learning_rate=3e-3)
+    t._initialize()
+    batch = t.sampler.next_batch()
+    images, poses = tf.constant(batch["images"]), tf.constant(batch["poses"])
+    values = [float(t._train_step(images, poses, tf.constant(3e-3), tf.constant(1.0))[0]) for _ in range(30)]
+    assert values[-1] < 0.8 * values[0]
+
+
+def test_schedule_scales_the_process_gradients(tiny: Config, tmp_path: Path) -> None:
+    t = trainer(tiny, tmp_path / "run")
+    t._initialize()
+    batch = t.sampler.next_batch()
+    assert sum("prior_" in v.name for v in t.variables) == 3
+    before = [v.numpy().copy() for v in t.variables]
+    t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.0))
+    moved = [not np.array_equal(v.numpy(), b) for v, b in zip(t.variables, before)]
+    is_process = ["prior_" in v.name for v in t.variables]
+    assert not any(m and p for m, p in zip(moved, is_process))  # scale 0: the process is frozen
+    assert sum(m and not p for m, p in zip(moved, is_process)) > 10  # the flow is not
+    t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.5))
+    assert all(not np.array_equal(v.numpy(), b) for v, b, p in zip(t.variables, before, is_process) if p)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny: Config, tmp_path: Path) -> None:
+    trainer(tiny, tmp_path / "full", checkpoint_every=3, log_every=1).train(max_steps=8)
+    trainer(tiny, tmp_path / "split", checkpoint_every=3, log_every=1).train(max_steps=5)
+    # The process ends at step 5 (checkpoint written at the end); a new process resumes from it.
+    trainer(tiny, tmp_path / "split", resume=True, checkpoint_every=3, log_every=1).train(max_steps=8)
+    full, split = losses(tmp_path / "full"), losses(tmp_path / "split")
+    assert [s for s, _ in full] == list(range(1, 9)) == [s for s, _ in split]
+    assert full == split  # bit-identical on CPU
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Config, tmp_path: Path) -> None:
+    t = trainer(tiny, tmp_path / "run", checkpoint_every=2)
+    draw = t.sampler.next_batch
+    calls = {"n": 0}
+
+    def poisoned() -> dict[str, np.ndarray]:
+        batch = draw()
+        calls["n"] += 1
+        if calls["n"] == 6:  # batch 0 is the init; this is step 5
+            batch["images"] = np.full_like(batch["images"], np.nan)
+        return batch
+
+    t.sampler.next_batch = poisoned  # type: ignore[method-assign]
+    with pytest.raises(TrainingDiverged, match=r"step 5: training loss is nan; stopped\. The last good checkpoint is .*ckpt-4"):
+        t.train(max_steps=10)
+    assert t.manager.latest_checkpoint.endswith("ckpt-4")
+
+
+def test_ctrl_c_saves_a_checkpoint(tiny: Config, tmp_path: Path) -> None:
+    t = trainer(tiny, tmp_path / "run", checkpoint_every=100)
+    draw = t.sampler.next_batch
+    calls = {"n": 0}
+
+    def interrupted() -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return draw()
+
+    t.sampler.next_batch = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        t.train(max_steps=10)
+    assert t.manager.latest_checkpoint.endswith("ckpt-2")
+
+
+def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunDirError, match=r"run: --resume, but there is no checkpoint to resume from"):
+        prepare_run_dir(str(run_dir), tiny, resume=True, overwrite=False)
+    trainer(tiny, run_dir).train(max_steps=2)
+    with pytest.raises(RunDirError, match=r"run: already holds a run \(pass --resume to continue it or --overwrite"):
+        prepare_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
+    other = override(tiny, "train", learning_rate=0.5)
+    with pytest.raises(RunDirError, match=r"run: holds a different experiment, train\.learning_rate \(0\.001 there, 0\.5 here\)"):
+        prepare_run_dir(str(run_dir), other, resume=True, overwrite=False)
+    prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=50), resume=True, overwrite=False)  # longer is fine
+    prepare_run_dir(str(run_dir), other, resume=False, overwrite=True)
+    assert not (run_dir / "checkpoints").exists() and "learning_rate: 0.5" in (run_dir / "config.yaml").read_text()
+
+
+def test_table_must_exist_and_match(tiny: Config, tmp_path: Path) -> None:
+    from bruno.training import load_slice_table
+
+    nifti = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, source="nifti", output=str(tmp_path / "none.h5")))
+    with pytest.raises(DataFileError, match=r"none\.h5: no such file; preprocess the data first"):
+        load_slice_table(nifti)
+    mismatched = override(tiny, "data", num_poses=9)
+    with pytest.raises(DataFileError, match=r"tiny\.h5: holds 8 poses of 16x16, but the config asks for 9 of 16x16"):
+        load_slice_table(mismatched)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def write_config(tmp_path: Path, tiny: Config, **train: object) -> Path:
+    from bruno.config import config_to_yaml
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(config_to_yaml(override(tiny, "train", **train)))
+    return path
+
+
+def test_cli_bad_inputs(tiny: Config, tmp_path: Path) -> None:
+    assert_one_line_error(run_script("train.py", str(tmp_path / "missing.yaml")), r"missing\.yaml: config file not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {num_context: 9, seq_len: 4}")
+    assert_one_line_error(run_script("train.py", str(bad)), r"bad\.yaml: train\.num_context=9, expected an integer in \[0, seq_len\)")
+    config = write_config(tmp_path, tiny)
+    assert_one_line_error(run_script("train.py", str(config), "--run-dir", str(tmp_path / "r"), "--resume"),
+                          r"--resume, but there is no checkpoint")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.geteuid() != 0:  # root writes anywhere
+            assert_one_line_error(run_script("train.py", str(config), "--run-dir", str(locked / "r")),
+                                  r"cannot create the run directory")
+    finally:
+        locked.chmod(0o755)
+    assert_one_line_error(run_script("train.py", str(config), "--run-dir", str(tmp_path / "r"), "--gpus", "4"),
+                          r"--gpus 4: only 0 GPU\(s\) visible")
+
+
+def test_cli_nan_exits_non_zero(tiny: Config, tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny, learning_rate=1e30, max_steps=30, checkpoint_every=1)
+    result = run_script("train.py", str(config), "--run-dir", str(tmp_path / "r"), "--no-progress")
+    assert_one_line_error(result, r"step \d+: training loss is (nan|inf)")
+
+
+def test_kill_mid_run_then_resume_loses_at_most_one_interval(tiny: Config, tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny, max_steps=400, checkpoint_every=4, log_every=1, validate_every=1000)
+    run_dir = tmp_path / "r"
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts/train.py"), str(config), "--run-dir", str(run_dir),
+                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 10):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    reached = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
+    assert reached >= 10
+    result = run_script("train.py", str(config), "--run-dir", str(run_dir), "--resume", "--max-steps", str(reached + 2),
+                        "--no-progress")
+    assert result.returncode == 0, result.stderr
+    resumed_at = int(result.stderr.split("at step ")[1].split()[0])
+    assert reached - 4 <= resumed_at <= reached
+    steps = [s for s, _ in losses(run_dir)]
+    assert steps[-1] == reached + 2 and math.isfinite(losses(run_dir)[-1][1])
