@@ -313,13 +313,13 @@ class Trainer:
     def save(self) -> str:
         """Write a checkpoint of everything needed to resume exactly."""
         self.data_state.assign(self.sampler.state)
-        return self.manager.save(checkpoint_number=int(self.step))
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
     def restore(self) -> int:
         """Restore the latest checkpoint (model, optimiser, step, data stream); returns its step."""
         self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
         self.sampler.state = self.data_state.numpy().decode("utf-8")
-        return int(self.step)
+        return int(self.step.numpy())
 
     # ---------------------------------------------------------------------------------- the loop
     def _initialize(self) -> None:
@@ -332,7 +332,7 @@ class Trainer:
         val_loss = self.validate()
         if math.isfinite(val_loss):
             self._log({"step": step, "split": "val", "loss": val_loss, "bits_per_dim": self._bits(val_loss), "time": time.time()})
-            if val_loss < float(self.best_val):
+            if val_loss < float(self.best_val.numpy()):
                 self.best_val.assign(val_loss)
                 self.data_state.assign(self.sampler.state)
                 self.best_manager.save(checkpoint_number=step)
@@ -347,9 +347,9 @@ class Trainer:
         train = self.config.train
         last = train.max_steps if max_steps is None else max_steps
         start_time = time.time()
-        if int(self.step) < 0:
+        if int(self.step.numpy()) < 0:
             self._initialize()
-        first = int(self.step) + 1
+        first = int(self.step.numpy()) + 1
         losses: list[float] = []
         loss = math.nan
         bar = tqdm(range(first, last + 1), initial=first - 1, total=last, desc="train", unit="step", disable=not self.progress)
@@ -379,14 +379,14 @@ class Trainer:
                     self.save()
         except KeyboardInterrupt:
             path = self.save()
-            logger.warning("interrupted at step %d: saved %s", int(self.step), path)
+            logger.warning("interrupted at step %d: saved %s", int(self.step.numpy()), path)
             raise
         finally:
             bar.close()
             self._writer.flush()
         if not self.val_batches and self.manager.latest_checkpoint:
-            self.best_manager.save(checkpoint_number=int(self.step))
-        return TrainResult(int(self.step), loss, float(self.best_val), time.time() - start_time)
+            self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+        return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time)
 
 
 def iterate_metrics(run_dir: str) -> Iterator[dict[str, Any]]:

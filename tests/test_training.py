@@ -256,3 +256,29 @@ def test_kill_mid_run_then_resume_loses_at_most_one_interval(tiny: Config, tmp_p
     assert reached - 4 <= resumed_at <= reached
     steps = [s for s, _ in losses(run_dir)]
     assert steps[-1] == reached + 2 and math.isfinite(losses(run_dir)[-1][1])
+
+
+MIRRORED = """
+import os, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from bruno.config import load_config, override
+from bruno.training import Trainer, make_deterministic, prepare_run_dir
+folder = sys.argv[1]
+config = override(load_config(sys.argv[2]), "data", output=os.path.join(folder, "tiny.h5"))
+for name, strategy in [("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    run = os.path.join(folder, name)
+    prepare_run_dir(run, config, False, False)
+    make_deterministic(0)
+    print(name, repr(Trainer(config, run, strategy=strategy, progress=False).train(max_steps=3).train_loss))
+"""
+
+
+def test_mirrored_strategy_matches_a_single_device(tmp_path: Path) -> None:
+    """The multi-GPU path, on two logical CPU devices: same losses as one device (batch split, gradients averaged)."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path), str(REPO / "config_rnn/tiny.yaml")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = dict(line.split() for line in result.stdout.splitlines() if line.startswith(("single", "mirrored")))
+    assert float(values["mirrored"]) == pytest.approx(float(values["single"]), rel=1e-4)
