@@ -144,9 +144,12 @@ def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool)
     if os.path.isdir(run_dir) and any(os.path.exists(os.path.join(run_dir, f)) for f in _RUN_FILES):
         if not overwrite:
             raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
-        for name in _RUN_FILES:
+        for name in _RUN_FILES:  # only what a run writes; anything else the user keeps there stays
             path = os.path.join(run_dir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.path.exists(path) and os.remove(path)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
