@@ -132,8 +132,7 @@ def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool)
     if resume:
         if tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is None:
             raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
-        with open(stored, encoding="utf-8") as f:
-            previous = yaml.safe_load(f)
+        previous = yaml.safe_load(config_to_yaml(load_run_config(run_dir)))
         here = yaml.safe_load(config_to_yaml(config))
         previous.get("train", {}).pop("max_steps", None)
         here["train"].pop("max_steps")

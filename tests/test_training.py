@@ -189,6 +189,19 @@ def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
     assert not (run_dir / "checkpoints").exists() and "learning_rate: 0.5" in (run_dir / "config.yaml").read_text()
 
 
+def test_unwritable_run_dir(tiny: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root may write anywhere; simulate what a normal user meets
+        monkeypatch.setattr("bruno.training.os.access", lambda path, mode: False)
+    try:
+        with pytest.raises(RunDirError, match=r"locked/r: (run directory is not writable|cannot create the run directory)"):
+            prepare_run_dir(str(locked / "r"), tiny, resume=False, overwrite=False)
+    finally:
+        locked.chmod(0o755)
+
+
 def test_table_must_exist_and_match(tiny: Config, tmp_path: Path) -> None:
     from bruno.training import load_slice_table
 
@@ -217,15 +230,6 @@ def test_cli_bad_inputs(tiny: Config, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny)
     assert_one_line_error(run_script("train.py", str(config), "--run-dir", str(tmp_path / "r"), "--resume"),
                           r"--resume, but there is no checkpoint")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        if os.geteuid() != 0:  # root writes anywhere
-            assert_one_line_error(run_script("train.py", str(config), "--run-dir", str(locked / "r")),
-                                  r"cannot create the run directory")
-    finally:
-        locked.chmod(0o755)
     assert_one_line_error(run_script("train.py", str(config), "--run-dir", str(tmp_path / "r"), "--gpus", "4"),
                           r"--gpus 4: only 0 GPU\(s\) visible")
 
