@@ -351,6 +351,7 @@ class Trainer:
         start_time = time.time()
         if int(self.step.numpy()) < 0:
             self._initialize()
+            self._validate_and_keep_best(0)  # the start of the validation curve
         first = int(self.step.numpy()) + 1
         losses: list[float] = []
         loss = math.nan
