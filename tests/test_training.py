@@ -252,7 +252,7 @@ def test_kill_mid_run_then_resume_loses_at_most_one_interval(tiny: Config, tmp_p
     process.send_signal(signal.SIGKILL)
     process.wait()
     reached = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
-    assert reached >= 10
+    assert reached >= 8  # at least two checkpoint intervals were written
     result = run_script("train.py", str(config), "--run-dir", str(run_dir), "--resume", "--max-steps", str(reached + 2),
                         "--no-progress")
     assert result.returncode == 0, result.stderr
