@@ -1,4 +1,10 @@
-"""Scores: the test NLL of sequences (SPEC §4, upstream test_nll.py)."""
+"""Scores: the test NLL of sequences (SPEC §4) and per-slice SSIM / CC of reconstructions (SPEC §5.3).
+
+SSIM is scikit-image's ``structural_similarity`` on 2D slices scaled to [0, 1] with
+``data_range=1.0`` (its default 7×7 window; Wang et al., 2004). CC is the Pearson correlation of
+pixel intensities, Σ(a−ā)(b−b̄)/√(Σ(a−ā)²·Σ(b−b̄)²); it is undefined (NaN) where either slice is
+constant, and such slices are left out of means, never counted as 0.
+"""
 from __future__ import annotations
 
 import math
@@ -6,13 +12,14 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
 from bruno.model import ConditionalBruno
 
-__all__ = ["NLL", "sequence_nll"]
+__all__ = ["NLL", "SliceScores", "cross_correlation", "sequence_nll", "slice_scores", "ssim"]
 
 
 class NLL(NamedTuple):
@@ -43,3 +50,35 @@ def sequence_nll(model: ConditionalBruno, table: SliceTable, split: str, seq_len
               for b in tqdm(sampler.batches(batches), total=batches, desc=f"NLL {split}", disable=not progress)]
     nats = -float(np.mean(values))
     return NLL(nats, nats / (model.num_dims * math.log(2.0)), batches * batch_size)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two 2D slices on the [0, 1] scale (``data_range=1.0``)."""
+    return float(structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0))
+
+
+def cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two slices' pixels; NaN when either slice is constant."""
+    x = np.asarray(a, np.float64).ravel() - np.mean(a)
+    y = np.asarray(b, np.float64).ravel() - np.mean(b)
+    denominator = math.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y / denominator) if denominator > 0 else math.nan
+
+
+class SliceScores(NamedTuple):
+    """Per-slice scores of a volume: ``ssim`` and ``cc`` float [N] (``cc`` NaN where undefined)."""
+
+    ssim: np.ndarray
+    cc: np.ndarray
+
+
+def slice_scores(prediction: np.ndarray, truth: np.ndarray) -> SliceScores:
+    """Score every slice of [N, H, W] volumes given on the 0..255 intensity scale.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    if np.shape(prediction) != np.shape(truth) or np.ndim(truth) != 3:
+        raise ValueError(f"prediction {np.shape(prediction)} and truth {np.shape(truth)}: expected equal [N, H, W] shapes")
+    p, t = np.asarray(prediction, np.float64) / 255.0, np.asarray(truth, np.float64) / 255.0
+    return SliceScores(np.array([ssim(a, b) for a, b in zip(p, t)]), np.array([cross_correlation(a, b) for a, b in zip(p, t)]))

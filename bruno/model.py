@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
@@ -172,6 +173,7 @@ class ConditionalBruno(tf.Module):
         num_samples: int,
         seed: int = 0,
         decode_batch_size: int = 256,
+        progress: bool = False,
     ) -> Samples:
         """Sample the slices at ``query_poses`` of each subject given its context slices.
 
@@ -183,6 +185,7 @@ class ConditionalBruno(tf.Module):
             num_samples: S >= 1 draws per query.
             seed: seed of the latent draws (stateless: the same seed gives the same samples).
             decode_batch_size: images inverted through the flow at once.
+            progress: show a progress bar over the decoding.
 
         Returns:
             :class:`Samples` with ``images`` [S, batch, Q, H, W, 1] and their ``mean``.
@@ -209,7 +212,8 @@ class ConditionalBruno(tf.Module):
         poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
                            [-1, self.num_poses])
         decoded = []
-        for start in range(0, num_samples * batch * queries, decode_batch_size):
+        total = num_samples * batch * queries
+        for start in tqdm(range(0, total, decode_batch_size), desc="sampling", unit="batch", disable=not progress):
             chunk = slice(start, start + decode_batch_size)
             decoded.append(self.flow.inverse(latents[chunk], pose_embedding=self.embedding(poses[chunk])))
         size = self.image_size

@@ -1,0 +1,94 @@
+"""Evaluate a trained run as in the paper: reconstruct test volumes from k evenly spread slices.
+
+For every subject and k, scores each slice (SSIM, CC) of the mean image, of single samples, and of two
+baselines (linear interpolation between the contexts; the training population's mean volume).
+Writes results.md (tables like the paper's 3a/3b), results.csv, results.json (per slice),
+ssim_curves.png (per-slice SSIM per k, Fig. 3c) and montage.png (contexts, truth, samples, mean, std).
+
+Examples:
+    python scripts/evaluate.py --run runs/phantom
+    python scripts/evaluate.py --run runs/ixi --samples 20 --contexts-list 1,3,5,9
+    python scripts/evaluate.py --run runs/adni --input /data/new_scans --out results/new
+"""
+from __future__ import annotations
+
+from _cli import run  # first: it quiets TensorFlow before TensorFlow loads
+
+import argparse
+import logging
+import os
+
+from bruno.baselines import population_mean
+from bruno.data.nifti import find_inputs, load_nifti
+from bruno.data.slices import extract_slices
+from bruno.errors import ConfigError
+from bruno.evaluation import Subject, evaluate, results_markdown, save_curves, save_montage, write_results
+from bruno.files import check_output_path
+from bruno.reconstruction import evenly_spread, fetal_contexts
+from bruno.training import load_slice_table, make_deterministic, restore_model
+
+logger = logging.getLogger("evaluate")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run directory written by scripts/train.py")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--split", default="test", choices=("train", "val", "test"), help="volumes of the run's table (default test)")
+    source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
+    parser.add_argument("--contexts-list", default="1,3,5,9", help="numbers of context slices k (default 1,3,5,9)")
+    parser.add_argument("--context-table", choices=("even", "fetal"), default="even",
+                        help="even: idx_i = round((i+1)N/(k+1)); fetal: the paper's Table 4a indices (N = 80)")
+    parser.add_argument("--samples", type=int, default=100, help="samples per pose (default 100)")
+    parser.add_argument("--max-subjects", type=int, help="evaluate only the first M subjects")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
+    parser.add_argument("--out", help="output folder (default RUN/eval_<split or input>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args()
+
+    model, config, step = restore_model(args.run, args.checkpoint)
+    make_deterministic(args.seed)
+    num_poses = config.data.num_poses
+    try:
+        ks = [int(k) for k in args.contexts_list.split(",")]
+    except ValueError:
+        raise ConfigError(f"--contexts-list {args.contexts_list!r}: expected comma-separated integers") from None
+    if any(not 1 <= k <= num_poses for k in ks):
+        raise ConfigError(f"--contexts-list {args.contexts_list!r}: every k must be in [1, N = {num_poses}]")
+    if args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: expected >= 1")
+    contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
+    for k in ks:
+        contexts_for(k, num_poses)  # fail now, not after hours of sampling
+    out = args.out or os.path.join(args.run, "eval_" + ("input" if args.input else args.split))
+    os.makedirs(out, exist_ok=True)
+    for name in ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png"):
+        check_output_path(os.path.join(out, name), args.overwrite)
+
+    table = load_slice_table(config)
+    atlas = population_mean(table, "train")
+    if args.input:
+        subjects = []
+        for path in find_inputs(args.input)[: args.max_subjects]:
+            volume = load_nifti(path, config.data.subject_pattern)
+            subjects.append(Subject(volume.subject, extract_slices(volume, config.data).images))
+    else:
+        indices = table.volumes_in(args.split)[: args.max_subjects]
+        if len(indices) == 0:
+            raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
+        subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i)))) for i in indices]
+    results, first = evaluate(model, subjects, ks, atlas, contexts_for, args.samples, args.seed, not args.no_progress)
+    results.update(run=args.run, checkpoint_step=step, source=args.input or args.split)
+    title = f"{os.path.basename(os.path.normpath(args.run))}: {args.input or args.split} (checkpoint step {step})"
+    write_results(results, out, title, args.overwrite)
+    save_curves(results, os.path.join(out, "ssim_curves.png"), args.overwrite)
+    k_shown = 3 if 3 in ks else ks[0]
+    save_montage(subjects[0], first[k_shown], os.path.join(out, "montage.png"), overwrite=args.overwrite)
+    print(results_markdown(results, title))
+    logger.info("wrote results.md, results.csv, results.json, ssim_curves.png, montage.png to %s", out)
+
+
+if __name__ == "__main__":
+    run(main)
