@@ -34,13 +34,17 @@ FETAL_CONTEXTS = {1: (40,), 3: (20, 40, 60), 4: (10, 30, 50, 70), 7: (10, 20, 30
 def evenly_spread(k: int, num_poses: int) -> list[int]:
     """k context poses spread over the stack: idx_i = round((i+1)·N/(k+1)), i = 0..k−1 (SPEC §5.3).
 
+    Where that rule would repeat a pose (k close to N), k distinct poses evenly spaced from 0 to N−1.
+
     Raises:
         ConfigError: k < 0 or k > N.
     """
     if not 0 <= k <= num_poses:
         raise ConfigError(f"k={k}, expected 0 <= k <= N = {num_poses}")
-    indices = [int(np.floor((i + 1) * num_poses / (k + 1) + 0.5)) for i in range(k)]
-    return [min(i, num_poses - 1) for i in indices]
+    indices = [min(int(np.floor((i + 1) * num_poses / (k + 1) + 0.5)), num_poses - 1) for i in range(k)]
+    if len(set(indices)) < k:  # k close to N: the rule repeats poses, so spread over the whole stack instead
+        indices = np.round(np.linspace(0, num_poses - 1, k)).astype(int).tolist()
+    return indices
 
 
 def fetal_contexts(k: int, num_poses: int) -> list[int]:

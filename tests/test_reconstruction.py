@@ -1,0 +1,169 @@
+"""Reconstruction, metrics, baselines and their command-line scripts (issue: reconstruction and evaluation)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bruno.baselines import linear_interpolation, population_mean
+from bruno.config import Config, DataConfig, load_config, override
+from bruno.data.nifti import load_nifti
+from bruno.data.slices import extract_slices
+from bruno.errors import ConfigError
+from bruno.metrics import cross_correlation, slice_scores, ssim
+from bruno.reconstruction import evenly_spread, fetal_contexts, parse_contexts, reconstruct, write_volume
+from bruno.training import Trainer, make_deterministic, prepare_run_dir, restore_model
+
+from tests.conftest import REPO, head_like, write_nifti
+from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+
+
+def test_metrics_on_known_images() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random((16, 16))
+    assert ssim(a, a) == pytest.approx(1.0) and cross_correlation(a, a) == pytest.approx(1.0)
+    assert cross_correlation(a, 1.0 - a) == pytest.approx(-1.0)
+    assert cross_correlation(a, 3.0 * a + 2.0) == pytest.approx(1.0)
+    assert ssim(a, 1.0 - a) < 0.0
+    assert math.isnan(cross_correlation(np.zeros((4, 4)), a[:4, :4]))
+    truth = np.stack([a * 255, np.zeros((16, 16))])
+    scores = slice_scores(truth, truth)
+    np.testing.assert_allclose(scores.ssim, [1.0, 1.0])
+    assert scores.cc[0] == pytest.approx(1.0) and math.isnan(scores.cc[1])  # undefined, not 0
+    with pytest.raises(ValueError, match=r"prediction \(2, 16, 16\) and truth \(2, 16, 8\)"):
+        slice_scores(truth, truth[..., :8])
+
+
+def test_linear_interpolation_on_a_ramp() -> None:
+    images = np.arange(10, dtype=float)[:, None, None] * np.ones((10, 3, 3)) * 10.0  # slice q has value 10q
+    out = linear_interpolation(images, [2, 7])
+    np.testing.assert_allclose(out[:, 0, 0], [20, 20, 20, 30, 40, 50, 60, 70, 70, 70])  # constant beyond the ends
+    out = linear_interpolation(images, [5])
+    np.testing.assert_allclose(out[:, 1, 1], 50.0)  # k = 1 copies the one slice
+    np.testing.assert_allclose(linear_interpolation(images, [9, 0, 4])[:, 0, 0], 10 * np.arange(10))
+    with pytest.raises(ValueError, match="at least one known slice"):
+        linear_interpolation(images, [])
+
+
+def test_context_rules() -> None:
+    assert evenly_spread(1, 80) == [40]
+    assert evenly_spread(3, 80) == [20, 40, 60]
+    assert evenly_spread(4, 90) == [18, 36, 54, 72]
+    assert evenly_spread(0, 10) == []
+    assert evenly_spread(9, 9) == list(range(9)) and len(set(evenly_spread(7, 9))) == 7
+    assert fetal_contexts(4, 80) == [10, 30, 50, 70] and fetal_contexts(7, 80) == [10, 20, 30, 40, 50, 60, 70]
+    with pytest.raises(ConfigError, match=r"fetal context table needs N = 80 and k in \[1, 3, 4, 7\], got N = 80, k = 5"):
+        fetal_contexts(5, 80)
+    with pytest.raises(ConfigError, match=r"k=11, expected 0 <= k <= N = 10"):
+        evenly_spread(11, 10)
+    assert parse_contexts("20, 40,60", 80) == [20, 40, 60]
+    with pytest.raises(ConfigError, match=r"--contexts '3,80': 80 is out of range, expected indices in \[0, 80\)"):
+        parse_contexts("3,80", 80)
+    with pytest.raises(ConfigError, match=r"--contexts '3,3': repeated slice index"):
+        parse_contexts("3,3", 80)
+    with pytest.raises(ConfigError, match=r"--contexts 'a,b': expected comma-separated slice indices"):
+        parse_contexts("a,b", 80)
+
+
+def test_nifti_round_trip_keeps_world_coordinates(tmp_path: Path) -> None:
+    """A reconstruction written with the slab affine puts every voxel where the input had it."""
+    affine = np.array([[0.0, 0.0, 2.0, -40.0], [-2.0, 0.0, 0.0, 60.0], [0.0, 2.5, 0.0, -30.0], [0, 0, 0, 1.0]])  # PSR-like
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in (20, 24, 18)], indexing="ij"), -1)
+    world = index @ affine[:3, :3].T + affine[:3, 3]
+    values = 100.0 + 0.8 * world[..., 0] + 0.5 * world[..., 1] + 0.3 * world[..., 2]  # a linear function of position
+    volume = load_nifti(str(write_nifti(tmp_path / "in.nii.gz", values.astype(np.float32), affine)))
+    config = DataConfig(num_poses=12, image_size=16, slab_fraction=0.8, intensity="window", intensity_range=(0.0, 255.0))
+    slices = extract_slices(volume, config)
+    write_volume(str(tmp_path / "out.nii.gz"), slices.images, slices.affine, (slices.intensity_low, slices.intensity_high))
+    out = nib.load(str(tmp_path / "out.nii.gz"))
+    assert nib.aff2axcodes(out.affine) == ("R", "A", "S")
+    data = out.get_fdata()
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in data.shape], indexing="ij"), -1)
+    out_world = grid @ out.affine[:3, :3].T + out.affine[:3, 3]
+    expected = 100.0 + 0.8 * out_world[..., 0] + 0.5 * out_world[..., 1] + 0.3 * out_world[..., 2]
+    interior = (slice(3, -3), slice(3, -3), slice(2, -2))
+    inside = (data[interior] > 0) & (data[interior] < 255)
+    np.testing.assert_allclose(data[interior][inside], expected[interior][inside], atol=1.0)
+    write_volume(str(tmp_path / "s.nii.gz"), np.stack([slices.images] * 3), slices.affine, None)
+    assert nib.load(str(tmp_path / "s.nii.gz")).shape == (16, 16, 12, 3)
+    with pytest.raises(Exception, match=r"out\.nii\.gz: output file exists"):
+        write_volume(str(tmp_path / "out.nii.gz"), slices.images, slices.affine, None)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run trained for 3 steps."""
+    folder = tmp_path_factory.mktemp("recon")
+    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
+    run = folder / "run"
+    prepare_run_dir(str(run), config, False, False)
+    make_deterministic(0)
+    Trainer(config, str(run), progress=False).train(max_steps=3)
+    return run
+
+
+def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
+    model, config, step = restore_model(str(run_dir))
+    assert step == 3 and isinstance(config, Config)
+    images = np.random.default_rng(0).integers(0, 255, (8, 16, 16)).astype(np.uint8)
+    a = reconstruct(model, images, [2, 5], num_samples=3, seed=1, progress=False)
+    assert a.samples.shape == (3, 8, 16, 16) and a.mean.shape == a.std.shape == (8, 16, 16)
+    assert a.samples.min() >= 0 and a.samples.max() <= 255 and a.contexts == [2, 5]
+    np.testing.assert_allclose(a.mean, a.samples.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(reconstruct(model, images, [2, 5], 3, seed=1, progress=False).samples, a.samples, atol=1e-3)
+    assert not np.allclose(reconstruct(model, images, [2, 5], 3, seed=2, progress=False).samples, a.samples)
+    prior = reconstruct(model, images, [], 2, progress=False)
+    assert prior.samples.shape == (2, 8, 16, 16)
+    with pytest.raises(ConfigError, match=r"--samples 0: expected >= 1"):
+        reconstruct(model, images, [1], 0)
+
+
+def test_population_mean(run_dir: Path) -> None:
+    from bruno.training import load_slice_table
+
+    _, config, _ = restore_model(str(run_dir))
+    table = load_slice_table(config)
+    atlas = population_mean(table)
+    train = table.volumes_in("train")
+    expected = np.mean([table.read(table.rows_of(int(v))).astype(float) for v in train], axis=0)
+    np.testing.assert_allclose(atlas, expected)
+
+
+def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> None:
+    scan = write_nifti(tmp_path / "scan.nii.gz", head_like((24, 24, 30)), np.diag([2.0, 2.0, 2.0, 1.0]))
+    out = tmp_path / "recon.nii.gz"
+    args = ["--run", str(run_dir), "--input", str(scan), "--samples", "2"]
+    result = run_script("reconstruct.py", *args, "--contexts", "1,4", "--output", str(out), "--std", str(tmp_path / "std.nii.gz"))
+    assert result.returncode == 0, result.stderr
+    assert nib.load(str(out)).shape == (16, 16, 8) and nib.load(str(tmp_path / "std.nii.gz")).shape == (16, 16, 8)
+    assert_one_line_error(run_script("reconstruct.py", *args, "--contexts", "1,4", "--output", str(out)), r"recon\.nii\.gz: output file exists")
+    new = str(tmp_path / "new.nii.gz")
+    assert_one_line_error(run_script("reconstruct.py", *args, "--contexts", "1,8", "--output", new), r"8 is out of range, expected indices in \[0, 8\)")
+    assert_one_line_error(run_script("reconstruct.py", *args, "--contexts", "1,1", "--output", new), r"repeated slice index")
+    assert_one_line_error(run_script("reconstruct.py", *args, "--num-contexts", "9", "--output", new), r"k=9, expected 0 <= k <= N = 8")
+    assert_one_line_error(run_script("reconstruct.py", "--run", str(run_dir), "--input", str(scan), "--samples", "0",
+                                     "--num-contexts", "2", "--output", new), r"--samples 0: expected >= 1")
+    flat = write_nifti(tmp_path / "flat.nii.gz", np.zeros((8, 8, 8), np.float32))
+    assert_one_line_error(run_script("reconstruct.py", "--run", str(run_dir), "--input", str(flat), "--num-contexts", "2",
+                                     "--output", new), r"flat\.nii\.gz: constant volume")
+    assert_one_line_error(run_script("reconstruct.py", "--run", str(tmp_path), "--input", str(scan), "--num-contexts", "2",
+                                     "--output", new), r"no config\.yaml, not a run directory")
+    assert not Path(new).exists()
+
+    evaluation = tmp_path / "eval"
+    result = run_script("evaluate.py", "--run", str(run_dir), "--samples", "2", "--contexts-list", "1,3", "--out", str(evaluation))
+    assert result.returncode == 0, result.stderr
+    assert "| linear interpolation |" in (evaluation / "results.md").read_text()
+    for name in ("results.csv", "results.json", "ssim_curves.png", "montage.png"):
+        assert (evaluation / name).stat().st_size > 100
+    assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,9", "--out", str(tmp_path / "e2")),
+                          r"every k must be in \[1, N = 8\]")
+    assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,3", "--out", str(evaluation)),
+                          r"results\.md: output file exists")
+
+    prior = run_script("sample_prior.py", str(run_dir), "--samples", "2", "--output", str(tmp_path / "atlas.nii.gz"))
+    assert prior.returncode == 0, prior.stderr
+    assert (tmp_path / "atlas.png").exists() and nib.load(str(tmp_path / "atlas.nii.gz")).shape == (16, 16, 8)
