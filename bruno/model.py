@@ -165,6 +165,11 @@ class ConditionalBruno(tf.Module):
         return LogProb(log_prob, bits_per_dim)
 
     # ------------------------------------------------------------------------------- sampling
+    @tf.function(reduce_retracing=True)
+    def _decode(self, latents: tf.Tensor, poses: tf.Tensor) -> tf.Tensor:
+        """Latents [n, D] and one-hot poses [n, N] → images [n, H, W, 1] (compiled once per chunk size)."""
+        return self.flow.inverse(latents, pose_embedding=self.embedding(poses))
+
     def sample(
         self,
         context_images: tf.Tensor,
@@ -215,7 +220,7 @@ class ConditionalBruno(tf.Module):
         total = num_samples * batch * queries
         for start in tqdm(range(0, total, decode_batch_size), desc="sampling", unit="batch", disable=not progress):
             chunk = slice(start, start + decode_batch_size)
-            decoded.append(self.flow.inverse(latents[chunk], pose_embedding=self.embedding(poses[chunk])))
+            decoded.append(self._decode(latents[chunk], poses[chunk]))
         size = self.image_size
         images = tf.reshape(tf.concat(decoded, axis=0), [num_samples, batch, queries, size, size, 1])
         # The exact inverse of the logit step spans (−0.0013, 256.0013); data pixels lie in [0, 256).
