@@ -167,3 +167,12 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     prior = run_script("sample_prior.py", str(run_dir), "--samples", "2", "--output", str(tmp_path / "atlas.nii.gz"))
     assert prior.returncode == 0, prior.stderr
     assert (tmp_path / "atlas.png").exists() and nib.load(str(tmp_path / "atlas.nii.gz")).shape == (16, 16, 8)
+
+
+def test_run_without_checkpoint(tmp_path: Path) -> None:
+    from bruno.errors import RunDirError
+
+    config = load_config(REPO / "config_rnn/tiny.yaml")
+    prepare_run_dir(str(tmp_path / "run"), config, False, False)  # config.yaml, but training never ran
+    with pytest.raises(RunDirError, match=r"run: no checkpoint found"):
+        restore_model(str(tmp_path / "run"))
