@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's C++ info chatter; warnings and errors stay
-
-from bruno.errors import BrunoError  # noqa: E402
+from bruno.errors import BrunoError
 
 EXIT_USER_ERROR = 2
 

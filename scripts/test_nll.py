@@ -8,7 +8,7 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import run  # first: it quiets TensorFlow before TensorFlow loads
+from _cli import run
 
 import argparse
 import json

@@ -12,7 +12,7 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import run  # first: it quiets TensorFlow before TensorFlow loads
+from _cli import run
 
 import argparse
 import logging
