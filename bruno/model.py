@@ -15,6 +15,7 @@ paper's "mean image"), not the decoded predictive mean.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import NamedTuple, Optional
 
@@ -28,6 +29,9 @@ from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
 from bruno.processes import ExchangeableProcess, make_process
 
 __all__ = ["ConditionalBruno", "LogProb", "Samples"]
+
+logger = logging.getLogger(__name__)
+MIN_INIT_IMAGES = 32
 
 
 class LogProb(NamedTuple):
@@ -135,7 +139,15 @@ class ConditionalBruno(tf.Module):
         return tf.reshape(z, [batch, length, self.num_dims]), tf.reshape(log_det, [batch, length])
 
     def initialize(self, images: tf.Tensor, poses: tf.Tensor) -> None:
-        """Data-dependent initialisation on the first batch (no gradient step; SPEC §2.7, §3)."""
+        """Data-dependent initialisation on the first batch (no gradient step; SPEC §2.7, §3).
+
+        The per-unit statistics come from this batch: with a handful of images they are unreliable
+        (2 images made the dense couplings' outputs reach ~1e10 in a probe; 64 gave |z| < 70).
+        """
+        count = int(np.prod(_shape(images)[:2]))
+        if count < MIN_INIT_IMAGES:
+            logger.warning("data-dependent init on only %d images (recommended >= %d): expect unstable scales",
+                           count, MIN_INIT_IMAGES)
         self.encode(images, poses, init=True)
 
     def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
