@@ -144,8 +144,9 @@ class ConditionalBruno(tf.Module):
         The per-unit statistics come from this batch: with a handful of images they are unreliable
         (2 images made the dense couplings' outputs reach ~1e10 in a probe; 64 gave |z| < 70).
         """
-        count = int(np.prod(_shape(images)[:2]))
-        if count < MIN_INIT_IMAGES:
+        batch, length = _shape(images)[:2]
+        count = (batch or 0) * (length or 0)
+        if count and count < MIN_INIT_IMAGES:
             logger.warning("data-dependent init on only %d images (recommended >= %d): expect unstable scales",
                            count, MIN_INIT_IMAGES)
         self.encode(images, poses, init=True)
