@@ -291,7 +291,8 @@ class Trainer:
         return -float(np.mean(values))
 
     # ------------------------------------------------------------------------------ bookkeeping
-    def _bits(self, loss: float) -> float:
+    def bits_per_dim(self, loss: float) -> float:
+        """Nats per image → bits per dimension."""
         return loss / (self.model.num_dims * math.log(2.0))
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -333,7 +334,7 @@ class Trainer:
     def _validate_and_keep_best(self, step: int) -> float:
         val_loss = self.validate()
         if math.isfinite(val_loss):
-            self._log({"step": step, "split": "val", "loss": val_loss, "bits_per_dim": self._bits(val_loss), "time": time.time()})
+            self._log({"step": step, "split": "val", "loss": val_loss, "bits_per_dim": self.bits_per_dim(val_loss), "time": time.time()})
             if val_loss < float(self.best_val.numpy()):
                 self.best_val.assign(val_loss)
                 self.data_state.assign(self.sampler.state)
@@ -369,10 +370,10 @@ class Trainer:
                                            f"{self.manager.latest_checkpoint}")
                 self.step.assign(step)
                 losses.append(loss)
-                bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self._bits(loss):.3f}")
+                bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self.bits_per_dim(loss):.3f}")
                 if step % train.log_every == 0 or step == last:
                     mean_loss = float(np.mean(losses))
-                    self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self._bits(mean_loss),
+                    self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self.bits_per_dim(mean_loss),
                                "learning_rate": rate, "process_grad_scale": scale, "time": time.time(),
                                **self.process_summary()})
                     losses = []

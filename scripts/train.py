@@ -53,7 +53,7 @@ def main() -> None:
         logger.info("resumed %s at step %d", run_dir, trainer.restore())
     result = trainer.train()
     logger.info("step %d: train %.4f bits/dim, best val %.4f bits/dim, %.0f s; checkpoints in %s",
-                result.step, trainer._bits(result.train_loss), trainer._bits(result.best_val_loss), result.seconds, run_dir)
+                result.step, trainer.bits_per_dim(result.train_loss), trainer.bits_per_dim(result.best_val_loss), result.seconds, run_dir)
 
 
 if __name__ == "__main__":
