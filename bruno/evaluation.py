@@ -30,7 +30,7 @@ from tqdm import tqdm  # noqa: E402
 
 from bruno.baselines import linear_interpolation  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
-from bruno.metrics import slice_scores  # noqa: E402
+from bruno.metrics import SliceScores, slice_scores  # noqa: E402
 from bruno.model import ConditionalBruno  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
 
@@ -74,8 +74,8 @@ def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[
         sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
         methods = {
             "bruno_mean": slice_scores(recon.mean, truth),
-            "bruno_sample": type(sample_scores[0])(np.mean([s.ssim for s in sample_scores], axis=0),
-                                                    np.nanmean([s.cc for s in sample_scores], axis=0)),
+            "bruno_sample": SliceScores(np.mean([s.ssim for s in sample_scores], axis=0),
+                                        np.nanmean([s.cc for s in sample_scores], axis=0)),
             "linear": slice_scores(linear_interpolation(subject.images, contexts), truth),
             "population_mean": slice_scores(atlas, truth),
         }

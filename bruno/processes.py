@@ -238,11 +238,10 @@ class ExchangeableProcess(tf.Module):
         Returns:
             [batch] or [batch, m].
         """
-        distribution = self.predictive(state)
         z = tf.convert_to_tensor(z, self.dtype)
-        if z.shape.rank == 3:
-            distribution = self.predictive(ProcessState(*(t[:, None] for t in state)))
-        return tf.reduce_sum(distribution.log_prob(z), axis=-1)
+        if z.shape.rank == 3:  # one predictive per sequence, broadcast over its m targets
+            state = ProcessState(*(t[:, None] for t in state))
+        return tf.reduce_sum(self.predictive(state).log_prob(z), axis=-1)
 
     def prior_log_prob(self, z: tf.Tensor) -> tf.Tensor:
         """Σ_j log p(z_j) under the prior (μ0, v, ν0), z [..., D] → [...]."""

@@ -206,8 +206,7 @@ class SliceTable:
                 self.num_poses = int(f.attrs["num_poses"])
                 self.image_size = int(f.attrs["image_size"])
                 self.config = parse_config(yaml.safe_load(f.attrs["config"]), f"{path}:config")
-                self.volume = f["volume"][()].astype(np.int64)
-                self.pose = f["pose"][()].astype(np.int64)
+                num_slices, num_poses_listed = f["volume"].shape[0], f["pose"].shape[0]
                 table = f["volumes"]
                 self.splits = np.array(_strings(table["split"]))
                 self._table = {
@@ -226,11 +225,11 @@ class SliceTable:
             raise
         except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError) as err:
             raise DataFileError(f"{path}: not a readable slice table ({type(err).__name__}: {err})") from None
-        expected = (len(self.volume), self.image_size, self.image_size)
-        if shape != expected or dtype != np.uint8 or len(self.pose) != len(self.volume):
+        expected = (num_slices, self.image_size, self.image_size)
+        if shape != expected or dtype != np.uint8 or num_poses_listed != num_slices:
             raise DataFileError(f"{path}: images {shape} {dtype}, expected uint8 {expected}")
-        if len(self.volume) != len(self.splits) * self.num_poses:
-            raise DataFileError(f"{path}: {len(self.volume)} slices for {len(self.splits)} volumes of {self.num_poses} poses")
+        if num_slices != len(self.splits) * self.num_poses:
+            raise DataFileError(f"{path}: {num_slices} slices for {len(self.splits)} volumes of {self.num_poses} poses")
 
     @property
     def num_volumes(self) -> int:
