@@ -171,6 +171,14 @@ class ModelConfig:
         upstream_label_heads: quirk Q2, the pose projections of the s/t heads start orthogonal, not 0.
         upstream_init_passes_raw: quirk Q3, the init pass hands on un-normalised activations.
         upstream_logit_log_det: quirk Q4, omit the constant D·ln(1−α) from the logit log-det.
+        pose_kernel: None (the paper's exchangeable process) or ``matern32``/``rbf``: our pose-aware
+            process of SPEC §8, whose covariance decays with the distance between poses and whose
+            prior mean is a learned latent atlas (one row per pose).
+        length_init: initial length scale ℓ of the pose kernel, in poses.
+        length_min: lower bound of ℓ.
+        kernel_nugget: per-slice white noise ε of the pose kernel, relative to the variance.
+        keep_contexts: reconstructions return the acquired slices unchanged at their own poses
+            (instead of the model's samples there).
     """
 
     num_scales: int = 3
@@ -187,6 +195,11 @@ class ModelConfig:
     upstream_label_heads: bool = True
     upstream_init_passes_raw: bool = True
     upstream_logit_log_det: bool = False
+    pose_kernel: Optional[Literal["matern32", "rbf"]] = None
+    length_init: float = 3.0
+    length_min: float = 0.5
+    kernel_nugget: float = 1e-3
+    keep_contexts: bool = False
 
     def __post_init__(self) -> None:
         for key in ("num_scales", "num_filters", "num_residual_blocks", "embedding_size"):
@@ -202,6 +215,12 @@ class ModelConfig:
             _fail("correlation_init", self.correlation_init, "a number in (0, 1)")
         if self.df_init <= 2.0:
             _fail("df_init", self.df_init, "a number > 2 (the variance must exist)")
+        if self.length_min <= 0:
+            _fail("length_min", self.length_min, "a number > 0")
+        if self.length_init <= self.length_min:
+            _fail("length_init", self.length_init, f"a number > length_min = {self.length_min}")
+        if self.kernel_nugget < 0:
+            _fail("kernel_nugget", self.kernel_nugget, "a number >= 0")
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,9 @@ class TrainConfig:
         seq_len: T, slices per sequence (the paper: 9).
         num_context: n_c, the first n_c slices of a sequence are contexts (the paper: 8); 0 trains
             the unconditional BRUNO chain.
+        num_context_min: None (every step uses ``num_context``) or the smallest n_c: each step then
+            draws n_c uniformly from [num_context_min, num_context], so poses far from every context
+            are in the loss too (validation always uses ``num_context``).
         optimizer: ``rmsprop`` (TF1 semantics: accumulator starting at ones, ε = 1e-10, decay 0.9)
             or ``adam`` (β1 = 0.9, β2 = 0.999, ε = 1e-8).
         learning_rate: initial learning rate.
@@ -224,6 +246,7 @@ class TrainConfig:
         num_val_batches: size of the fixed validation set, in batches.
         checkpoint_every: steps between checkpoints (one is also written at the end).
         log_every: steps between ``metrics.jsonl``/TensorBoard training records.
+        process_learning_rate_scale: the process parameters learn at this multiple of the learning rate.
         seed: seed of the weights and of the data stream (``--seed`` overrides it).
         jit_compile: compile the training step with XLA.
     """
@@ -231,10 +254,12 @@ class TrainConfig:
     batch_size: int = 8
     seq_len: int = 9
     num_context: int = 8
+    num_context_min: Optional[int] = None
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     learning_rate: float = 1e-3
     learning_rate_decay: float = 0.999995
     process_grad_schedule: dict[int, float] = field(default_factory=lambda: {0: 0.0, 500: 0.5, 1000: 1.0})
+    process_learning_rate_scale: float = 1.0
     max_steps: int = 200_000
     validate_every: int = 1000
     num_val_batches: int = 8
@@ -255,6 +280,10 @@ class TrainConfig:
             _fail("learning_rate_decay", self.learning_rate_decay, "a number in (0, 1]")
         if 0 not in self.process_grad_schedule or any(k < 0 or v < 0 for k, v in self.process_grad_schedule.items()):
             _fail("process_grad_schedule", self.process_grad_schedule, "a mapping {step >= 0: scale >= 0} with a step 0")
+        if self.num_context_min is not None and not 0 <= self.num_context_min <= self.num_context:
+            _fail("num_context_min", self.num_context_min, f"an integer in [0, num_context = {self.num_context}]")
+        if self.process_learning_rate_scale <= 0:
+            _fail("process_learning_rate_scale", self.process_learning_rate_scale, "a number > 0")
 
 
 @dataclass(frozen=True)

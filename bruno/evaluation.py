@@ -4,11 +4,13 @@ For each subject and each k: choose k contexts (evenly spread, or the fetal tabl
 every pose with S samples, and score every slice against the truth with SSIM and CC. Methods:
 
 * ``bruno_mean``: the mean image over samples (the paper's tables);
+* ``bruno_mode``: the decoded predictive mean latent (one image per pose, no sampling);
 * ``bruno_sample``: the mean score of single samples;
 * ``linear``: linear interpolation between the nearest contexts (constant beyond the ends);
 * ``population_mean``: the per-pose mean of the training volumes (an atlas that ignores the contexts).
 
-Volume score = mean over slices (CC ignores undefined slices); table = mean over subjects.
+Volume score = mean over slices (CC ignores undefined slices); table = mean over subjects, with the
+standard error over subjects (sd/√n).
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
 
 __all__ = ["METHODS", "Subject", "evaluate", "results_markdown", "save_curves", "save_montage", "write_results"]
 
-METHODS = ("bruno_mean", "bruno_sample", "linear", "population_mean")
-_LABELS = {"bruno_mean": "BRUNO, mean image", "bruno_sample": "BRUNO, single sample",
+METHODS = ("bruno_mean", "bruno_mode", "bruno_sample", "linear", "population_mean")
+_LABELS = {"bruno_mean": "BRUNO, mean image", "bruno_mode": "BRUNO, decoded predictive mean", "bruno_sample": "BRUNO, single sample",
            "linear": "linear interpolation", "population_mean": "population mean (atlas)"}
 
 
@@ -50,6 +52,17 @@ class Subject(NamedTuple):
 
 def _summary(scores: Any) -> dict[str, float]:
     return {"ssim": float(np.mean(scores.ssim)), "cc": float(np.nanmean(scores.cc)) if np.isfinite(scores.cc).any() else math.nan}
+
+
+def _mean_and_error(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean over subjects and its standard error (sd with ddof 1 / √n) of each metric."""
+    summary = {}
+    for metric in ("ssim", "cc"):
+        values = np.array([s[metric] for s in scores], np.float64)
+        values = values[np.isfinite(values)]
+        summary[metric] = float(values.mean()) if len(values) else math.nan
+        summary[f"{metric}_se"] = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return summary
 
 
 def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[int], atlas: np.ndarray,
@@ -74,6 +87,7 @@ def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[
         sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
         methods = {
             "bruno_mean": slice_scores(recon.mean, truth),
+            "bruno_mode": slice_scores(recon.mode, truth),
             "bruno_sample": SliceScores(np.mean([s.ssim for s in sample_scores], axis=0),
                                         np.nanmean([s.cc for s in sample_scores], axis=0)),
             "linear": slice_scores(linear_interpolation(subject.images, contexts), truth),
@@ -85,8 +99,7 @@ def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[
                             "cc_per_slice": [None if not math.isfinite(v) else v for v in s.cc.tolist()]}
                         for m, s in methods.items()},
         })
-    table = {m: {str(k): {metric: float(np.nanmean([r["methods"][m][metric] for r in per_subject if r["k"] == k]))
-                          for metric in ("ssim", "cc")} for k in ks} for m in METHODS}
+    table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k]) for k in ks} for m in METHODS}
     return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "table": table,
             "per_subject": per_subject}, first
 
@@ -96,12 +109,13 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
     ks = results["ks"]
     lines = [f"# {title}", "",
              f"{results['num_subjects']} subjects, {results['num_samples']} samples per pose; "
-             "mean over slices, then over subjects.", ""]
+             "mean over slices, then over subjects ± the standard error over subjects.", ""]
     for metric, name in (("ssim", "SSIM"), ("cc", "CC")):
         lines += [f"## {name}", "", "| method | " + " | ".join(f"k = {k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]
         for method in METHODS:
-            row = [f"{results['table'][method][str(k)][metric]:.3f}" for k in ks]
+            cells = [results["table"][method][str(k)] for k in ks]
+            row = [f"{c[metric]:.3f} ± {c[metric + '_se']:.3f}" for c in cells]
             lines.append(f"| {_LABELS[method]} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -151,10 +165,10 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
 
 def save_montage(subject: Subject, recon: Reconstruction, path: str, num_columns: int = 10,
                  num_sample_rows: int = 3, overwrite: bool = False) -> None:
-    """Context / ground truth / samples / mean / std at evenly spaced poses (contexts framed red)."""
+    """Ground truth / samples / mean / decoded predictive mean / std at evenly spaced poses (contexts framed red)."""
     poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(recon.contexts))
     rows = [("truth", subject.images)] + [(f"sample {i + 1}", recon.samples[i]) for i in range(min(num_sample_rows, len(recon.samples)))]
-    rows += [("mean", recon.mean), ("std", recon.std)]
+    rows += [("mean", recon.mean), ("decoded mean", recon.mode), ("std", recon.std)]
     fig, axes = plt.subplots(len(rows), len(poses), figsize=(1.0 * len(poses) + 1, 1.05 * len(rows) + 0.6), dpi=100, squeeze=False)
     for r, (name, stack) in enumerate(rows):
         vmax = max(float(recon.std.max()), 1.0) if name == "std" else 255

@@ -11,7 +11,13 @@ Sampling a volume: condition the process on the context latents (none: the prior
 "mental map"), draw independent latents for every query pose and sample, and invert the flow with
 each query's own pose. Samples come back on the [0, 256) intensity scale (the proper inverse of the
 logit pre-processing). The mean image is the Monte Carlo average of the decoded samples (the
-paper's "mean image"), not the decoded predictive mean.
+paper's "mean image"); :meth:`ConditionalBruno.decode_predictive_mean` decodes the predictive mean
+latent instead (one image per query, no sampling).
+
+With ``model.pose_kernel`` set, the exchangeable process is replaced by the pose-aware process of
+SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its own
+predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
+that process's prior (the latent atlas).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from tqdm import tqdm
 from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
-from bruno.processes import ExchangeableProcess, make_process
+from bruno.processes import ExchangeableProcess, PoseKernelProcess, Predictive, make_process
 
 __all__ = ["ConditionalBruno", "LogProb", "Samples"]
 
@@ -90,8 +96,15 @@ class ConditionalBruno(tf.Module):
             include_alpha_constant=not config.upstream_logit_log_det,
         ))
         self.num_dims = image_size * image_size
-        self.process: ExchangeableProcess = make_process(
-            config.process, self.num_dims, config.variance_init, config.correlation_init, config.df_init)
+        self.process: ExchangeableProcess | PoseKernelProcess
+        if config.pose_kernel is None:
+            self.process = make_process(config.process, self.num_dims, config.variance_init, config.correlation_init,
+                                        config.df_init)
+        else:
+            self.process = PoseKernelProcess(
+                self.num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
+                config.correlation_init, config.df_init, config.length_init, config.length_min, config.kernel_nugget,
+                name="pose_kernel_process")
 
     @classmethod
     def from_config(cls, config: Config) -> ConditionalBruno:
@@ -169,7 +182,11 @@ class ConditionalBruno(tf.Module):
         if not isinstance(num_context, (int, np.integer)) or num_context < 0 or (length is not None and num_context >= length):
             raise ValueError(f"num_context={num_context!r}, expected an integer in [0, T) with T={length}")
         z, log_det = self.encode(images, poses)
-        if num_context == 0:
+        if isinstance(self.process, PoseKernelProcess):
+            index = tf.argmax(poses, axis=-1)
+            predictive = self.process.predictive(z[:, :num_context], index[:, :num_context], index[:, num_context:])
+            log_prob = self.process.log_prob(predictive, z[:, num_context:]) + log_det[:, num_context:]
+        elif num_context == 0:
             log_prob = self.process.sequential_log_prob(z) + log_det
         else:
             state = self.process.condition(z[:, :num_context])
@@ -182,6 +199,61 @@ class ConditionalBruno(tf.Module):
     def _decode(self, latents: tf.Tensor, poses: tf.Tensor) -> tf.Tensor:
         """Latents [n, D] and one-hot poses [n, N] → images [n, H, W, 1] (compiled once per chunk size)."""
         return self.flow.inverse(latents, pose_embedding=self.embedding(poses))
+
+    def _check_query(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> tuple[int, int]:
+        shape = self._check_images("context_images", context_images)
+        self._check_poses("context_poses", context_poses, shape[:2])
+        query_shape = _shape(query_poses)
+        self._check_poses("query_poses", query_poses, (shape[0], query_shape[1] if len(query_shape) == 3 else None))
+        if query_shape[0] is None or query_shape[1] is None:
+            raise ValueError(f"query_poses: shape {query_shape}, expected a known batch size and number of queries")
+        return query_shape[0], query_shape[1]
+
+    def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Predictive:
+        """The latent predictive at each query pose given the contexts (none: the prior).
+
+        Args:
+            context_images: float32 [batch, k, H, W, 1] in [0, 256); context_poses: [batch, k, N] one-hot;
+            query_poses: [batch, Q, N] one-hot.
+
+        Returns:
+            :class:`~bruno.processes.Predictive` with mean and variance [batch, Q, D]. The exchangeable
+            process gives every query the same predictive.
+        """
+        batch, queries = self._check_query(context_images, context_poses, query_poses)
+        has_contexts = bool(_shape(context_images)[1])
+        if isinstance(self.process, PoseKernelProcess):
+            z = (self.encode(context_images, context_poses)[0] if has_contexts
+                 else tf.zeros([batch, 0, self.num_dims]))
+            return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
+        state = (self.process.condition(self.encode(context_images, context_poses)[0]) if has_contexts
+                 else self.process.initial_state(batch))
+        mean, variance, df = self.process.predictive_parameters(state)
+        shape = [batch, queries, self.num_dims]
+        return Predictive(tf.broadcast_to(mean[:, None], shape), tf.broadcast_to(variance[:, None], shape),
+                          None if df is None else df[..., None, :])
+
+    def _decode_all(self, latents: tf.Tensor, poses: tf.Tensor, batch_size: int, progress: bool) -> tf.Tensor:
+        """Latents [M, D] with one-hot poses [M, N] → images [M, H, W, 1] clipped to [0, 256], in chunks."""
+        decoded = []
+        total = int(latents.shape[0])
+        for start in tqdm(range(0, total, batch_size), desc="sampling", unit="batch", disable=not progress):
+            decoded.append(self._decode(latents[start:start + batch_size], poses[start:start + batch_size]))
+        # The exact inverse of the logit step spans (−0.0013, 256.0013); data pixels lie in [0, 256).
+        return tf.clip_by_value(tf.concat(decoded, axis=0), 0.0, 256.0)
+
+    def decode_predictive_mean(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
+                               decode_batch_size: int = 256) -> tf.Tensor:
+        """The predictive mean latent of each query, decoded with its pose: float [batch, Q, H, W, 1] in [0, 256].
+
+        One deterministic image per query (not the mean of the decoded samples: the flow is non-linear).
+        """
+        predictive = self.predictive(context_images, context_poses, query_poses)
+        batch, queries = _shape(query_poses)[:2]
+        images = self._decode_all(tf.reshape(predictive.mean, [-1, self.num_dims]),
+                                  tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
+                                  decode_batch_size, False)
+        return tf.reshape(images, [batch, queries, self.image_size, self.image_size, 1])
 
     def sample(
         self,
@@ -211,31 +283,14 @@ class ConditionalBruno(tf.Module):
         Raises:
             ValueError: bad shapes, non-finite inputs or ``num_samples`` < 1.
         """
-        shape = self._check_images("context_images", context_images)
-        self._check_poses("context_poses", context_poses, shape[:2])
-        query_shape = _shape(query_poses)
-        self._check_poses("query_poses", query_poses, (shape[0], query_shape[1] if len(query_shape) == 3 else None))
         if num_samples < 1:
             raise ValueError(f"num_samples={num_samples}, expected >= 1")
-        if query_shape[0] is None or query_shape[1] is None:
-            raise ValueError(f"query_poses: shape {query_shape}, expected a known batch size and number of queries")
-        batch, queries = query_shape[0], query_shape[1]
-        if shape[1]:
-            state = self.process.condition(self.encode(context_images, context_poses)[0])
-        else:
-            state = self.process.initial_state(batch)
-        draws = self.process.sample(state, num_samples * queries, seed=tf.constant([seed, 0], tf.int32))
-        latents = tf.reshape(draws, [num_samples, queries, batch, self.num_dims])
-        latents = tf.reshape(tf.transpose(latents, [0, 2, 1, 3]), [-1, self.num_dims])  # (s, b, q) order
+        predictive = self.predictive(context_images, context_poses, query_poses)
+        batch, queries = _shape(query_poses)[:2]
+        draws = predictive.distribution().sample(num_samples, seed=tf.constant([seed, 0], tf.int32))  # [S, B, Q, D]
         poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
                            [-1, self.num_poses])
-        decoded = []
-        total = num_samples * batch * queries
-        for start in tqdm(range(0, total, decode_batch_size), desc="sampling", unit="batch", disable=not progress):
-            chunk = slice(start, start + decode_batch_size)
-            decoded.append(self._decode(latents[chunk], poses[chunk]))
+        images = self._decode_all(tf.reshape(draws, [-1, self.num_dims]), poses, decode_batch_size, progress)
         size = self.image_size
-        images = tf.reshape(tf.concat(decoded, axis=0), [num_samples, batch, queries, size, size, 1])
-        # The exact inverse of the logit step spans (−0.0013, 256.0013); data pixels lie in [0, 256).
-        images = tf.clip_by_value(images, 0.0, 256.0)
+        images = tf.reshape(images, [num_samples, batch, queries, size, size, 1])
         return Samples(images, tf.reduce_mean(images, axis=0))

@@ -32,9 +32,15 @@ class _Optimizer(tf.Module):
     def build(self, variables: Sequence[tf.Variable]) -> None:
         raise NotImplementedError
 
-    def apply(self, gradients: Sequence[Optional[tf.Tensor]], variables: Sequence[tf.Variable], learning_rate: tf.Tensor) -> None:
-        """One update of ``variables`` (None gradients are skipped)."""
+    def apply(self, gradients: Sequence[Optional[tf.Tensor]], variables: Sequence[tf.Variable], learning_rate: tf.Tensor,
+              rate_scales: Optional[Sequence[float]] = None) -> None:
+        """One update of ``variables`` (None gradients are skipped); ``rate_scales`` multiply the rate per variable."""
         raise NotImplementedError
+
+    @staticmethod
+    def _rates(learning_rate: tf.Tensor, variables: Sequence[tf.Variable], rate_scales: Optional[Sequence[float]]) -> list[tf.Tensor]:
+        scales = [1.0] * len(variables) if rate_scales is None else rate_scales
+        return [tf.cast(learning_rate * scale, v.dtype) for v, scale in zip(variables, scales)]
 
 
 class RMSPropTF1(_Optimizer):
@@ -47,13 +53,15 @@ class RMSPropTF1(_Optimizer):
     def build(self, variables: Sequence[tf.Variable]) -> None:
         self.slots = [[tf.Variable(tf.ones_like(v), trainable=False, name="ms")] for v in variables]
 
-    def apply(self, gradients: Sequence[Optional[tf.Tensor]], variables: Sequence[tf.Variable], learning_rate: tf.Tensor) -> None:
+    def apply(self, gradients: Sequence[Optional[tf.Tensor]], variables: Sequence[tf.Variable], learning_rate: tf.Tensor,
+              rate_scales: Optional[Sequence[float]] = None) -> None:
         self.iterations.assign_add(1)
-        for gradient, variable, (mean_square,) in zip(gradients, variables, self.slots):
+        rates = self._rates(learning_rate, variables, rate_scales)
+        for gradient, variable, (mean_square,), rate in zip(gradients, variables, self.slots, rates):
             if gradient is None:
                 continue
             mean_square.assign(self.decay * mean_square + (1.0 - self.decay) * tf.square(gradient))
-            variable.assign_sub(tf.cast(learning_rate, variable.dtype) * gradient / tf.sqrt(mean_square + self.epsilon))
+            variable.assign_sub(rate * gradient / tf.sqrt(mean_square + self.epsilon))
 
 
 class AdamTF1(_Optimizer):
@@ -67,15 +75,17 @@ class AdamTF1(_Optimizer):
         self.slots = [[tf.Variable(tf.zeros_like(v), trainable=False, name="m"),
                        tf.Variable(tf.zeros_like(v), trainable=False, name="v")] for v in variables]
 
-    def apply(self, gradients: Sequence[Optional[tf.Tensor]], variables: Sequence[tf.Variable], learning_rate: tf.Tensor) -> None:
+    def apply(self, gradients: Sequence[Optional[tf.Tensor]], variables: Sequence[tf.Variable], learning_rate: tf.Tensor,
+              rate_scales: Optional[Sequence[float]] = None) -> None:
         t = tf.cast(self.iterations.assign_add(1), tf.float32)
-        rate = learning_rate * tf.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
-        for gradient, variable, (first, second) in zip(gradients, variables, self.slots):
+        corrected = learning_rate * tf.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
+        rates = self._rates(corrected, variables, rate_scales)
+        for gradient, variable, (first, second), rate in zip(gradients, variables, self.slots, rates):
             if gradient is None:
                 continue
             first.assign(self.beta_1 * first + (1.0 - self.beta_1) * gradient)
             second.assign(self.beta_2 * second + (1.0 - self.beta_2) * tf.square(gradient))
-            variable.assign_sub(tf.cast(rate, variable.dtype) * first / (tf.sqrt(second) + self.epsilon))
+            variable.assign_sub(rate * first / (tf.sqrt(second) + self.epsilon))
 
 
 def make_optimizer(kind: str) -> _Optimizer:

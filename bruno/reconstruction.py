@@ -6,6 +6,10 @@ index), every pose 0..N−1 is queried, S independent samples are drawn per pose
 per-voxel standard deviation are taken over samples. k = 0 samples the prior: the learned
 population "mental map" (atlas).
 
+The decoded predictive mean (one deterministic image per pose, ``mode``) is returned beside the
+mean of samples. With ``keep_contexts`` (default: the model's ``model.keep_contexts``), the acquired
+slices are returned unchanged at their own poses (zero spread there).
+
 Intensities: the model samples dequantised pixels x̃ = x + u on [0, 256); reconstructions are
 reported on the 0..255 scale of the stored slices as clip(x̃ − ½, 0, 255) (the mean of u is ½).
 :func:`write_volume` maps them back to the input's units with the volume's intensity mapping and
@@ -80,16 +84,19 @@ class Reconstruction(NamedTuple):
         std: float32 [N, H, W], the per-voxel standard deviation over samples.
         samples: float32 [S, N, H, W].
         contexts: the context poses used.
+        mode: float32 [N, H, W], the decoded predictive mean latent of each pose.
     """
 
     mean: np.ndarray
     std: np.ndarray
     samples: np.ndarray
     contexts: list[int]
+    mode: np.ndarray
 
 
 def reconstruct(model: ConditionalBruno, images: np.ndarray, contexts: Sequence[int], num_samples: int,
-                seed: int = 0, progress: bool = True, decode_batch_size: int = 512) -> Reconstruction:
+                seed: int = 0, progress: bool = True, decode_batch_size: int = 512,
+                keep_contexts: Optional[bool] = None) -> Reconstruction:
     """Condition on ``images[contexts]`` and sample every pose.
 
     Args:
@@ -100,6 +107,8 @@ def reconstruct(model: ConditionalBruno, images: np.ndarray, contexts: Sequence[
         seed: seed of the context dequantisation noise and the latent draws.
         progress: progress bar over the decoding.
         decode_batch_size: images decoded at once.
+        keep_contexts: return ``images[contexts]`` unchanged at the context poses (None: the model's
+            ``model.keep_contexts`` setting).
 
     Raises:
         ConfigError: ``num_samples`` < 1, or contexts out of range / repeated.
@@ -112,11 +121,15 @@ def reconstruct(model: ConditionalBruno, images: np.ndarray, contexts: Sequence[
     size = model.image_size
     context_images = np.asarray(images, np.float32)[contexts] + rng.random((len(contexts), size, size), dtype=np.float32)
     one_hot = np.eye(num_poses, dtype=np.float32)
-    result = model.sample(
-        tf.constant(context_images[None, ..., None]), tf.constant(one_hot[contexts][None]),
-        tf.constant(one_hot[None]), num_samples, seed=seed, decode_batch_size=decode_batch_size, progress=progress)
+    arguments = (tf.constant(context_images[None, ..., None]), tf.constant(one_hot[contexts][None]), tf.constant(one_hot[None]))
+    result = model.sample(*arguments, num_samples, seed=seed, decode_batch_size=decode_batch_size, progress=progress)
     samples = np.clip(result.images.numpy()[:, 0, ..., 0] - 0.5, 0.0, 255.0)  # [S, N, H, W]
-    return Reconstruction(samples.mean(0), samples.std(0), samples, list(contexts))
+    mode = np.clip(model.decode_predictive_mean(*arguments, decode_batch_size).numpy()[0, ..., 0] - 0.5, 0.0, 255.0)
+    if model.config.keep_contexts if keep_contexts is None else keep_contexts:
+        acquired = np.asarray(images, np.float32)[contexts]
+        samples[:, contexts] = acquired
+        mode[contexts] = acquired
+    return Reconstruction(samples.mean(0), samples.std(0), samples, list(contexts), mode)
 
 
 def write_volume(path: str, stack: np.ndarray, affine: np.ndarray, intensity: Optional[tuple[float, float]],

@@ -7,7 +7,10 @@ Semantics (upstream ``config_conditional/train.py``):
 * loss = −mean over the B·(T − n_c) targets of [log p(z_t | contexts) + J_t] (nats per image),
   reported as bits/dim = loss/(D·ln 2);
 * the learning rate at step t is lr·decay^(t+1); the gradients of the process parameters
-  (``prior_var``, ``prior_corr``, ``prior_nu``) are scaled by ``process_grad_schedule``;
+  (``prior_var``, ``prior_corr``, ``prior_nu``, and ``prior_length``/``prior_atlas`` of the pose
+  process) are scaled by ``process_grad_schedule``, and their rate by ``process_learning_rate_scale``;
+* with ``num_context_min`` set, step t uses n_c drawn from a generator seeded by (seed, t), so a
+  resumed run draws the same n_c (one traced step per distinct n_c);
 * a NaN/Inf loss stops training with :class:`~bruno.errors.TrainingDiverged`, keeping the last good
   checkpoint; Ctrl-C writes a checkpoint first.
 
@@ -42,7 +45,7 @@ import tf_keras as keras
 import yaml
 from tqdm import tqdm
 
-from bruno.config import Config, config_to_yaml, parse_config
+from bruno.config import Config, TrainConfig, config_to_yaml, parse_config
 from bruno.data.preprocess import build_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
@@ -50,6 +53,7 @@ from bruno.errors import DataFileError, RunDirError, TrainingDiverged
 from bruno.files import atomic_output
 from bruno.model import ConditionalBruno
 from bruno.optimizers import make_optimizer
+from bruno.processes import PoseKernelProcess
 
 __all__ = [
     "PROCESS_VARIABLES",
@@ -58,6 +62,7 @@ __all__ = [
     "learning_rate_at",
     "load_slice_table",
     "make_deterministic",
+    "num_context_at",
     "prepare_run_dir",
     "process_grad_scale",
     "iterate_metrics",
@@ -67,7 +72,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_nu")
+PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_nu", "prior_length", "prior_atlas")
 _RUN_FILES = ("config.yaml", "versions.json", "metrics.jsonl", "checkpoints", "best", "tensorboard")
 
 
@@ -88,6 +93,13 @@ def learning_rate_at(step: int, learning_rate: float, decay: float) -> float:
 def process_grad_scale(step: int, schedule: dict[int, float]) -> float:
     """The schedule value of the largest step key <= ``step``."""
     return schedule[max(k for k in schedule if k <= step)]
+
+
+def num_context_at(step: int, train: TrainConfig) -> int:
+    """n_c of training step ``step``: ``num_context``, or uniform in [num_context_min, num_context] seeded by (seed, step)."""
+    if train.num_context_min is None:
+        return train.num_context
+    return int(np.random.default_rng([train.seed, step]).integers(train.num_context_min, train.num_context + 1))
 
 
 def load_slice_table(config: Config, progress: bool = True) -> SliceTable:
@@ -244,6 +256,7 @@ class Trainer:
             self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
         self.data_state = tf.Variable("", dtype=tf.string, trainable=False, name="data_state")
         self._is_process = [any(n in v.name for n in PROCESS_VARIABLES) for v in self.variables]
+        self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                               best_val=self.best_val, data_state=self.data_state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
@@ -253,19 +266,19 @@ class Trainer:
         self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
 
     # ---------------------------------------------------------------------------------- steps
-    def _mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        result = self.model.log_prob(images, poses, self.config.train.num_context)
+    def _mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        result = self.model.log_prob(images, poses, num_context)
         return tf.reduce_mean(result.log_prob), result.bits_per_dim
 
-    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
         with tf.GradientTape() as tape:
-            mean_log_prob, bits = self._mean_log_prob(images, poses)
+            mean_log_prob, bits = self._mean_log_prob(images, poses, num_context)
             loss = -mean_log_prob
         gradients = tape.gradient(loss, self.variables)
         return loss, bits, [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, self.variables)]
 
     def _distributed_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor,
-                          process_scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                          process_scale: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
 
@@ -274,20 +287,22 @@ class Trainer:
             return strategy.experimental_distribute_values_from_function(
                 lambda context: values[context.replica_id_in_sync_group * size:(context.replica_id_in_sync_group + 1) * size])
 
-        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses)))
+        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context))
         mean = tf.distribute.ReduceOp.MEAN
         loss = strategy.reduce(mean, per_replica[0], axis=None)
         bits = strategy.reduce(mean, per_replica[1], axis=None)
         gradients = [strategy.reduce(mean, g, axis=None) for g in per_replica[2]]
         gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
-        self.optimizer.apply(gradients, self.variables, learning_rate)
+        self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
         return loss, bits
 
     def validate(self) -> float:
         """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""
         if not self.val_batches:
             return math.nan
-        values = [float(self._eval_step(tf.constant(b["images"]), tf.constant(b["poses"]))[0]) for b in self.val_batches]
+        num_context = self.config.train.num_context
+        values = [float(self._eval_step(tf.constant(b["images"]), tf.constant(b["poses"]), num_context)[0])
+                  for b in self.val_batches]
         return -float(np.mean(values))
 
     # ------------------------------------------------------------------------------ bookkeeping
@@ -304,13 +319,15 @@ class Trainer:
                     tf.summary.scalar(f"{record['split']}/{key}", value)
 
     def process_summary(self) -> dict[str, float]:
-        """Correlation quantiles, variance range and median df of the process (logged with training)."""
+        """Correlation quantiles, variance range, median df (and length-scale quantiles) of the process (logged)."""
         process = self.model.process
         correlation, variance = process.correlation.numpy(), process.variance.numpy()
         summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
         summary.update(variance_min=float(variance.min()), variance_max=float(variance.max()))
         if process.df is not None:
             summary["df_median"] = float(np.median(process.df.numpy()))
+        if isinstance(process, PoseKernelProcess):
+            summary.update({f"length_q{q}": float(np.percentile(process.length_scale.numpy(), q)) for q in (10, 50, 90)})
         return summary
 
     def save(self) -> str:
@@ -363,7 +380,8 @@ class Trainer:
                 rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
                 scale = process_grad_scale(step, train.process_grad_schedule)
                 loss_t, _ = self._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]),
-                                             tf.constant(rate, tf.float32), tf.constant(scale, tf.float32))
+                                             tf.constant(rate, tf.float32), tf.constant(scale, tf.float32),
+                                             num_context_at(step, train))
                 loss = float(loss_t)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint is "

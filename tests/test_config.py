@@ -59,6 +59,11 @@ def write(tmp_path: Path, text: str) -> Path:
         ("data: {subject_pattern: '('}", r"data\.subject_pattern='\(', expected a regular expression"),
         ("data: {source: phantom, input: x}", r"data\.input='x', expected null when data\.source is 'phantom'"),
         ("data: [1, 2]", r"data=\[1, 2\], expected a mapping with keys"),
+        ("model: {pose_kernel: cubic}", r"model\.pose_kernel='cubic', expected"),
+        ("model: {length_init: 0.5}", r"model\.length_init=0\.5, expected a number > length_min = 0\.5"),
+        ("model: {kernel_nugget: -0.1}", r"model\.kernel_nugget=-0\.1, expected a number >= 0"),
+        ("train: {num_context_min: 9}", r"train\.num_context_min=9, expected an integer in \[0, num_context = 8\]"),
+        ("train: {process_learning_rate_scale: 0}", r"train\.process_learning_rate_scale=0\.0, expected a number > 0"),
     ],
 )
 def test_bad_values_name_file_key_value_and_expectation(tmp_path: Path, text: str, message: str) -> None:

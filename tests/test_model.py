@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -129,4 +130,54 @@ def test_every_config_builds_a_model() -> None:
         config = load_config(path)
         model = ConditionalBruno.from_config(config)
         assert model.num_dims == config.data.image_size ** 2 and model.num_poses == config.data.num_poses
-        assert type(model.process).__name__ == {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process]
+        expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process]
+        assert type(model.process).__name__ == ("PoseKernelProcess" if config.model.pose_kernel else expected)
+    for name in ("adni", "thorax_ct", "fetal"):  # the paper's configs stay faithful
+        assert load_config(REPO / f"config_rnn/{name}.yaml").model.pose_kernel is None
+
+
+@pytest.fixture(scope="module")
+def pose_model() -> ConditionalBruno:
+    """The SPEC §8 variant: pose-aware process with a random latent atlas."""
+    tf.random.set_seed(0)
+    model = ConditionalBruno(SIZE, POSES, dataclasses.replace(TINY, pose_kernel="matern32"))
+    model.initialize(*batch(4, 5, seed=0))
+    model.process.prior_atlas.assign(np.random.default_rng(0).normal(0, 1, (POSES, SIZE * SIZE)).astype(np.float32))
+    return model
+
+
+def test_pose_model_log_prob_scores_each_target_at_its_pose(pose_model: ConditionalBruno) -> None:
+    images, poses = batch(3, 5, seed=1)
+    result = pose_model.log_prob(images, poses, num_context=2)
+    z, log_det = pose_model.encode(images, poses)
+    index = np.argmax(poses.numpy(), -1)
+    for target in range(2, 5):  # one target at a time gives the same score: targets are conditionally independent
+        predictive = pose_model.process.predictive(z[:, :2], index[:, :2], index[:, target:target + 1])
+        expected = pose_model.process.log_prob(predictive, z[:, target:target + 1])[:, 0] + log_det[:, target]
+        np.testing.assert_allclose(result.log_prob.numpy()[:, target - 2], expected.numpy(), rtol=1e-5)
+    prior = pose_model.log_prob(images, poses, num_context=0).log_prob  # n_c = 0: the atlas prior
+    atlas = tf.gather(pose_model.process.prior_atlas, index)
+    np.testing.assert_allclose(prior.numpy()[:, 0] - log_det.numpy()[:, 0], pose_model.process.log_prob(
+        pose_model.process.predictive(z[:, :0], index[:, :0], index), z)[:, 0].numpy(), rtol=1e-5)
+    assert not np.allclose(atlas.numpy(), 0.0)
+
+
+def test_pose_model_predictive_differs_per_query_and_decodes(pose_model: ConditionalBruno) -> None:
+    images, poses = batch(1, 2, seed=4)
+    queries = tf.constant(np.eye(POSES)[None], tf.float32)
+    predictive = pose_model.predictive(images, poses, queries)
+    assert predictive.mean.shape == (1, POSES, SIZE * SIZE)
+    assert not np.allclose(predictive.mean.numpy()[0, 0], predictive.mean.numpy()[0, 1])
+    decoded = pose_model.decode_predictive_mean(images, poses, queries).numpy()
+    assert decoded.shape == (1, POSES, SIZE, SIZE, 1) and 0.0 <= decoded.min() and decoded.max() <= 256.0
+    context = int(np.argmax(poses.numpy()[0, 0]))  # at a context's own pose the predictive mean is (almost) its latent
+    np.testing.assert_allclose(decoded[0, context], images.numpy()[0, 0], atol=0.5)
+    samples = pose_model.sample(images, poses, queries, num_samples=3, seed=1)
+    assert samples.images.shape == (3, 1, POSES, SIZE, SIZE, 1)
+
+
+def test_exchangeable_predictive_is_shared_by_all_queries(model: ConditionalBruno) -> None:
+    images, poses = batch(2, 3, seed=5)
+    predictive = model.predictive(images, poses, tf.one_hot([[0, 4, 5]] * 2, POSES))
+    assert predictive.mean.shape == (2, 3, SIZE * SIZE)
+    np.testing.assert_array_equal(predictive.mean.numpy()[:, 0], predictive.mean.numpy()[:, 2])

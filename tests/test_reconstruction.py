@@ -115,6 +115,13 @@ def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
     np.testing.assert_allclose(a.mean, a.samples.mean(0), rtol=1e-5)
     np.testing.assert_allclose(reconstruct(model, images, [2, 5], 3, seed=1, progress=False).samples, a.samples, atol=1e-3)
     assert not np.allclose(reconstruct(model, images, [2, 5], 3, seed=2, progress=False).samples, a.samples)
+    assert a.mode.shape == (8, 16, 16) and 0 <= a.mode.min() and a.mode.max() <= 255
+    assert not np.allclose(a.samples[:, 2], images[2])  # the tiny model does not reproduce its contexts...
+    kept = reconstruct(model, images, [2, 5], 3, seed=1, progress=False, keep_contexts=True)
+    for stack in (kept.mean, kept.mode, *kept.samples):  # ...with keep_contexts the acquired slices come back unchanged
+        np.testing.assert_array_equal(stack[[2, 5]], images[[2, 5]])
+    np.testing.assert_array_equal(kept.std[[2, 5]], 0.0)
+    np.testing.assert_allclose(kept.samples[:, 3], a.samples[:, 3])
     prior = reconstruct(model, images, [], 2, progress=False)
     assert prior.samples.shape == (2, 8, 16, 16)
     with pytest.raises(ConfigError, match=r"--samples 0: expected >= 1"):

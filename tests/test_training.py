@@ -19,7 +19,7 @@ from bruno.config import Config, load_config, override
 from bruno.errors import DataFileError, RunDirError, TrainingDiverged
 from bruno.optimizers import AdamTF1, RMSPropTF1
 from bruno.training import (
-    Trainer, iterate_metrics, learning_rate_at, make_deterministic, prepare_run_dir, process_grad_scale,
+    Trainer, iterate_metrics, learning_rate_at, make_deterministic, num_context_at, prepare_run_dir, process_grad_scale,
 )
 
 from tests.conftest import REPO
@@ -110,7 +110,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny: Config, tmp_path: Path) -> None:
     t._initialize()
     batch = t.sampler.next_batch()
     images, poses = tf.constant(batch["images"]), tf.constant(batch["poses"])
-    values = [float(t._train_step(images, poses, tf.constant(3e-3), tf.constant(1.0))[0]) for _ in range(30)]
+    values = [float(t._train_step(images, poses, tf.constant(3e-3), tf.constant(1.0), 3)[0]) for _ in range(30)]
     assert values[-1] < 0.8 * values[0]
 
 
@@ -120,13 +120,40 @@ def test_schedule_scales_the_process_gradients(tiny: Config, tmp_path: Path) -> 
     batch = t.sampler.next_batch()
     assert sum("prior_" in v.name for v in t.variables) == 3
     before = [v.numpy().copy() for v in t.variables]
-    t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.0))
+    t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.0), 3)
     moved = [not np.array_equal(v.numpy(), b) for v, b in zip(t.variables, before)]
     is_process = ["prior_" in v.name for v in t.variables]
     assert not any(m and p for m, p in zip(moved, is_process))  # scale 0: the process is frozen
     assert sum(m and not p for m, p in zip(moved, is_process)) > 10  # the flow is not
-    t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.5))
+    t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.5), 3)
     assert all(not np.array_equal(v.numpy(), b) for v, b, p in zip(t.variables, before, is_process) if p)
+
+
+def test_rate_scales_multiply_the_step_per_variable() -> None:
+    for optimizer in (RMSPropTF1(), AdamTF1()):
+        x, y = tf.Variable([1.0]), tf.Variable([1.0])
+        optimizer.build([x, y])
+        optimizer.apply([tf.constant([1.0]), tf.constant([1.0])], [x, y], tf.constant(0.01), rate_scales=[1.0, 10.0])
+        assert 1.0 - y.numpy()[0] == pytest.approx(10.0 * (1.0 - x.numpy()[0]), rel=1e-5)
+
+
+def test_varying_contexts_and_the_pose_process_train(tiny: Config, tmp_path: Path) -> None:
+    """num_context_min: n_c per step is seeded by (seed, step); the SPEC §8 variant trains and resumes exactly."""
+    train = override(tiny, "train", num_context_min=1, process_grad_schedule={0: 1.0}, process_learning_rate_scale=10.0).train
+    drawn = [num_context_at(step, train) for step in range(1, 200)]
+    assert set(drawn) == {1, 2, 3} and drawn == [num_context_at(step, train) for step in range(1, 200)]
+    assert num_context_at(5, tiny.train) == 3
+    config = override(tiny, "model", pose_kernel="rbf")
+    settings = dict(num_context_min=1, process_grad_schedule={0: 1.0}, process_learning_rate_scale=10.0,
+                    checkpoint_every=3, log_every=1)
+    full = trainer(config, tmp_path / "full", **settings)
+    assert sum("prior_" in v.name for v in full.variables) == 5  # var, corr, nu, length, atlas
+    atlas = full.model.process.prior_atlas.numpy().copy()
+    full.train(max_steps=6)
+    assert not np.array_equal(full.model.process.prior_atlas.numpy(), atlas)
+    trainer(config, tmp_path / "split", **settings).train(max_steps=3)
+    trainer(config, tmp_path / "split", resume=True, **settings).train(max_steps=6)
+    np.testing.assert_allclose([v for _, v in losses(tmp_path / "split")], [v for _, v in losses(tmp_path / "full")], rtol=1e-5)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tiny: Config, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from tensorflow_probability import distributions as tfd
 __all__ = [
     "ExchangeableProcess",
     "GaussianProcess",
+    "Predictive",
     "ProcessState",
     "StudentTProcess",
     "make_process",
@@ -91,6 +92,24 @@ def predictive_distribution(mean: tf.Tensor, variance: tf.Tensor, df: Optional[t
     return tfd.StudentT(df=df, loc=mean, scale=tf.sqrt(variance * (df - 2.0) / df))
 
 
+class Predictive(NamedTuple):
+    """Per-dimension predictive parameters of the latents (of one item or of each query pose).
+
+    Attributes:
+        mean: [..., D].
+        variance: [..., D], the variance (not the Student-t scale).
+        df: degrees of freedom broadcastable to ``mean``; None for a Gaussian process.
+    """
+
+    mean: tf.Tensor
+    variance: tf.Tensor
+    df: Optional[tf.Tensor]
+
+    def distribution(self) -> tfd.Distribution:
+        """The independent per-dimension predictive."""
+        return predictive_distribution(self.mean, self.variance, self.df)
+
+
 def sequential_log_prob(
     z: tf.Tensor,
     mean: tf.Tensor,
@@ -128,7 +147,7 @@ def sequential_log_prob(
     return tf.reduce_sum(predictive_distribution(m, predictive_variance, df0 + count).log_prob(z), axis=-1)
 
 
-def _softplus_inverse(y: float) -> float:
+def softplus_inverse(y: float) -> float:
     return math.log(-math.expm1(-y)) + y
 
 
@@ -156,7 +175,7 @@ class ExchangeableProcess(tf.Module):
         self.num_dims, self.dtype = num_dims, dtype
         self.prior_mean = tf.zeros([num_dims], dtype=dtype)  # μ0: constant, not trained
         self.prior_var = tf.Variable(
-            tf.fill([num_dims], tf.constant(_softplus_inverse(math.sqrt(variance_init)), dtype)), name="prior_var"
+            tf.fill([num_dims], tf.constant(softplus_inverse(math.sqrt(variance_init)), dtype)), name="prior_var"
         )
         self.prior_corr = tf.Variable(
             tf.fill([num_dims], tf.constant(math.log(correlation_init / (1.0 - correlation_init)), dtype)),
@@ -224,9 +243,13 @@ class ExchangeableProcess(tf.Module):
         m, k, beta = _closed_form(n, residual_sum, square_sum, self.prior_mean, self.variance, self.covariance, self.student)
         return ProcessState(tf.fill(tf.shape(z)[:1], n), m, k + tf.zeros_like(m), beta, residual_sum)
 
+    def predictive_parameters(self, state: ProcessState) -> Predictive:
+        """The predictive of the next item: mean and variance [batch, D] (and df)."""
+        return Predictive(state.mean, state.gaussian_variance, None)
+
     def predictive(self, state: ProcessState) -> tfd.Distribution:
         """The per-dimension predictive of the next item, batch shape [batch, D]."""
-        return predictive_distribution(state.mean, state.gaussian_variance)
+        return self.predictive_parameters(state).distribution()
 
     def log_prob(self, state: ProcessState, z: tf.Tensor) -> tf.Tensor:
         """Σ_j log p(z_j | state) of items that do *not* update the state.
@@ -285,11 +308,11 @@ class StudentTProcess(ExchangeableProcess):
         """ν0 = exp(b) + 2, [D]."""
         return tf.exp(self.prior_nu) + DF_MIN
 
-    def predictive(self, state: ProcessState) -> tfd.Distribution:
+    def predictive_parameters(self, state: ProcessState) -> Predictive:
         df0 = self.df
         n = state.num_observed[..., None]
         variance = (df0 + state.beta - 2.0) / (df0 + n - 2.0) * state.gaussian_variance
-        return predictive_distribution(state.mean, variance, df0 + n)
+        return Predictive(state.mean, variance, df0 + n)
 
 
 def make_process(kind: str, num_dims: int, variance_init: float = 1.0, correlation_init: float = 0.1,

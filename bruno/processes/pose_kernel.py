@@ -1,0 +1,168 @@
+"""A pose-aware Student-t (or Gaussian) process over the latents of one subject's slices (SPEC §8).
+
+Our generalisation of the exchangeable process (not in the paper). Per latent dimension d, the
+latents of a subject's slices at poses q, q' have the covariance
+
+    K_d(q, q') = v_d · [ρ_d + (1 − ρ_d)·κ(|q − q'| / ℓ_d) + ε·δ(q, q')],
+
+with κ(0) = 1 and κ → 0 far away (Matérn-3/2 ``(1 + √3 r)·exp(−√3 r)`` or squared exponential
+``exp(−r²/2)``), and a pose-dependent prior mean μ_d(q): a learned latent atlas. ε (the nugget,
+default 1e-3) is white noise per slice that keeps the solves well conditioned in float32; set it to
+0 and let ℓ → 0 and K is exactly the exchangeable covariance of SPEC §1 (v on the diagonal, ρ·v
+off it), so the faithful process is a special case.
+
+The joint law of a subject's latents at n poses is a multivariate Student-t with covariance K (the
+covariance parameterisation of SPEC §1.2) and mean μ(q). The predictive of a query pose a given
+contexts at poses b (Shah et al. 2014; R = K / v, e_b = z_b − μ(b)):
+
+    m_a  = μ(a) + r_abᵀ R_bb⁻¹ e_b,        k_a = v·(R_aa − r_abᵀ R_bb⁻¹ r_ab),
+    β    = e_bᵀ R_bb⁻¹ e_b / v,            ν_a = ν0 + n,
+    σ²_a = (ν0 + β − 2) / (ν0 + n − 2) · k_a     (a variance; the Gaussian process uses N(m_a, k_a)).
+
+Targets are conditionally independent given the contexts, so training is unchanged; unlike the
+exchangeable process, every query pose gets its own predictive. One n×n Cholesky per sequence and
+latent dimension (n ≤ ~10), negligible beside the flow.
+
+Parameters (one per latent dimension unless stated): ``prior_var`` v = softplus(a)²,
+``prior_corr`` ρ = sigmoid(r), ``prior_nu`` ν0 = exp(b) + 2 (Student-t only),
+``prior_length`` ℓ = softplus(l) + ℓ_min (in poses), ``prior_atlas`` μ [N, D] (starts at 0).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import tensorflow as tf
+from bruno.processes.exchangeable import DF_MIN, Predictive, softplus_inverse
+
+__all__ = ["KERNELS", "PoseKernelProcess"]
+
+KERNELS = ("matern32", "rbf")
+_MIN_RELATIVE_VARIANCE = 1e-6  # k_a / v never below this (round-off at a context's own pose)
+
+
+def _kernel(kind: str, distance: tf.Tensor) -> tf.Tensor:
+    """κ(r) for r = |q − q'|/ℓ >= 0."""
+    if kind == "matern32":
+        scaled = math.sqrt(3.0) * distance
+        return (1.0 + scaled) * tf.exp(-scaled)
+    return tf.exp(-0.5 * tf.square(distance))
+
+
+class PoseKernelProcess(tf.Module):
+    """The process of SPEC §8.
+
+    Args:
+        num_dims: D, the latent dimension.
+        num_poses: N, the number of poses (rows of the latent atlas).
+        kernel: ``matern32`` or ``rbf``.
+        student: Student-t (True) or Gaussian process.
+        variance_init, correlation_init, df_init: as the exchangeable process (1, 0.1, 1000).
+        length_init: initial length scale ℓ in poses (> ``length_min``).
+        length_min: lower bound of ℓ.
+        nugget: ε, per-slice white noise relative to v (>= 0).
+        dtype: float32 or float64.
+    """
+
+    def __init__(self, num_dims: int, num_poses: int, kernel: str = "matern32", student: bool = True,
+                 variance_init: float = 1.0, correlation_init: float = 0.1, df_init: float = 1000.0,
+                 length_init: float = 3.0, length_min: float = 0.5, nugget: float = 1e-3,
+                 dtype: tf.DType = tf.float32, name: Optional[str] = None) -> None:
+        super().__init__(name=name)
+        checks = [(num_dims >= 1, "num_dims", num_dims, ">= 1"), (num_poses >= 1, "num_poses", num_poses, ">= 1"),
+                  (kernel in KERNELS, "kernel", kernel, f"one of {KERNELS}"),
+                  (variance_init > 0, "variance_init", variance_init, "> 0"),
+                  (0.0 < correlation_init < 1.0, "correlation_init", correlation_init, "in (0, 1)"),
+                  (df_init > DF_MIN, "df_init", df_init, f"> {DF_MIN}"),
+                  (length_min > 0, "length_min", length_min, "> 0"),
+                  (length_init > length_min, "length_init", length_init, f"> length_min = {length_min}"),
+                  (nugget >= 0, "nugget", nugget, ">= 0")]
+        for ok, key, value, expected in checks:
+            if not ok:
+                raise ValueError(f"{key}={value!r}, expected {expected}")
+        self.num_dims, self.num_poses, self.kernel, self.student = num_dims, num_poses, kernel, student
+        self.length_min, self.nugget, self.dtype = length_min, nugget, dtype
+
+        def per_dim(value: float, variable_name: str) -> tf.Variable:
+            return tf.Variable(tf.fill([num_dims], tf.constant(value, dtype)), name=variable_name)
+
+        self.prior_var = per_dim(softplus_inverse(math.sqrt(variance_init)), "prior_var")
+        self.prior_corr = per_dim(math.log(correlation_init / (1.0 - correlation_init)), "prior_corr")
+        self.prior_nu = per_dim(math.log(df_init - DF_MIN), "prior_nu") if student else None
+        self.prior_length = per_dim(softplus_inverse(length_init - length_min), "prior_length")
+        self.prior_atlas = tf.Variable(tf.zeros([num_poses, num_dims], dtype), name="prior_atlas")
+
+    @property
+    def variance(self) -> tf.Tensor:
+        """v, [D]."""
+        return tf.square(tf.nn.softplus(self.prior_var))
+
+    @property
+    def correlation(self) -> tf.Tensor:
+        """ρ, the subject-level (pose-independent) share of the correlation, [D]."""
+        return tf.sigmoid(self.prior_corr)
+
+    @property
+    def df(self) -> Optional[tf.Tensor]:
+        """ν0, [D]; None for the Gaussian process."""
+        return None if self.prior_nu is None else tf.exp(self.prior_nu) + DF_MIN
+
+    @property
+    def length_scale(self) -> tf.Tensor:
+        """ℓ in poses, [D]."""
+        return tf.nn.softplus(self.prior_length) + self.length_min
+
+    def relative_covariance(self, poses_a: tf.Tensor, poses_b: tf.Tensor) -> tf.Tensor:
+        """R = K / v between two sets of poses of each sequence.
+
+        Args:
+            poses_a: integer poses [batch, A]; poses_b: [batch, M].
+
+        Returns:
+            [batch, D, A, M]: ρ + (1 − ρ)·κ(|a − b|/ℓ) + ε·[a = b].
+        """
+        a = tf.cast(poses_a, self.dtype)[:, None, :, None]
+        b = tf.cast(poses_b, self.dtype)[:, None, None, :]
+        distance = tf.abs(a - b)
+        rho = self.correlation[None, :, None, None]
+        length = self.length_scale[None, :, None, None]
+        same = tf.cast(tf.equal(distance, 0.0), self.dtype)
+        return rho + (1.0 - rho) * _kernel(self.kernel, distance / length) + self.nugget * same
+
+    def predictive(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Predictive:
+        """The predictive of the latents at ``query_poses`` given the context latents.
+
+        Args:
+            context_z: [batch, n, D] (n may be 0: the prior).
+            context_poses: integer [batch, n], distinct within a sequence.
+            query_poses: integer [batch, Q].
+
+        Returns:
+            :class:`Predictive` with [batch, Q, D] mean and variance.
+        """
+        context_z = tf.convert_to_tensor(context_z, self.dtype)
+        v, df0 = self.variance, self.df
+        prior_mean = tf.gather(self.prior_atlas, query_poses)  # [B, Q, D]
+        prior_self = 1.0 + self.nugget
+        if context_z.shape[1] == 0:
+            variance = tf.zeros_like(prior_mean) + v * prior_self
+            return Predictive(prior_mean, variance, None if df0 is None else df0 + tf.zeros_like(v))
+        residual = context_z - tf.gather(self.prior_atlas, context_poses)  # e_b, [B, n, D]
+        chol = tf.linalg.cholesky(self.relative_covariance(context_poses, context_poses))  # [B, D, n, n]
+        cross = self.relative_covariance(context_poses, query_poses)  # r_ba, [B, D, n, Q]
+        residual_t = tf.transpose(residual, [0, 2, 1])[..., None]  # [B, D, n, 1]
+        alpha = tf.linalg.cholesky_solve(chol, residual_t)  # R_bb⁻¹ e_b
+        weights = tf.linalg.cholesky_solve(chol, cross)  # R_bb⁻¹ r_ba, [B, D, n, Q]
+        mean = prior_mean + tf.transpose(tf.reduce_sum(cross * alpha, axis=2), [0, 2, 1])
+        explained = tf.transpose(tf.reduce_sum(cross * weights, axis=2), [0, 2, 1])  # r_abᵀ R_bb⁻¹ r_ab, [B, Q, D]
+        gaussian_variance = v * tf.maximum(prior_self - explained, _MIN_RELATIVE_VARIANCE)
+        if df0 is None:
+            return Predictive(mean, gaussian_variance, None)
+        n = tf.cast(tf.shape(context_z)[1], self.dtype)
+        beta = tf.reduce_sum(residual_t[..., 0] * alpha[..., 0], axis=-1) / v  # [B, D]
+        variance = ((df0 + beta - 2.0) / (df0 + n - 2.0))[:, None, :] * gaussian_variance
+        return Predictive(mean, variance, (df0 + n)[None, None, :])
+
+    def log_prob(self, predictive: Predictive, z: tf.Tensor) -> tf.Tensor:
+        """Σ_j log p(z_j | contexts) of targets z [batch, Q, D] at the predictive's query poses → [batch, Q]."""
+        return tf.reduce_sum(predictive.distribution().log_prob(tf.convert_to_tensor(z, self.dtype)), axis=-1)
