@@ -67,8 +67,8 @@ def _mean_and_error(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[int], atlas: np.ndarray,
              contexts_for: Callable[[int, int], list[int]], num_samples: int, seed: int = 0,
-             progress: bool = True) -> tuple[dict[str, Any], dict[int, Reconstruction]]:
-    """Run the protocol.
+             progress: bool = True, keep_contexts: bool = False) -> tuple[dict[str, Any], dict[int, Reconstruction]]:
+    """Run the protocol (``keep_contexts``: BRUNO returns the context slices unchanged at their poses).
 
     Returns:
         (results, the reconstructions of the first subject per k). ``results["per_subject"]`` holds,
@@ -80,7 +80,7 @@ def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[
     jobs = [(s, k) for s in subjects for k in ks]
     for subject, k in tqdm(jobs, desc="evaluate", unit="volume", disable=not progress):
         contexts = contexts_for(k, model.num_poses)
-        recon = reconstruct(model, subject.images, contexts, num_samples, seed=seed, progress=False)
+        recon = reconstruct(model, subject.images, contexts, num_samples, seed=seed, progress=False, keep_contexts=keep_contexts)
         if subject is subjects[0]:
             first[k] = recon
         truth = subject.images.astype(np.float64)
@@ -100,7 +100,7 @@ def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[
                         for m, s in methods.items()},
         })
     table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k]) for k in ks} for m in METHODS}
-    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "table": table,
+    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "keep_contexts": keep_contexts, "table": table,
             "per_subject": per_subject}, first
 
 
@@ -109,7 +109,8 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
     ks = results["ks"]
     lines = [f"# {title}", "",
              f"{results['num_subjects']} subjects, {results['num_samples']} samples per pose; "
-             "mean over slices, then over subjects ± the standard error over subjects.", ""]
+             "mean over slices, then over subjects ± the standard error over subjects"
+             + ("; BRUNO returns the context slices unchanged." if results.get("keep_contexts") else "."), ""]
     for metric, name in (("ssim", "SSIM"), ("cc", "CC")):
         lines += [f"## {name}", "", "| method | " + " | ".join(f"k = {k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]

@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="samples per pose (default 100)")
     parser.add_argument("--max-subjects", type=int, help="evaluate only the first M subjects")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
+                        help="return the context slices unchanged at their own poses (default: the run's model.keep_contexts)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default RUN/eval_<split or input>)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
@@ -79,7 +81,9 @@ def main() -> None:
         if len(indices) == 0:
             raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
         subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i)))) for i in indices]
-    results, first = evaluate(model, subjects, ks, atlas, contexts_for, args.samples, args.seed, not args.no_progress)
+    keep_contexts = config.model.keep_contexts if args.keep_contexts is None else args.keep_contexts
+    results, first = evaluate(model, subjects, ks, atlas, contexts_for, args.samples, args.seed, not args.no_progress,
+                              keep_contexts)
     results.update(run=args.run, checkpoint_step=step, source=args.input or args.split)
     title = f"{os.path.basename(os.path.normpath(args.run))}: {args.input or args.split} (checkpoint step {step})"
     write_results(results, out, title, args.overwrite)

@@ -2,8 +2,8 @@
 
 The input is preprocessed exactly as the run's training data (slab, N poses, size, intensities);
 the model conditions on the chosen slices (pose = slice index), samples every pose, and writes the
-mean volume (and optionally the per-voxel standard deviation and all samples as a 4D series) as
-NIfTI in world coordinates and in the input's intensity units.
+mean volume (and optionally the decoded predictive mean, the per-voxel standard deviation and all
+samples as a 4D series) as NIfTI in world coordinates and in the input's intensity units.
 
 Examples:
     python scripts/reconstruct.py --run runs/ixi --input scan.nii.gz --contexts 20,45,70 --output recon.nii.gz
@@ -35,13 +35,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="samples per slice (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     parser.add_argument("--output", required=True, help="mean volume (.nii or .nii.gz)")
+    parser.add_argument("--decoded-mean", help="also write the decoded predictive mean (one image per slice, no sampling) here")
     parser.add_argument("--std", help="also write the per-voxel standard deviation here")
     parser.add_argument("--samples-out", help="also write every sample as a 4D series here")
+    parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
+                        help="return the given slices unchanged at their own poses (default: the run's model.keep_contexts)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args()
 
-    for path in (args.output, args.std, args.samples_out):
+    outputs = (args.output, args.decoded_mean, args.std, args.samples_out)
+    for path in outputs:
         if path is not None:
             check_output_path(path, args.overwrite)
     model, config, _ = restore_model(args.run, args.checkpoint)
@@ -51,15 +55,17 @@ def main() -> None:
                 else evenly_spread(args.num_contexts, num_poses))
     volume = load_nifti(args.input)
     slices = extract_slices(volume, config.data)
-    result = reconstruct(model, slices.images, contexts, args.samples, seed=args.seed)
+    result = reconstruct(model, slices.images, contexts, args.samples, seed=args.seed, keep_contexts=args.keep_contexts)
     intensity = (slices.intensity_low, slices.intensity_high)
     write_volume(args.output, result.mean, slices.affine, intensity, args.overwrite)
+    if args.decoded_mean:
+        write_volume(args.decoded_mean, result.mode, slices.affine, intensity, args.overwrite)
     if args.std:
         write_volume(args.std, result.std, slices.affine, intensity, args.overwrite, offset=False)
     if args.samples_out:
         write_volume(args.samples_out, result.samples, slices.affine, intensity, args.overwrite)
     logger.info("conditioned on slices %s of %d; wrote %s", contexts, num_poses,
-                ", ".join(p for p in (args.output, args.std, args.samples_out) if p))
+                ", ".join(p for p in outputs if p))
 
 
 if __name__ == "__main__":

@@ -143,9 +143,13 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     scan = write_nifti(tmp_path / "scan.nii.gz", head_like((24, 24, 30)), np.diag([2.0, 2.0, 2.0, 1.0]))
     out = tmp_path / "recon.nii.gz"
     args = ["--run", str(run_dir), "--input", str(scan), "--samples", "2"]
-    result = run_script("reconstruct.py", *args, "--contexts", "1,4", "--output", str(out), "--std", str(tmp_path / "std.nii.gz"))
+    result = run_script("reconstruct.py", *args, "--contexts", "1,4", "--output", str(out), "--std", str(tmp_path / "std.nii.gz"),
+                        "--decoded-mean", str(tmp_path / "decoded.nii.gz"), "--keep-contexts")
     assert result.returncode == 0, result.stderr
     assert nib.load(str(out)).shape == (16, 16, 8) and nib.load(str(tmp_path / "std.nii.gz")).shape == (16, 16, 8)
+    std = nib.load(str(tmp_path / "std.nii.gz")).get_fdata()
+    assert np.all(std[..., [1, 4]] == 0) and std.max() > 0  # the kept contexts have no spread
+    assert nib.load(str(tmp_path / "decoded.nii.gz")).shape == (16, 16, 8)
     assert_one_line_error(run_script("reconstruct.py", *args, "--contexts", "1,4", "--output", str(out)), r"recon\.nii\.gz: output file exists")
     new = str(tmp_path / "new.nii.gz")
     assert_one_line_error(run_script("reconstruct.py", *args, "--contexts", "1,8", "--output", new), r"8 is out of range, expected indices in \[0, 8\)")
@@ -164,6 +168,7 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     result = run_script("evaluate.py", "--run", str(run_dir), "--samples", "2", "--contexts-list", "1,3", "--out", str(evaluation))
     assert result.returncode == 0, result.stderr
     assert "| linear interpolation |" in (evaluation / "results.md").read_text()
+    assert "| BRUNO, decoded predictive mean |" in (evaluation / "results.md").read_text()
     for name in ("results.csv", "results.json", "ssim_curves.png", "montage.png"):
         assert (evaluation / name).stat().st_size > 100
     assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,9", "--out", str(tmp_path / "e2")),
