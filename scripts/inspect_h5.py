@@ -48,7 +48,8 @@ def main() -> None:
         raise DataFileError(f"{args.table}: --volume {index} out of range, expected 0..{table.num_volumes - 1}")
     info = table.info(index)
     images = table.read(table.rows_of(index))
-    spacing = tuple(float(s) for s in np.sqrt((info.affine[:3, :3] ** 2).sum(axis=0)))
+    sx, sy, sz = (float(s) for s in np.sqrt((info.affine[:3, :3] ** 2).sum(axis=0)))
+    spacing = (sx, sy, sz)
     output = args.output or f"{os.path.splitext(args.table)[0]}_{info.subject}.png"
     title = (f"{info.subject} ({info.split}) {info.source}\n"
              f"slab {info.slab[0]}:{info.slab[1]} of {info.original_shape}, "
