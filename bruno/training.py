@@ -27,6 +27,7 @@ single device runs the same code).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -261,7 +262,7 @@ class Trainer:
                                               best_val=self.best_val, data_state=self.data_state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
-        self._train_step = tf.function(self._distributed_step, jit_compile=train.jit_compile or None)
+        self._compiled_steps: dict[int, Any] = {}  # one tf.function per n_c, each traced once
         self._eval_step = tf.function(self._mean_log_prob)
         self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
 
@@ -295,6 +296,15 @@ class Trainer:
         gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
         self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
         return loss, bits
+
+    def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
+                    num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """One compiled update with n_c = ``num_context``."""
+        if num_context not in self._compiled_steps:
+            self._compiled_steps[num_context] = tf.function(
+                functools.partial(self._distributed_step, num_context=num_context),
+                jit_compile=self.config.train.jit_compile or None)
+        return self._compiled_steps[num_context](images, poses, learning_rate, process_scale)
 
     def validate(self) -> float:
         """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""
