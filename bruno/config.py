@@ -27,7 +27,9 @@ from bruno.errors import ConfigError
 
 __all__ = [
     "Config",
+    "CVAEConfig",
     "DataConfig",
+    "GQNConfig",
     "ModelConfig",
     "PhantomConfig",
     "SplitConfig",
@@ -152,6 +154,72 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class GQNConfig:
+    """The GQN baseline (SPEC §5.5; ogroth/tf-gqn's defaults, sizes configurable so it runs at 32×32).
+
+    Attributes:
+        representation: ``tower`` (r_i is H/4 × W/4 × C) or ``pool`` (its spatial mean, broadcast back).
+        representation_channels: C of r_i (the tower's halves use C/2).
+        hidden_channels: ConvLSTM state channels of the generator and the inference core.
+        latent_channels: z channels per DRAW step.
+        canvas_channels: channels of the full-resolution canvas.
+        num_steps: L, DRAW steps.
+        kernel_size: of the ConvLSTM gates and the prior/posterior heads.
+        sigma_start, sigma_end, sigma_anneal_steps: the pixel σ falls linearly from start to end over
+            that many steps, then stays (on [0, 1] intensities).
+    """
+
+    representation: Literal["tower", "pool"] = "tower"
+    representation_channels: int = 256
+    hidden_channels: int = 256
+    latent_channels: int = 64
+    canvas_channels: int = 256
+    num_steps: int = 8
+    kernel_size: int = 5
+    sigma_start: float = 2.0
+    sigma_end: float = 0.7
+    sigma_anneal_steps: int = 200_000
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_channels", "latent_channels", "canvas_channels", "num_steps", "sigma_anneal_steps"):
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "an integer >= 1")
+        if self.representation_channels < 2 or self.representation_channels % 2:
+            _fail("representation_channels", self.representation_channels, "an even integer >= 2")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            _fail("kernel_size", self.kernel_size, "an odd integer >= 1")
+        if not 0.0 < self.sigma_end <= self.sigma_start:
+            _fail("sigma_end", self.sigma_end, f"a number in (0, sigma_start = {self.sigma_start}]")
+
+
+@dataclass(frozen=True)
+class CVAEConfig:
+    """The paper's conditional VAE baseline (SPEC §5.5).
+
+    Attributes:
+        representation_channels: C of the GQN tower encoder whose context outputs are averaged.
+        filters: conv widths of the 4 resolutions of the encoder/generator (2 convs 3×3 each).
+        latent_size: size of z (N(0, I) prior).
+        sigma_init: initial pixel σ of the Gaussian likelihood (learned, one scalar, on [0, 1] intensities).
+    """
+
+    representation_channels: int = 256
+    filters: tuple[int, int, int, int] = (32, 64, 128, 256)
+    latent_size: int = 128
+    sigma_init: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.representation_channels < 2 or self.representation_channels % 2:
+            _fail("representation_channels", self.representation_channels, "an even integer >= 2")
+        if min(self.filters) < 1:
+            _fail("filters", list(self.filters), "4 integers >= 1")
+        if self.latent_size < 1:
+            _fail("latent_size", self.latent_size, "an integer >= 1")
+        if not 0.0 < self.sigma_init < 1.0:
+            _fail("sigma_init", self.sigma_init, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Conditional BRUNO: the flow's sizes, the exchangeable process, and upstream quirks (SPEC §1, §2).
 
@@ -159,6 +227,8 @@ class ModelConfig:
     blocks, 6 dense couplings of 256 units, a 32-d pose embedding, Student-t process).
 
     Attributes:
+        kind: ``bruno`` (this model), or one of the paper's baselines trained by the same pipeline:
+            ``gqn`` (section ``gqn``) or ``cvae`` (section ``cvae``); the flow/process keys then do nothing.
         num_scales: multi-scale levels S; ``data.image_size`` must be a multiple of 2^S.
         num_filters: width F of the conv s/t networks.
         num_residual_blocks: R per conv s/t network.
@@ -181,6 +251,7 @@ class ModelConfig:
             (instead of the model's samples there).
     """
 
+    kind: Literal["bruno", "gqn", "cvae"] = "bruno"
     num_scales: int = 3
     num_filters: int = 64
     num_residual_blocks: int = 6
@@ -200,6 +271,8 @@ class ModelConfig:
     length_min: float = 0.5
     kernel_nugget: float = 1e-3
     keep_contexts: bool = False
+    gqn: GQNConfig = field(default_factory=GQNConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
 
     def __post_init__(self) -> None:
         for key in ("num_scales", "num_filters", "num_residual_blocks", "embedding_size"):
@@ -296,7 +369,7 @@ class Config:
 
     def __post_init__(self) -> None:
         factor = 2 ** self.model.num_scales
-        if self.data.image_size % factor:
+        if self.model.kind == "bruno" and self.data.image_size % factor:  # the baselines need a multiple of 8, as data does
             _fail("data.image_size", self.data.image_size, f"a multiple of 2^model.num_scales = {factor}")
         if self.train.seq_len > self.data.num_poses:
             _fail("train.seq_len", self.train.seq_len, f"at most data.num_poses = {self.data.num_poses} (distinct slices)")
@@ -319,7 +392,7 @@ def _type_name(tp: Any) -> str:
         return _type_name(inner[0]) + " or null"
     if origin is tuple:
         args = typing.get_args(tp)
-        return f"a list of {len(args)} {_type_name(args[0])[2:]}s"
+        return f"a list of {len(args)} {_type_name(args[0]).split(' ', 1)[1]}s"
     return str(tp)
 
 
@@ -342,7 +415,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is dict:
         key_type, value_type = typing.get_args(tp)
         if not isinstance(value, dict):
-            _fail(key, value, f"a mapping of {_type_name(key_type)[2:]}s to {_type_name(value_type)[2:]}s")
+            _fail(key, value, f"a mapping of {_type_name(key_type).split(' ', 1)[1]}s to {_type_name(value_type).split(' ', 1)[1]}s")
         return {_coerce(key_type, k, key): _coerce(value_type, v, key) for k, v in value.items()}
     if origin is tuple:
         args = typing.get_args(tp)

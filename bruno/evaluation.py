@@ -1,11 +1,17 @@
 """The paper's evaluation protocol (SPEC §5.3) with two baselines, and its tables and figures.
 
 For each subject and each k: choose k contexts (evenly spread, or the fetal table), reconstruct
-every pose with S samples, and score every slice against the truth with SSIM and CC. Methods:
+every pose with S samples, and score every slice against the truth with SSIM and CC. Several
+trained models (BRUNO and the paper's GQN and C-VAE baselines) can be scored on the same subjects
+and contexts; each model ``name`` gives three methods:
 
-* ``bruno_mean``: the mean image over samples (the paper's tables);
-* ``bruno_mode``: the decoded predictive mean latent (one image per pose, no sampling);
-* ``bruno_sample``: the mean score of single samples;
+* ``<name>_mean``: the mean image over samples (the paper's tables);
+* ``<name>_mode``: one deterministic image per pose (BRUNO: the decoded predictive mean latent;
+  GQN/C-VAE: every latent at its prior mean);
+* ``<name>_sample``: the mean score of single samples;
+
+and two baselines need no training:
+
 * ``linear``: linear interpolation between the nearest contexts (constant beyond the ends);
 * ``population_mean``: the per-pose mean of the training volumes (an atlas that ignores the contexts).
 
@@ -20,7 +26,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import matplotlib
 
@@ -31,16 +37,35 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bruno.baselines import linear_interpolation  # noqa: E402
+from bruno.config import Config  # noqa: E402
+from bruno.errors import ConfigError  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
 from bruno.metrics import SliceScores, slice_scores  # noqa: E402
-from bruno.model import ConditionalBruno  # noqa: E402
+from bruno.model import SequenceModel  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
+from bruno.training import restore_model  # noqa: E402
 
-__all__ = ["METHODS", "Subject", "evaluate", "results_markdown", "save_curves", "save_montage", "write_results"]
+__all__ = ["MODEL_NAMES", "Subject", "evaluate", "load_runs", "method_labels", "results_markdown", "save_curves", "save_montage",
+           "write_results"]
 
-METHODS = ("bruno_mean", "bruno_mode", "bruno_sample", "linear", "population_mean")
-_LABELS = {"bruno_mean": "BRUNO, mean image", "bruno_mode": "BRUNO, decoded predictive mean", "bruno_sample": "BRUNO, single sample",
-           "linear": "linear interpolation", "population_mean": "population mean (atlas)"}
+MODEL_NAMES = {"bruno": "BRUNO", "gqn": "GQN", "cvae": "C-VAE"}
+_BASELINES = {"linear": "linear interpolation", "population_mean": "population mean (atlas)"}
+
+
+def method_labels(models: dict[str, SequenceModel]) -> dict[str, str]:
+    """Method key → table label, for the models (by name) and the two baselines, in table order.
+
+    A model named after its kind (``bruno``, ``gqn``, ``cvae``) is labelled ``BRUNO``, ``GQN``, ``C-VAE``;
+    any other name is labelled with the kind and the name, e.g. ``BRUNO (ixi_faithful)``.
+    """
+    labels = {}
+    for name, model in models.items():
+        kind = model.config.kind
+        display = MODEL_NAMES[kind] if name == kind else f"{MODEL_NAMES[kind]} ({name})"
+        deterministic = "decoded predictive mean" if kind == "bruno" else "latents at the prior mean"
+        labels.update({f"{name}_mean": f"{display}, mean image", f"{name}_mode": f"{display}, {deterministic}",
+                       f"{name}_sample": f"{display}, single sample"})
+    return {**labels, **_BASELINES}
 
 
 class Subject(NamedTuple):
@@ -65,43 +90,80 @@ def _mean_and_error(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
     return summary
 
 
-def evaluate(model: ConditionalBruno, subjects: Sequence[Subject], ks: Sequence[int], atlas: np.ndarray,
-             contexts_for: Callable[[int, int], list[int]], num_samples: int, seed: int = 0,
-             progress: bool = True, keep_contexts: bool = False) -> tuple[dict[str, Any], dict[int, Reconstruction]]:
-    """Run the protocol (``keep_contexts``: BRUNO returns the context slices unchanged at their poses).
+def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel], dict[str, int], Config]:
+    """The runs' models by name (their kind, or the run folder's name when two share a kind), their steps, the first config.
+
+    Raises:
+        ConfigError: a run was trained on other data (table, N or slice size) than the first.
+    """
+    loaded = [restore_model(run, checkpoint) for run in runs]
+    kinds = [config.model.kind for _, config, _ in loaded]
+    names = [kind if kinds.count(kind) == 1 else os.path.basename(os.path.normpath(run)) for kind, run in zip(kinds, runs)]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"--run {' '.join(runs)}: two runs of the same kind share a folder name; rename one")
+    first = loaded[0][1].data
+    for run, (_, config, _) in zip(runs[1:], loaded[1:]):
+        data = config.data
+        if (data.output, data.num_poses, data.image_size) != (first.output, first.num_poses, first.image_size):
+            raise ConfigError(f"{run}: trained on {data.output} ({data.num_poses} poses of {data.image_size}x{data.image_size}), "
+                              f"but {runs[0]} on {first.output} ({first.num_poses} of {first.image_size}x{first.image_size})")
+    return ({n: model for n, (model, _, _) in zip(names, loaded)}, {n: step for n, (_, _, step) in zip(names, loaded)},
+            loaded[0][1])
+
+
+def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int], atlas: np.ndarray,
+             contexts_for: Callable[[int, int], list[int]], num_samples: int, seed: int = 0, progress: bool = True,
+             keep_contexts: Optional[dict[str, bool]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
+    """Run the protocol for every model on the same subjects and contexts.
+
+    Args:
+        models: name → trained model (all with the same N and slice size).
+        keep_contexts: name → return the context slices unchanged at their poses (default: each
+            model's ``model.keep_contexts``).
 
     Returns:
-        (results, the reconstructions of the first subject per k). ``results["per_subject"]`` holds,
-        per subject, k and method, the per-slice ``ssim`` and ``cc`` lists and their means;
-        ``results["table"][method][k]`` the means over subjects.
+        (results, the reconstructions of the first subject per k and model name).
+        ``results["per_subject"]`` holds, per subject, k and method, the per-slice ``ssim`` and ``cc``
+        lists and their means; ``results["table"][method][k]`` the means over subjects;
+        ``results["methods"]`` the method keys in table order and ``results["labels"]`` their labels.
     """
+    labels = method_labels(models)
+    keep = {name: model.config.keep_contexts for name, model in models.items()} | (keep_contexts or {})
+    num_poses = next(iter(models.values())).num_poses
     per_subject: list[dict[str, Any]] = []
-    first: dict[int, Reconstruction] = {}
+    first: dict[int, dict[str, Reconstruction]] = {}
     jobs = [(s, k) for s in subjects for k in ks]
     for subject, k in tqdm(jobs, desc="evaluate", unit="volume", disable=not progress):
-        contexts = contexts_for(k, model.num_poses)
-        recon = reconstruct(model, subject.images, contexts, num_samples, seed=seed, progress=False, keep_contexts=keep_contexts)
-        if subject is subjects[0]:
-            first[k] = recon
+        contexts = contexts_for(k, num_poses)
         truth = subject.images.astype(np.float64)
-        sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
-        methods = {
-            "bruno_mean": slice_scores(recon.mean, truth),
-            "bruno_mode": slice_scores(recon.mode, truth),
-            "bruno_sample": SliceScores(np.mean([s.ssim for s in sample_scores], axis=0),
-                                        np.nanmean([s.cc for s in sample_scores], axis=0)),
-            "linear": slice_scores(linear_interpolation(subject.images, contexts), truth),
-            "population_mean": slice_scores(atlas, truth),
-        }
+        methods = {}
+        for name, model in models.items():
+            recon = reconstruct(model, subject.images, contexts, num_samples, seed=seed, progress=False, keep_contexts=keep[name])
+            if subject is subjects[0]:
+                first.setdefault(k, {})[name] = recon
+            sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
+            methods[f"{name}_mean"] = slice_scores(recon.mean, truth)
+            methods[f"{name}_mode"] = slice_scores(recon.mode, truth)
+            methods[f"{name}_sample"] = SliceScores(np.mean([s.ssim for s in sample_scores], axis=0),
+                                                    np.nanmean([s.cc for s in sample_scores], axis=0))
+        methods["linear"] = slice_scores(linear_interpolation(subject.images, contexts), truth)
+        methods["population_mean"] = slice_scores(atlas, truth)
         per_subject.append({
             "subject": subject.name, "k": k, "contexts": contexts,
             "methods": {m: {**_summary(s), "ssim_per_slice": s.ssim.tolist(),
                             "cc_per_slice": [None if not math.isfinite(v) else v for v in s.cc.tolist()]}
                         for m, s in methods.items()},
         })
-    table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k]) for k in ks} for m in METHODS}
-    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "keep_contexts": keep_contexts, "table": table,
-            "per_subject": per_subject}, first
+    table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k]) for k in ks} for m in labels}
+    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "keep_contexts": keep,
+            "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject}, first
+
+
+def _kept_note(results: dict[str, Any]) -> str:
+    kept = [results["labels"][f"{name}_mean"].split(",")[0] for name, keep in results["keep_contexts"].items() if keep]
+    if not kept:
+        return "."
+    return f"; {' and '.join(kept)} return{'s' if len(kept) == 1 else ''} the context slices unchanged."
 
 
 def results_markdown(results: dict[str, Any], title: str) -> str:
@@ -110,14 +172,14 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
     lines = [f"# {title}", "",
              f"{results['num_subjects']} subjects, {results['num_samples']} samples per pose; "
              "mean over slices, then over subjects ± the standard error over subjects"
-             + ("; BRUNO returns the context slices unchanged." if results.get("keep_contexts") else "."), ""]
+             + _kept_note(results), ""]
     for metric, name in (("ssim", "SSIM"), ("cc", "CC")):
         lines += [f"## {name}", "", "| method | " + " | ".join(f"k = {k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]
-        for method in METHODS:
+        for method in results["methods"]:
             cells = [results["table"][method][str(k)] for k in ks]
             row = [f"{c[metric]:.3f} ± {c[metric + '_se']:.3f}" for c in cells]
-            lines.append(f"| {_LABELS[method]} | " + " | ".join(row) + " |")
+            lines.append(f"| {results['labels'][method]} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -127,7 +189,7 @@ def _csv_text(results: dict[str, Any]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["subject", "k", "method", "ssim", "cc"])
     for r in results["per_subject"]:
-        for method in METHODS:
+        for method in results["methods"]:
             writer.writerow([r["subject"], r["k"], method, f"{r['methods'][method]['ssim']:.6f}", f"{r['methods'][method]['cc']:.6f}"])
     return buffer.getvalue()
 
@@ -144,16 +206,30 @@ def write_results(results: dict[str, Any], out_dir: str, title: str, overwrite: 
     return written
 
 
+def _display(results: dict[str, Any], name: str) -> str:
+    return results["labels"][f"{name}_mean"].split(",")[0]
+
+
 def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> None:
-    """Per-slice SSIM of the mean image (mean over subjects) against the pose, one line per k (Fig. 3c)."""
+    """Per-slice SSIM of the mean image (mean over subjects) against the pose (Fig. 3c).
+
+    One line per k for the first model; the other models and linear interpolation at the largest k.
+    """
+    names = [m[:-len("_mean")] for m in results["methods"] if m.endswith("_mean")]
+    last = results["ks"][-1]
+
+    def curve(method: str, k: int) -> tuple[np.ndarray, list[int]]:
+        rows = [r for r in results["per_subject"] if r["k"] == k]
+        return np.mean([r["methods"][method]["ssim_per_slice"] for r in rows], axis=0), rows[0]["contexts"]
+
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for k in results["ks"]:
-        rows = [r for r in results["per_subject"] if r["k"] == k]
-        curve = np.mean([r["methods"]["bruno_mean"]["ssim_per_slice"] for r in rows], axis=0)
-        line, = ax.plot(curve, label=f"k = {k}")
-        ax.plot(rows[0]["contexts"], curve[rows[0]["contexts"]], "o", color=line.get_color(), ms=4)
-    linear = np.mean([r["methods"]["linear"]["ssim_per_slice"] for r in results["per_subject"] if r["k"] == results["ks"][-1]], axis=0)
-    ax.plot(linear, "k:", label=f"linear interpolation, k = {results['ks'][-1]}")
+        values, contexts = curve(f"{names[0]}_mean", k)
+        line, = ax.plot(values, label=f"{_display(results, names[0])}, k = {k}")
+        ax.plot(contexts, values[contexts], "o", color=line.get_color(), ms=4)
+    for name in names[1:]:
+        ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results, name)}, k = {last}")
+    ax.plot(curve("linear", last)[0], "k:", label=f"linear interpolation, k = {last}")
     ax.set_xlabel("slice position (pose)")
     ax.set_ylabel("SSIM of the mean image")
     ax.set_title("Per-slice SSIM (dots: context slices)")
@@ -164,27 +240,45 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
     plt.close(fig)
 
 
-def save_montage(subject: Subject, recon: Reconstruction, path: str, num_columns: int = 10,
-                 num_sample_rows: int = 3, overwrite: bool = False) -> None:
-    """Ground truth / samples / mean / decoded predictive mean / std at evenly spaced poses (contexts framed red)."""
-    poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(recon.contexts))
-    rows = [("truth", subject.images)] + [(f"sample {i + 1}", recon.samples[i]) for i in range(min(num_sample_rows, len(recon.samples)))]
-    rows += [("mean", recon.mean), ("decoded mean", recon.mode), ("std", recon.std)]
-    fig, axes = plt.subplots(len(rows), len(poses), figsize=(1.0 * len(poses) + 1, 1.05 * len(rows) + 0.6), dpi=100, squeeze=False)
-    for r, (name, stack) in enumerate(rows):
-        vmax = max(float(recon.std.max()), 1.0) if name == "std" else 255
+def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: dict[str, str], path: str,
+                 num_columns: int = 10, num_sample_rows: int = 3, overwrite: bool = False) -> None:
+    """Truth, then per model its samples, mean image, deterministic image and std, then linear interpolation.
+
+    The first model shows ``num_sample_rows`` samples, the others one; evenly spaced poses plus the
+    contexts (framed red).
+
+    Args:
+        recons: model name → its reconstruction of ``subject`` (all with the same contexts).
+        labels: method key → label, as ``results["labels"]``.
+    """
+    contexts = next(iter(recons.values())).contexts
+    poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(contexts))
+    rows: list[tuple[str, np.ndarray, bool]] = [("truth", subject.images, False)]
+    for index, (name, recon) in enumerate(recons.items()):
+        display = labels[f"{name}_mean"].split(",")[0]
+        count = min(num_sample_rows if index == 0 else 1, len(recon.samples))
+        rows += [(f"{display}\nsample {i + 1}", recon.samples[i], False) for i in range(count)]
+        rows += [(f"{display}\nmean", recon.mean, False), (f"{display}\n{'decoded' if name == 'bruno' else 'prior z'}", recon.mode, False),
+                 (f"{display}\nstd", recon.std, True)]
+    rows.append(("linear\ninterpolation", linear_interpolation(subject.images, contexts), False))
+    fig, axes = plt.subplots(len(rows), len(poses), figsize=(1.0 * len(poses) + 1.4, 1.05 * len(rows) + 0.6), dpi=100,
+                             squeeze=False)
+    for r, (name, stack, spread) in enumerate(rows):
+        vmax = max(float(np.max(stack)), 1.0) if spread else 255
         for c, q in enumerate(poses):
             ax = axes[r, c]
-            ax.imshow(stack[q], cmap="magma" if name == "std" else "gray", vmin=0, vmax=vmax, interpolation="nearest")
+            ax.imshow(stack[q], cmap="magma" if spread else "gray", vmin=0, vmax=vmax, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if q in recon.contexts:
+            if q in contexts:
                 ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, edgecolor="red", linewidth=3))
             if r == 0:
                 ax.set_title(f"{q}", fontsize=7)
             if c == 0:
-                ax.set_ylabel(name, fontsize=8)
-    fig.suptitle(f"{subject.name}: k = {len(recon.contexts)} contexts (red), {len(recon.samples)} samples", fontsize=9)
+                ax.set_ylabel(name, fontsize=7)
+    samples = next(iter(recons.values())).samples
+    fig.suptitle(f"{subject.name}: k = {len(contexts)} contexts (red), {len(samples)} samples per pose", fontsize=9,
+                 y=1.0 - 0.3 / fig.get_figheight())
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)

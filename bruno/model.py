@@ -34,7 +34,7 @@ from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
 from bruno.processes import ExchangeableProcess, PoseKernelProcess, Predictive, make_process
 
-__all__ = ["ConditionalBruno", "LogProb", "Samples"]
+__all__ = ["ConditionalBruno", "LogProb", "Samples", "SequenceModel"]
 
 logger = logging.getLogger(__name__)
 MIN_INIT_IMAGES = 32
@@ -69,47 +69,53 @@ def _shape(x: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
     return tuple(tf.TensorShape(np.shape(x) if not isinstance(x, tf.Tensor) else x.shape).as_list())
 
 
-class ConditionalBruno(tf.Module):
-    """The paper's model.
+class SequenceModel(tf.Module):
+    """What the training loop, reconstruction and evaluation need from a model of (slice, pose) sequences.
+
+    Subclasses (:class:`ConditionalBruno`, the GQN and C-VAE baselines) implement ``log_prob``
+    (a lower bound for the baselines), ``sample`` and ``decode_predictive_mean`` with the signatures
+    of :class:`ConditionalBruno`, on the same [0, 256) intensity scale.
 
     Args:
-        image_size: H = W of the slices, a multiple of 2^num_scales.
+        image_size: H = W of the slices.
         num_poses: N, the length of the one-hot pose.
         config: the ``model`` config section.
-
-    Raises:
-        ValueError: sizes out of range (e.g. ``image_size`` not a multiple of 2^num_scales).
+        name: the module name (checkpoint paths start with it).
     """
 
-    def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig()) -> None:
-        super().__init__(name="conditional_bruno")
+    def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str) -> None:
+        super().__init__(name=name)
         if num_poses < 1:
             raise ValueError(f"num_poses={num_poses}, expected >= 1")
         self.image_size, self.num_poses, self.config = image_size, num_poses, config
-        self.embedding = PoseEmbedding(config.embedding_size, name="pose_embedding")
-        self.flow = ConditionalRealNVP(image_size, FlowArchitecture(
-            num_scales=config.num_scales, num_filters=config.num_filters, num_residual_blocks=config.num_residual_blocks,
-            num_dense_couplings=config.num_dense_couplings, dense_units=config.dense_units,
-            first_kernel_size=3 if config.upstream_first_conv_3x3 else 1,
-            orthogonal_label_heads=config.upstream_label_heads,
-            normalize_init_output=not config.upstream_init_passes_raw,
-            include_alpha_constant=not config.upstream_logit_log_det,
-        ))
         self.num_dims = image_size * image_size
-        self.process: ExchangeableProcess | PoseKernelProcess
-        if config.pose_kernel is None:
-            self.process = make_process(config.process, self.num_dims, config.variance_init, config.correlation_init,
-                                        config.df_init)
-        else:
-            self.process = PoseKernelProcess(
-                self.num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
-                config.correlation_init, config.df_init, config.length_init, config.length_min, config.kernel_nugget,
-                name="pose_kernel_process")
 
     @classmethod
-    def from_config(cls, config: Config) -> ConditionalBruno:
+    def from_config(cls, config: Config) -> SequenceModel:
         """The model for an experiment: sizes from ``config.data``, architecture from ``config.model``."""
         return cls(config.data.image_size, config.data.num_poses, config.model)
+
+    def build(self) -> None:
+        """Create every variable with a dummy pass (weights are then initialised or restored)."""
+        size, poses = self.image_size, self.num_poses
+        self.log_prob(tf.fill([1, 2, size, size, 1], 128.0), tf.one_hot([[0, 1 % poses]], poses), 1)
+
+    def initialize(self, images: tf.Tensor, poses: tf.Tensor) -> None:
+        """The step-0 pass on the first batch (BRUNO's data-dependent init; nothing to do by default)."""
+
+    def set_step(self, step: int) -> None:
+        """Tell the model the training step before it is taken (schedules that live in the model)."""
+
+    def summary(self) -> dict[str, float]:
+        """Scalars worth logging during training (none by default)."""
+        return {}
+
+    def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
+        raise NotImplementedError
+
+    def _check_num_context(self, num_context: int, length: Optional[int]) -> None:
+        if not isinstance(num_context, (int, np.integer)) or num_context < 0 or (length is not None and num_context >= length):
+            raise ValueError(f"num_context={num_context!r}, expected an integer in [0, T) with T={length}")
 
     # --------------------------------------------------------------------------------- checks
     def _check_images(self, name: str, images: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
@@ -130,6 +136,66 @@ class ConditionalBruno(tf.Module):
     def _check_finite(name: str, values: tf.Tensor | np.ndarray) -> None:
         if tf.executing_eagerly() and not np.all(np.isfinite(np.asarray(values))):
             raise ValueError(f"{name}: contains NaN or Inf, expected finite values")
+
+    def _check_query(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> tuple[int, int]:
+        shape = self._check_images("context_images", context_images)
+        self._check_poses("context_poses", context_poses, shape[:2])
+        query_shape = _shape(query_poses)
+        self._check_poses("query_poses", query_poses, (shape[0], query_shape[1] if len(query_shape) == 3 else None))
+        if query_shape[0] is None or query_shape[1] is None:
+            raise ValueError(f"query_poses: shape {query_shape}, expected a known batch size and number of queries")
+        return query_shape[0], query_shape[1]
+
+
+class ConditionalBruno(SequenceModel):
+    """The paper's model.
+
+    Args:
+        image_size: H = W of the slices, a multiple of 2^num_scales.
+        num_poses: N, the length of the one-hot pose.
+        config: the ``model`` config section.
+
+    Raises:
+        ValueError: sizes out of range (e.g. ``image_size`` not a multiple of 2^num_scales).
+    """
+
+    def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__(image_size, num_poses, config, name="conditional_bruno")
+        self.embedding = PoseEmbedding(config.embedding_size, name="pose_embedding")
+        self.flow = ConditionalRealNVP(image_size, FlowArchitecture(
+            num_scales=config.num_scales, num_filters=config.num_filters, num_residual_blocks=config.num_residual_blocks,
+            num_dense_couplings=config.num_dense_couplings, dense_units=config.dense_units,
+            first_kernel_size=3 if config.upstream_first_conv_3x3 else 1,
+            orthogonal_label_heads=config.upstream_label_heads,
+            normalize_init_output=not config.upstream_init_passes_raw,
+            include_alpha_constant=not config.upstream_logit_log_det,
+        ))
+        self.process: ExchangeableProcess | PoseKernelProcess
+        if config.pose_kernel is None:
+            self.process = make_process(config.process, self.num_dims, config.variance_init, config.correlation_init,
+                                        config.df_init)
+        else:
+            self.process = PoseKernelProcess(
+                self.num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
+                config.correlation_init, config.df_init, config.length_init, config.length_min, config.kernel_nugget,
+                name="pose_kernel_process")
+
+    def build(self) -> None:
+        """Create every variable with a dummy forward pass through the flow."""
+        size, poses = self.image_size, self.num_poses
+        self.encode(tf.fill([1, 1, size, size, 1], 128.0), tf.one_hot([[0]], poses))
+
+    def summary(self) -> dict[str, float]:
+        """Correlation quantiles, variance range, median df (and length-scale quantiles) of the process."""
+        process = self.process
+        correlation, variance = process.correlation.numpy(), process.variance.numpy()
+        summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
+        summary.update(variance_min=float(variance.min()), variance_max=float(variance.max()))
+        if process.df is not None:
+            summary["df_median"] = float(np.median(process.df.numpy()))
+        if isinstance(process, PoseKernelProcess):
+            summary.update({f"length_q{q}": float(np.percentile(process.length_scale.numpy(), q)) for q in (10, 50, 90)})
+        return summary
 
     # ------------------------------------------------------------------------------- encoding
     def encode(self, images: tf.Tensor, poses: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
@@ -178,9 +244,7 @@ class ConditionalBruno(tf.Module):
         Raises:
             ValueError: bad shapes, non-finite inputs, or ``num_context`` out of range.
         """
-        length = self._check_images("images", images)[1]
-        if not isinstance(num_context, (int, np.integer)) or num_context < 0 or (length is not None and num_context >= length):
-            raise ValueError(f"num_context={num_context!r}, expected an integer in [0, T) with T={length}")
+        self._check_num_context(num_context, self._check_images("images", images)[1])
         z, log_det = self.encode(images, poses)
         if isinstance(self.process, PoseKernelProcess):
             index = tf.argmax(poses, axis=-1)
@@ -199,15 +263,6 @@ class ConditionalBruno(tf.Module):
     def _decode(self, latents: tf.Tensor, poses: tf.Tensor) -> tf.Tensor:
         """Latents [n, D] and one-hot poses [n, N] → images [n, H, W, 1] (compiled once per chunk size)."""
         return self.flow.inverse(latents, pose_embedding=self.embedding(poses))
-
-    def _check_query(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> tuple[int, int]:
-        shape = self._check_images("context_images", context_images)
-        self._check_poses("context_poses", context_poses, shape[:2])
-        query_shape = _shape(query_poses)
-        self._check_poses("query_poses", query_poses, (shape[0], query_shape[1] if len(query_shape) == 3 else None))
-        if query_shape[0] is None or query_shape[1] is None:
-            raise ValueError(f"query_poses: shape {query_shape}, expected a known batch size and number of queries")
-        return query_shape[0], query_shape[1]
 
     def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Predictive:
         """The latent predictive at each query pose given the contexts (none: the prior).

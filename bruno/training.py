@@ -52,9 +52,9 @@ from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError, RunDirError, TrainingDiverged
 from bruno.files import atomic_output
-from bruno.model import ConditionalBruno
+from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
+from bruno.model import ConditionalBruno, SequenceModel
 from bruno.optimizers import make_optimizer
-from bruno.processes import PoseKernelProcess
 
 __all__ = [
     "PROCESS_VARIABLES",
@@ -62,6 +62,7 @@ __all__ = [
     "TrainResult",
     "learning_rate_at",
     "load_slice_table",
+    "make_model",
     "make_deterministic",
     "num_context_at",
     "prepare_run_dir",
@@ -185,13 +186,14 @@ def load_run_config(run_dir: str) -> Config:
         return parse_config(yaml.safe_load(f), path)
 
 
-def _build_model(model: ConditionalBruno) -> None:
-    """Create every variable with a dummy forward pass (weights are then initialised or restored)."""
-    size, poses = model.image_size, model.num_poses
-    model.encode(tf.fill([1, 1, size, size, 1], 128.0), tf.one_hot([[0]], poses))
+def make_model(config: Config) -> SequenceModel:
+    """The model ``config.model.kind`` names (BRUNO or one of the paper's baselines), variables not yet built."""
+    kinds: dict[str, type[SequenceModel]] = {"bruno": ConditionalBruno, "gqn": GenerativeQueryNetwork,
+                                             "cvae": ConditionalVAE}
+    return kinds[config.model.kind].from_config(config)
 
 
-def restore_model(run_dir: str, which: str = "best") -> tuple[ConditionalBruno, Config, int]:
+def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Config, int]:
     """The model of a run from its ``best`` or ``latest`` checkpoint.
 
     Returns:
@@ -205,8 +207,8 @@ def restore_model(run_dir: str, which: str = "best") -> tuple[ConditionalBruno, 
     path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if path is None:
         raise RunDirError(f"{run_dir}: no checkpoint found")
-    model = ConditionalBruno.from_config(config)
-    _build_model(model)
+    model = make_model(config)
+    model.build()
     step = tf.Variable(-1, dtype=tf.int64)
     tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
     return model, config, int(step)
@@ -248,8 +250,8 @@ class Trainer:
                             list(SequenceSampler(table, "val", train.batch_size, train.seq_len, train.seed + 1)
                                  .batches(train.num_val_batches)))
         with self.strategy.scope():
-            self.model = ConditionalBruno.from_config(config)
-            _build_model(self.model)
+            self.model = make_model(config)
+            self.model.build()
             self.variables = self.model.trainable_variables
             self.optimizer = make_optimizer(train.optimizer)
             self.optimizer.build(self.variables)
@@ -328,18 +330,6 @@ class Trainer:
                 if key not in ("step", "split", "time") and isinstance(value, (int, float)) and math.isfinite(value):
                     tf.summary.scalar(f"{record['split']}/{key}", value)
 
-    def process_summary(self) -> dict[str, float]:
-        """Correlation quantiles, variance range, median df (and length-scale quantiles) of the process (logged)."""
-        process = self.model.process
-        correlation, variance = process.correlation.numpy(), process.variance.numpy()
-        summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
-        summary.update(variance_min=float(variance.min()), variance_max=float(variance.max()))
-        if process.df is not None:
-            summary["df_median"] = float(np.median(process.df.numpy()))
-        if isinstance(process, PoseKernelProcess):
-            summary.update({f"length_q{q}": float(np.percentile(process.length_scale.numpy(), q)) for q in (10, 50, 90)})
-        return summary
-
     def save(self) -> str:
         """Write a checkpoint of everything needed to resume exactly."""
         self.data_state.assign(self.sampler.state)
@@ -356,7 +346,7 @@ class Trainer:
         batch = self.sampler.next_batch()
         self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
         self.step.assign(0)
-        logger.info("step 0: data-dependent initialisation on %d images", batch["images"].shape[0] * batch["images"].shape[1])
+        logger.info("step 0: initialisation pass on %d images", batch["images"].shape[0] * batch["images"].shape[1])
 
     def _validate_and_keep_best(self, step: int) -> float:
         val_loss = self.validate()
@@ -389,6 +379,7 @@ class Trainer:
                 batch = self.sampler.next_batch()
                 rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
                 scale = process_grad_scale(step, train.process_grad_schedule)
+                self.model.set_step(step)
                 loss_t, _ = self._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]),
                                              tf.constant(rate, tf.float32), tf.constant(scale, tf.float32),
                                              num_context_at(step, train))
@@ -402,8 +393,9 @@ class Trainer:
                 if step % train.log_every == 0 or step == last:
                     mean_loss = float(np.mean(losses))
                     self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self.bits_per_dim(mean_loss),
-                               "learning_rate": rate, "process_grad_scale": scale, "time": time.time(),
-                               **self.process_summary()})
+                               "learning_rate": rate, "time": time.time(),
+                               **({"process_grad_scale": scale} if self.config.model.kind == "bruno" else {}),
+                               **self.model.summary()})
                     losses = []
                 if step % train.validate_every == 0 or step == last:
                     self._validate_and_keep_best(step)

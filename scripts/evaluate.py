@@ -1,13 +1,17 @@
-"""Evaluate a trained run as in the paper: reconstruct test volumes from k evenly spread slices.
+"""Evaluate trained runs as in the paper: reconstruct test volumes from k evenly spread slices.
 
-For every subject and k, scores each slice (SSIM, CC) of the mean image, of single samples, and of two
-baselines (linear interpolation between the contexts; the training population's mean volume).
+For every subject and k, scores each slice (SSIM, CC) of each run's mean image, deterministic image and
+single samples, and of two baselines (linear interpolation between the contexts; the training
+population's mean volume). Several runs (BRUNO, GQN, C-VAE: model.kind) trained on the same data are
+scored on the same subjects and contexts, in one table.
 Writes results.md (tables like the paper's 3a/3b), results.csv, results.json (per slice),
-ssim_curves.png (per-slice SSIM per k, Fig. 3c) and montage.png (contexts, truth, samples, mean, std).
+ssim_curves.png (per-slice SSIM per k, Fig. 3c) and montage.png (contexts, truth, each model's
+samples, mean, std, and linear interpolation).
 
 Examples:
     python scripts/evaluate.py --run runs/phantom
     python scripts/evaluate.py --run runs/ixi --samples 20 --contexts-list 1,3,5,9
+    python scripts/evaluate.py --run runs/ixi runs/ixi_gqn runs/ixi_cvae --samples 20 --out results/ixi_all
     python scripts/evaluate.py --run runs/adni --input /data/new_scans --out results/new
 """
 from __future__ import annotations
@@ -22,17 +26,17 @@ from bruno.baselines import population_mean
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.evaluation import Subject, evaluate, results_markdown, save_curves, save_montage, write_results
+from bruno.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
 from bruno.files import check_output_path
 from bruno.reconstruction import evenly_spread, fetal_contexts
-from bruno.training import load_slice_table, make_deterministic, restore_model
+from bruno.training import load_slice_table, make_deterministic
 
 logger = logging.getLogger("evaluate")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="run directory written by scripts/train.py")
+    parser.add_argument("--run", required=True, nargs="+", help="run directories written by scripts/train.py (same data)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="test", choices=("train", "val", "test"), help="volumes of the run's table (default test)")
     source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
@@ -43,14 +47,14 @@ def main() -> None:
     parser.add_argument("--max-subjects", type=int, help="evaluate only the first M subjects")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
-                        help="return the context slices unchanged at their own poses (default: the run's model.keep_contexts)")
+                        help="return the context slices unchanged at their own poses (default: each run's model.keep_contexts)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
-    parser.add_argument("--out", help="output folder (default RUN/eval_<split or input>)")
+    parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args()
 
-    model, config, step = restore_model(args.run, args.checkpoint)
+    models, steps, config = load_runs(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
     try:
@@ -64,7 +68,7 @@ def main() -> None:
     contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
-    out = args.out or os.path.join(args.run, "eval_" + ("input" if args.input else args.split))
+    out = args.out or os.path.join(args.run[0], "eval_" + ("input" if args.input else args.split))
     os.makedirs(out, exist_ok=True)
     for name in ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png"):
         check_output_path(os.path.join(out, name), args.overwrite)
@@ -81,15 +85,16 @@ def main() -> None:
         if len(indices) == 0:
             raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
         subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i)))) for i in indices]
-    keep_contexts = config.model.keep_contexts if args.keep_contexts is None else args.keep_contexts
-    results, first = evaluate(model, subjects, ks, atlas, contexts_for, args.samples, args.seed, not args.no_progress,
+    keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
+    results, first = evaluate(models, subjects, ks, atlas, contexts_for, args.samples, args.seed, not args.no_progress,
                               keep_contexts)
-    results.update(run=args.run, checkpoint_step=step, source=args.input or args.split)
-    title = f"{os.path.basename(os.path.normpath(args.run))}: {args.input or args.split} (checkpoint step {step})"
+    results.update(runs=dict(zip(models, args.run)), checkpoint_steps=steps, source=args.input or args.split)
+    runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run, steps.values()))
+    title = f"{runs}: {args.input or args.split}"
     write_results(results, out, title, args.overwrite)
     save_curves(results, os.path.join(out, "ssim_curves.png"), args.overwrite)
     k_shown = 3 if 3 in ks else ks[0]
-    save_montage(subjects[0], first[k_shown], os.path.join(out, "montage.png"), overwrite=args.overwrite)
+    save_montage(subjects[0], first[k_shown], results["labels"], os.path.join(out, "montage.png"), overwrite=args.overwrite)
     print(results_markdown(results, title))
     logger.info("wrote results.md, results.csv, results.json, ssim_curves.png, montage.png to %s", out)
 
