@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
-from bruno.model import ConditionalBruno
+from bruno.model import SequenceModel
 
 __all__ = ["NLL", "SliceScores", "cross_correlation", "sequence_nll", "slice_scores", "ssim"]
 
@@ -30,7 +30,7 @@ class NLL(NamedTuple):
     num_sequences: int
 
 
-def sequence_nll(model: ConditionalBruno, table: SliceTable, split: str, seq_len: int, num_context: int,
+def sequence_nll(model: SequenceModel, table: SliceTable, split: str, seq_len: int, num_context: int,
                  num_sequences: int, batch_size: int = 8, seed: int = 317070, progress: bool = True) -> NLL:
     """−mean log p of the targets of random sequences of one split (same n_c/T semantics as training).
 

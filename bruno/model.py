@@ -83,7 +83,7 @@ class SequenceModel(tf.Module):
         name: the module name (checkpoint paths start with it).
     """
 
-    def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str) -> None:
+    def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str = "sequence_model") -> None:
         super().__init__(name=name)
         if num_poses < 1:
             raise ValueError(f"num_poses={num_poses}, expected >= 1")
@@ -111,6 +111,14 @@ class SequenceModel(tf.Module):
         return {}
 
     def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
+        raise NotImplementedError
+
+    def sample(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor, num_samples: int,
+               seed: int = 0, decode_batch_size: int = 256, progress: bool = False) -> Samples:
+        raise NotImplementedError
+
+    def decode_predictive_mean(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
+                               decode_batch_size: int = 256) -> tf.Tensor:
         raise NotImplementedError
 
     def _check_num_context(self, num_context: int, length: Optional[int]) -> None:

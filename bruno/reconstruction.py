@@ -27,7 +27,7 @@ import tensorflow as tf
 from bruno.data.slices import slices_to_volume
 from bruno.errors import ConfigError
 from bruno.files import atomic_output
-from bruno.model import ConditionalBruno
+from bruno.model import SequenceModel
 
 __all__ = ["FETAL_CONTEXTS", "Reconstruction", "evenly_spread", "parse_contexts", "reconstruct", "write_volume"]
 
@@ -94,7 +94,7 @@ class Reconstruction(NamedTuple):
     mode: np.ndarray
 
 
-def reconstruct(model: ConditionalBruno, images: np.ndarray, contexts: Sequence[int], num_samples: int,
+def reconstruct(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], num_samples: int,
                 seed: int = 0, progress: bool = True, decode_batch_size: int = 512,
                 keep_contexts: Optional[bool] = None) -> Reconstruction:
     """Condition on ``images[contexts]`` and sample every pose.

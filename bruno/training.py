@@ -1,5 +1,9 @@
 """Training Conditional BRUNO (SPEC §3): init pass, NLL steps, validation, checkpoints, resume.
 
+The same loop trains the paper's GQN and C-VAE baselines (``model.kind``, :func:`make_model`): their
+"log-prob" is the ELBO, so the loss is −ELBO and validation compares bounds; the model is told the
+step before each update (:meth:`~bruno.model.SequenceModel.set_step`, the GQN's σ annealing).
+
 Semantics (upstream ``config_conditional/train.py``):
 
 * step 0 runs the data-dependent initialisation on the first batch and takes no gradient step;

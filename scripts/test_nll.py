@@ -2,6 +2,7 @@
 
 Scores random sequences of T slices of the split's volumes: the targets (the last T - n_c slices)
 given the contexts (the first n_c), as in training. Writes RUN_DIR/nll_<split>_T<T>_c<n_c>.json.
+For the GQN and C-VAE baselines the figure is −ELBO, an upper bound of the NLL.
 
 Example:
     python scripts/test_nll.py runs/phantom --seq-len 9 --num-context 8
@@ -48,10 +49,10 @@ def main() -> None:
     output = os.path.join(args.run_dir, f"nll_{args.split}_T{seq_len}_c{num_context}.json")
     with atomic_output(output, args.overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"checkpoint_step": step, "split": args.split, "seq_len": seq_len, "num_context": num_context,
-                   **result._asdict()}, f, indent=1)
-    logger.info("%s (step %d), %s split, T=%d, n_c=%d, %d sequences: %.2f nats/image, %.4f bits/dim -> %s",
+                   "bound": config.model.kind != "bruno", **result._asdict()}, f, indent=1)
+    logger.info("%s (step %d), %s split, T=%d, n_c=%d, %d sequences: %.2f nats/image, %.4f bits/dim%s -> %s",
                 args.run_dir, step, args.split, seq_len, num_context, result.num_sequences, result.nats_per_image,
-                result.bits_per_dim, output)
+                result.bits_per_dim, "" if config.model.kind == "bruno" else " (-ELBO, an upper bound)", output)
 
 
 if __name__ == "__main__":

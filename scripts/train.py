@@ -1,6 +1,6 @@
-"""Train Conditional BRUNO on an experiment's slice table.
+"""Train Conditional BRUNO, or one of the paper's GQN / C-VAE baselines (model.kind), on an experiment's slice table.
 
-Step 0 is the data-dependent initialisation, then NLL steps with TF1-style RMSProp; validation NLL
+Step 0 is the data-dependent initialisation, then NLL steps (−ELBO for the baselines); validation NLL
 every train.validate_every steps (best checkpoint in RUN_DIR/best), checkpoints every
 train.checkpoint_every steps, TensorBoard logs in RUN_DIR/tensorboard, metrics in RUN_DIR/metrics.jsonl.
 The phantom table is generated if missing; NIfTI experiments need scripts/preprocess.py first.
@@ -8,6 +8,7 @@ The phantom table is generated if missing; NIfTI experiments need scripts/prepro
 Examples:
     python scripts/train.py config_rnn/phantom.yaml
     python scripts/train.py config_rnn/ixi.yaml --run-dir runs/ixi --resume
+    python scripts/train.py config_rnn/ixi_gqn.yaml
     tensorboard --logdir runs/phantom/tensorboard
 """
 from __future__ import annotations

@@ -73,7 +73,7 @@ class ConditionalVAE(QueryGenerator):
         count = tf.cast(tf.shape(per_context)[1], tf.float32)
         return tf.reduce_sum(per_context, axis=1) / tf.maximum(count, 1.0)
 
-    def posterior(self, targets: tf.Tensor, poses: tf.Tensor, representation: tf.Tensor) -> tfd.Normal:
+    def posterior(self, targets: tf.Tensor, poses: tf.Tensor, representation: tf.Tensor) -> tfp.distributions.Normal:
         """q(z | x, p, r) for targets [n, H, W, 1] on [0, 1], poses [n, N], r [n, H/4, W/4, C]."""
         h = targets
         for level, block in enumerate(self.down):
