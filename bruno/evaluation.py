@@ -263,8 +263,10 @@ def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: di
     rows.append(("linear\ninterpolation", linear_interpolation(subject.images, contexts), False))
     fig, axes = plt.subplots(len(rows), len(poses), figsize=(1.0 * len(poses) + 1.4, 1.05 * len(rows) + 0.6), dpi=100,
                              squeeze=False)
+    fig.subplots_adjust(top=1.0 - 0.5 / fig.get_figheight(), bottom=0.02, hspace=0.1, wspace=0.05)
+    spread_max = max(max(float(recon.std.max()) for recon in recons.values()), 1.0)  # one scale: spreads compare
     for r, (name, stack, spread) in enumerate(rows):
-        vmax = max(float(np.max(stack)), 1.0) if spread else 255
+        vmax = spread_max if spread else 255
         for c, q in enumerate(poses):
             ax = axes[r, c]
             ax.imshow(stack[q], cmap="magma" if spread else "gray", vmin=0, vmax=vmax, interpolation="nearest")
@@ -277,8 +279,8 @@ def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: di
             if c == 0:
                 ax.set_ylabel(name, fontsize=7)
     samples = next(iter(recons.values())).samples
-    fig.suptitle(f"{subject.name}: k = {len(contexts)} contexts (red), {len(samples)} samples per pose", fontsize=9,
-                 y=1.0 - 0.3 / fig.get_figheight())
+    fig.suptitle(f"{subject.name}: k = {len(contexts)} contexts (red), {len(samples)} samples per pose; "
+                 f"std on one scale, 0 to {spread_max:.0f} grey levels", fontsize=9, y=1.0 - 0.15 / fig.get_figheight())
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
