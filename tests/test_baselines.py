@@ -218,3 +218,16 @@ def test_evaluate_scores_bruno_and_baselines_in_one_table(runs: dict[str, Path],
     Trainer(override(config, "data", output=str(tmp_path / "six.h5")), str(run), progress=False).train(max_steps=1)
     assert_one_line_error(run_script("evaluate.py", "--run", str(runs["tiny"]), str(run), "--out", str(tmp_path / "e2")),
                           r"other: trained on .*six\.h5 \(6 poses of 16x16\), but .*tiny on .*tiny\.h5 \(8 of 16x16\)")
+
+
+def test_gqn_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    """The step-seeded noise and the σ schedule live in the checkpoint: a resumed run repeats the losses."""
+    from tests.test_training import losses, trainer
+
+    config = override(load_config(REPO / "config_rnn/tiny_gqn.yaml"), "data", output=str(tmp_path / "tiny.h5"))
+    trainer(config, tmp_path / "full", checkpoint_every=3, log_every=1).train(max_steps=6)
+    trainer(config, tmp_path / "split", checkpoint_every=3, log_every=1).train(max_steps=4)
+    trainer(config, tmp_path / "split", resume=True, checkpoint_every=3, log_every=1).train(max_steps=6)
+    full = losses(tmp_path / "full")
+    assert [s for s, _ in full] == list(range(1, 7)) and full == losses(tmp_path / "split")
+    assert len({loss for _, loss in full}) == 6
