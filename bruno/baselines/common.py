@@ -7,11 +7,14 @@ the [0, 256] intensity scale (the networks work on x = x̃/256 ∈ [0, 1)).
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 import tf_keras as keras
 from tqdm import tqdm
 
-from bruno.model import Samples, SequenceModel
+from bruno.config import ModelConfig
+from bruno.model import LogProb, Samples, SequenceModel
 
 __all__ = ["SCALE", "QueryGenerator", "TowerEncoder", "broadcast_pose"]
 
@@ -69,7 +72,36 @@ class QueryGenerator(SequenceModel):
     Subclasses define ``represent(context_images, context_poses)`` → r [B, ...] (images in [0, 256))
     and ``_generate(r [n, ...], poses [n, N], seed int64 [2], prior_mean)`` → images [n, H, W, 1] on
     [0, 256]; with ``prior_mean`` every latent sits at its prior mean (one deterministic image).
+    The training step lives in ``self.step`` (checkpointed): it seeds the training noise.
     """
+
+    def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str) -> None:
+        super().__init__(image_size, num_poses, config, name=name)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+
+    def set_step(self, step: int) -> None:
+        self.step.assign(step)
+
+    def _queries(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Check a training batch and split it into one row per target.
+
+        Returns:
+            (r of the target's sequence [B·(T − n_c), ...], targets [B·(T − n_c), H, W, 1] on [0, 1),
+            their poses [B·(T − n_c), N]).
+        """
+        shape = self._check_images("images", images)
+        self._check_poses("poses", poses, shape[:2])
+        self._check_num_context(num_context, shape[1])
+        queries = tf.shape(images)[1] - num_context
+        representation = tf.repeat(self.represent(images[:, :num_context], poses[:, :num_context]), queries, axis=0)
+        size = self.image_size
+        targets = tf.reshape(images[:, num_context:], [-1, size, size, 1]) / SCALE
+        return representation, targets, tf.reshape(poses[:, num_context:], [-1, self.num_poses])
+
+    def _elbo(self, images: tf.Tensor, log_likelihood: tf.Tensor, kl: tf.Tensor) -> LogProb:
+        """Per-target ELBO [B, T − n_c] on the [0, 256) scale (−D·ln 256 for x = x̃/256) and its bits/dim."""
+        elbo = tf.reshape(log_likelihood - kl, [tf.shape(images)[0], -1]) - self.num_dims * math.log(SCALE)
+        return LogProb(elbo, -tf.reduce_mean(elbo) / (self.num_dims * math.log(2.0)))
 
     def represent(self, context_images: tf.Tensor, context_poses: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError

@@ -59,10 +59,6 @@ class ConditionalVAE(QueryGenerator):
         self.up = [_conv_pair(f, f"generator_{i}") for i, f in enumerate(cvae.filters)]
         self.output_conv = keras.layers.Conv2D(1, 1)
         self.log_sigma = tf.Variable(math.log(cvae.sigma_init), name="log_sigma")
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-
-    def set_step(self, step: int) -> None:
-        self.step.assign(step)
 
     def summary(self) -> dict[str, float]:
         return {"pixel_sigma": float(tf.exp(self.log_sigma))}
@@ -97,22 +93,13 @@ class ConditionalVAE(QueryGenerator):
 
     def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
         """The ELBO of every target given the first ``num_context`` slices (as :meth:`GenerativeQueryNetwork.log_prob`)."""
-        shape = self._check_images("images", images)
-        self._check_poses("poses", poses, shape[:2])
-        self._check_num_context(num_context, shape[1])
-        batch, length = tf.shape(images)[0], tf.shape(images)[1]
-        queries = length - num_context
-        representation = tf.repeat(self.represent(images[:, :num_context], poses[:, :num_context]), queries, axis=0)
-        size = self.image_size
-        targets = tf.reshape(images[:, num_context:], [-1, size, size, 1]) / SCALE
-        query_poses = tf.reshape(poses[:, num_context:], [-1, self.num_poses])
+        representation, targets, query_poses = self._queries(images, poses, num_context)
         posterior = self.posterior(targets, query_poses, representation)
         noise = tf.random.stateless_normal(tf.shape(posterior.loc), seed=tf.stack([self.step, tf.constant(1, tf.int64)]))
         mean = self.decode(posterior.loc + posterior.scale * noise, query_poses, representation)
         log_likelihood = tf.reduce_sum(tfd.Normal(mean, tf.exp(self.log_sigma)).log_prob(targets), axis=[1, 2, 3])
         kl = tf.reduce_sum(tfd.kl_divergence(posterior, tfd.Normal(0.0, 1.0)), axis=-1)
-        elbo = tf.reshape(log_likelihood - kl, [batch, queries]) - self.num_dims * math.log(SCALE)
-        return LogProb(elbo, -tf.reduce_mean(elbo) / (self.num_dims * math.log(2.0)))
+        return self._elbo(images, log_likelihood, kl)
 
     @tf.function(reduce_retracing=True)
     def _generate(self, representation: tf.Tensor, poses: tf.Tensor, seed: tf.Tensor, prior_mean: bool) -> tf.Tensor:

@@ -32,7 +32,6 @@ At test time the output of a draw is its mean image μ (clipped to [0, 1]), as i
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import tensorflow as tf
@@ -103,10 +102,6 @@ class GenerativeQueryNetwork(QueryGenerator):
         self.read_target = keras.layers.Conv2D(gqn.hidden_channels, 4, strides=4)
         self.write_canvas = keras.layers.Conv2DTranspose(gqn.canvas_channels, 4, strides=4)
         self.output_conv = keras.layers.Conv2D(1, 1)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-
-    def set_step(self, step: int) -> None:
-        self.step.assign(step)
 
     @property
     def pixel_sigma(self) -> tf.Tensor:
@@ -171,19 +166,10 @@ class GenerativeQueryNetwork(QueryGenerator):
             :class:`~bruno.model.LogProb`: ``log_prob`` [batch, T − n_c] is the ELBO in nats on the
             [0, 256) scale (a lower bound of log p(x̃)), ``bits_per_dim`` its negative mean per pixel in bits.
         """
-        shape = self._check_images("images", images)
-        self._check_poses("poses", poses, shape[:2])
-        self._check_num_context(num_context, shape[1])
-        batch, length = tf.shape(images)[0], tf.shape(images)[1]
-        queries = length - num_context
-        representation = tf.repeat(self.represent(images[:, :num_context], poses[:, :num_context]), queries, axis=0)
-        size = self.image_size
-        targets = tf.reshape(images[:, num_context:], [-1, size, size, 1]) / SCALE
-        mean, kl = self._draw(representation, tf.reshape(poses[:, num_context:], [-1, self.num_poses]),
-                              tf.stack([self.step, tf.constant(0, tf.int64)]), target=targets)
+        representation, targets, query_poses = self._queries(images, poses, num_context)
+        mean, kl = self._draw(representation, query_poses, tf.stack([self.step, tf.constant(0, tf.int64)]), target=targets)
         log_likelihood = tf.reduce_sum(tfd.Normal(mean, self.pixel_sigma).log_prob(targets), axis=[1, 2, 3])
-        elbo = tf.reshape(log_likelihood - kl, [batch, queries]) - self.num_dims * math.log(SCALE)
-        return LogProb(elbo, -tf.reduce_mean(elbo) / (self.num_dims * math.log(2.0)))
+        return self._elbo(images, log_likelihood, kl)
 
     @tf.function(reduce_retracing=True)
     def _generate(self, representation: tf.Tensor, poses: tf.Tensor, seed: tf.Tensor, prior_mean: bool) -> tf.Tensor:
