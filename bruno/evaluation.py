@@ -159,8 +159,13 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject}, first
 
 
+def _display(labels: dict[str, str], name: str) -> str:
+    """The model's display name (``BRUNO``, ``GQN (run)``...): its mean-image label up to the comma."""
+    return labels[f"{name}_mean"].split(",")[0]
+
+
 def _kept_note(results: dict[str, Any]) -> str:
-    kept = [results["labels"][f"{name}_mean"].split(",")[0] for name, keep in results["keep_contexts"].items() if keep]
+    kept = [_display(results["labels"], name) for name, keep in results["keep_contexts"].items() if keep]
     if not kept:
         return "."
     return f"; {' and '.join(kept)} return{'s' if len(kept) == 1 else ''} the context slices unchanged."
@@ -206,10 +211,6 @@ def write_results(results: dict[str, Any], out_dir: str, title: str, overwrite: 
     return written
 
 
-def _display(results: dict[str, Any], name: str) -> str:
-    return results["labels"][f"{name}_mean"].split(",")[0]
-
-
 def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> None:
     """Per-slice SSIM of the mean image (mean over subjects) against the pose (Fig. 3c).
 
@@ -225,10 +226,10 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for k in results["ks"]:
         values, contexts = curve(f"{names[0]}_mean", k)
-        line, = ax.plot(values, label=f"{_display(results, names[0])}, k = {k}")
+        line, = ax.plot(values, label=f"{_display(results['labels'], names[0])}, k = {k}")
         ax.plot(contexts, values[contexts], "o", color=line.get_color(), ms=4)
     for name in names[1:]:
-        ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results, name)}, k = {last}")
+        ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results['labels'], name)}, k = {last}")
     ax.plot(curve("linear", last)[0], "k:", label=f"linear interpolation, k = {last}")
     ax.set_xlabel("slice position (pose)")
     ax.set_ylabel("SSIM of the mean image")
@@ -255,7 +256,7 @@ def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: di
     poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(contexts))
     rows: list[tuple[str, np.ndarray, bool]] = [("truth", subject.images, False)]
     for index, (name, recon) in enumerate(recons.items()):
-        display = labels[f"{name}_mean"].split(",")[0]
+        display = _display(labels, name)
         count = min(num_sample_rows if index == 0 else 1, len(recon.samples))
         rows += [(f"{display}\nsample {i + 1}", recon.samples[i], False) for i in range(count)]
         rows += [(f"{display}\nmean", recon.mean, False), (f"{display}\n{'decoded' if name == 'bruno' else 'prior z'}", recon.mode, False),
