@@ -1,0 +1,135 @@
+"""The motion experiment (SPEC §5.4): Gaussian-average versus BRUNO initialisation of slice-to-volume reconstruction.
+
+For each test volume: simulate three orthogonal stacks (axial, coronal, sagittal) whose slices are
+each moved by a random translation (default: independent U[−10, 10] mm per axis, in world units,
+so it follows the voxel size); form the Gaussian-average initial volume (slices at their nominal
+positions, σ = 1 voxel); form BRUNO's (mean of --samples samples per pose, conditioned on 4
+motion-free slices: the fetal table's 10, 30, 50, 70 of N = 80, scaled to the run's N); run
+translation-only slice-to-volume registration (SVR) from both; score everything against the truth
+with SSIM and CC.
+Writes results.md, results.csv, results.json, svr_curves.png (SSIM and slice position error per
+SVR iteration) and views_<subject>.png (orthogonal planes of the truth and each volume).
+
+Examples:
+    python scripts/motion_experiment.py --run runs/ixi
+    python scripts/motion_experiment.py --run runs/phantom --translation-mm 5 --law sphere --out results/motion5
+    python scripts/motion_experiment.py --run runs/fetal --input /data/fetal_test --contexts 10,30,50,70
+"""
+from __future__ import annotations
+
+from _cli import run
+
+import argparse
+import logging
+import os
+import re
+
+from tqdm import tqdm
+
+from bruno.data.nifti import find_inputs, load_nifti
+from bruno.data.slices import extract_slices
+from bruno.errors import ConfigError
+from bruno.files import check_output_path
+from bruno.motion import LAWS, voxel_spacing
+from bruno.motion_experiment import (MotionSettings, default_contexts, motion_markdown, run_subject, save_svr_curves, save_views,
+                                     summarise, write_motion_results)
+from bruno.reconstruction import parse_contexts
+from bruno.training import load_slice_table, make_deterministic, restore_model
+
+logger = logging.getLogger("motion_experiment")
+_RESULT_FILES = ("results.md", "results.csv", "results.json", "svr_curves.png")
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if not (value >= 0 if allow_zero else value > 0):
+        raise ConfigError(f"{name} {value}: expected a number {'>=' if allow_zero else '>'} 0")
+
+
+def main() -> None:
+    defaults = MotionSettings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run directory written by scripts/train.py")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="volumes of the run's table (default test)")
+    source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
+    parser.add_argument("--translation-mm", type=float, default=defaults.translation_mm,
+                        help="largest translation per axis (uniform) or its magnitude (sphere), mm (default 10)")
+    parser.add_argument("--law", choices=LAWS, default=defaults.law,
+                        help="uniform: each axis U[-m, m]; sphere: random direction, magnitude m (default uniform)")
+    parser.add_argument("--sigma", type=float, default=defaults.sigma, help="Gaussian average σ, voxels (default 1)")
+    parser.add_argument("--svr-sigma", type=float, default=defaults.svr_sigma,
+                        help="σ of SVR's re-scattering, voxels (default 0.5, chosen on validation subjects)")
+    parser.add_argument("--svr-iterations", type=int, default=defaults.svr_iterations, help="SVR iterations (default 5)")
+    parser.add_argument("--search-mm", type=float,
+                        help="largest correction SVR may apply per axis, mm (default 2 × --translation-mm, at least 1)")
+    parser.add_argument("--contexts",
+                        help="the motion-free slices BRUNO conditions on (default: 10,30,50,70 of N = 80 scaled to N)")
+    parser.add_argument("--samples", type=int, default=defaults.num_samples, help="BRUNO samples per pose (default 100)")
+    parser.add_argument("--max-subjects", type=int, help="only the first M subjects")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the translations and samples (default 0)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
+    parser.add_argument("--out", help="output folder (default RUN/motion_<split or input>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args()
+
+    _positive("--translation-mm", args.translation_mm, allow_zero=True)
+    _positive("--sigma", args.sigma)
+    _positive("--svr-sigma", args.svr_sigma)
+    _positive("--svr-iterations", args.svr_iterations, allow_zero=True)
+    _positive("--samples", args.samples)
+    search_mm = max(2.0 * args.translation_mm, 1.0) if args.search_mm is None else args.search_mm
+    _positive("--search-mm", search_mm)
+    if args.max_subjects is not None:
+        _positive("--max-subjects", args.max_subjects)
+    settings = MotionSettings(args.translation_mm, args.law, args.sigma, args.svr_sigma, args.svr_iterations, search_mm,
+                              args.samples, args.seed)
+
+    model, config, step = restore_model(args.run, args.checkpoint)
+    make_deterministic(args.seed)
+    num_poses = config.data.num_poses
+    contexts = parse_contexts(args.contexts, num_poses) if args.contexts else default_contexts(num_poses)
+    if not contexts:
+        raise ConfigError("--contexts: expected at least one slice index")
+    out = args.out or os.path.join(args.run, "motion_" + ("input" if args.input else args.split))
+    os.makedirs(out, exist_ok=True)
+    for name in _RESULT_FILES:
+        check_output_path(os.path.join(out, name), args.overwrite)
+
+    if args.input:
+        subjects = []
+        for path in find_inputs(args.input)[: args.max_subjects]:
+            volume = load_nifti(path, config.data.subject_pattern)
+            slices = extract_slices(volume, config.data)
+            subjects.append((volume.subject, slices.images, voxel_spacing(slices.affine)))
+    else:
+        table = load_slice_table(config)
+        indices = table.volumes_in(args.split)[: args.max_subjects]
+        if len(indices) == 0:
+            raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
+        subjects = [(table.info(int(i)).subject, table.read(table.rows_of(int(i))), voxel_spacing(table.info(int(i)).affine))
+                    for i in indices]
+    views = {name: os.path.join(out, "views_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".png") for name, _, _ in subjects}
+    for path in views.values():
+        check_output_path(path, args.overwrite)
+
+    per_subject = []
+    progress = tqdm(subjects, desc="motion experiment", unit="subject", disable=args.no_progress)
+    for index, (name, images, spacing) in enumerate(progress):
+        result = run_subject(model, images, spacing, contexts, settings, index)
+        per_subject.append({"subject": name, "spacing_mm": spacing.tolist(), "scores": result.scores, "svr": result.svr})
+        ssims = {k: v["ssim"] for k, v in result.scores.items()} | {f"svr_{k}": v["ssim"][-1] for k, v in result.svr.items()}
+        save_views(f"{name}: voxel {spacing[2]:.2f} x {spacing[1]:.2f} x {spacing[0]:.2f} mm (W x H x N)", images, result.volumes,
+                   spacing, ssims, views[name], args.overwrite)
+    results = {"run": args.run, "checkpoint_step": step, "source": args.input or args.split, "num_subjects": len(subjects),
+               "contexts": contexts, "settings": settings._asdict(), **summarise(per_subject), "per_subject": per_subject}
+    title = f"Motion experiment: {os.path.basename(os.path.normpath(args.run))} (step {step}), {args.input or args.split}"
+    write_motion_results(results, out, title, args.overwrite)
+    save_svr_curves(results, os.path.join(out, "svr_curves.png"), args.overwrite)
+    print(motion_markdown(results, title))
+    logger.info("wrote %s and %d views_*.png to %s", ", ".join(_RESULT_FILES), len(views), out)
+
+
+if __name__ == "__main__":
+    run(main)
