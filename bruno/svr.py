@@ -65,22 +65,26 @@ def register_stack(volume: np.ndarray, stack: Stack, offsets_vox: np.ndarray, li
     offsets = np.array(offsets_vox, np.float64)
     limit = np.full(3, np.inf) if limit_vox is None else np.asarray(limit_vox, np.float64)
 
-    def score(candidates: np.ndarray) -> np.ndarray:  # [C, S, 3] → NCC [C, S]
-        values = [sample_volume(volume, nominal + c.T[:, :, None]) for c in candidates]
-        return normalised_cross_correlation(np.stack(values), slices[None])
+    def score(candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:  # [C, R, 3] for slices ``rows`` → NCC [C, R]
+        values = [sample_volume(volume, nominal[:, rows] + c.T[:, :, None]) for c in candidates]
+        return normalised_cross_correlation(np.stack(values), slices[rows][None])
 
-    best = score(offsets[None])[0]
+    best = score(offsets[None], np.arange(len(slices)))[0]
     # Compass moves at every step size, then all 26 neighbours at the finest (diagonal ridges trap a compass).
+    # Only the slices that moved in the previous round are scored again.
     for step, pattern in [(h, _COMPASS) for h in steps] + [(steps[-1], _NEIGHBOURS)]:
+        active = np.flatnonzero(registered)
         for _ in range(max_moves):
-            candidates = np.clip(offsets[None] + step * pattern[:, None, :], -limit, limit)  # [C, S, 3]
-            scores = score(candidates)
-            choice = scores.argmax(0)
-            improved = registered & (scores[choice, np.arange(len(slices))] > best + 1e-12)
-            if not improved.any():
+            if len(active) == 0:
                 break
-            offsets[improved] = candidates[choice[improved], np.flatnonzero(improved)]
-            best[improved] = scores[choice[improved], np.flatnonzero(improved)]
+            candidates = np.clip(offsets[active][None] + step * pattern[:, None, :], -limit, limit)  # [C, R, 3]
+            scores = score(candidates, active)
+            choice = scores.argmax(0)
+            gain = scores[choice, np.arange(len(active))]
+            moved = gain > best[active] + 1e-12
+            offsets[active[moved]] = candidates[choice[moved], np.flatnonzero(moved)]
+            best[active[moved]] = gain[moved]
+            active = active[moved]
     return offsets, best
 
 
