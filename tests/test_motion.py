@@ -169,7 +169,8 @@ def test_motion_experiment_script(tiny_run: Path, tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["num_subjects"] == 2 and results["contexts"] == [1, 3, 5, 7]  # 10/30/50/70 of 80, scaled to N = 8
     subject = results["per_subject"][0]
-    assert set(subject["scores"]) == {"motion_free_average", "gaussian", "bruno", "linear"}
+    assert set(subject["scores"]) == {"motion_free_average", "motion_free_average_svr", "gaussian", "gaussian_svr_sigma", "bruno",
+                                      "linear"}
     assert len(subject["svr"]["bruno"]["ssim"]) == 3 and subject["svr"]["gaussian"]["error_mm"][0] > 0
     assert subject["svr"]["bruno"]["ssim"][0] == pytest.approx(subject["scores"]["bruno"]["ssim"])
     assert all(0.0 < cell["ssim"] <= 1.0 for cell in subject["scores"].values())
@@ -177,7 +178,7 @@ def test_motion_experiment_script(tiny_run: Path, tmp_path: Path) -> None:
     assert "| Gaussian average of the moved stacks (initialisation) |" in table and "| 2 |" in table
     assert len(list(out.glob("views_*.png"))) == 2 and (out / "svr_curves.png").stat().st_size > 1000
     rows = (out / "results.csv").read_text().splitlines()
-    assert rows[0] == "subject,method,iteration,ssim,cc,error_mm" and len(rows) == 1 + 2 * (4 + 2 * 3)
+    assert rows[0] == "subject,method,iteration,ssim,cc,error_mm" and len(rows) == 1 + 2 * (6 + 2 * 3)
     again = run_script("motion_experiment.py", *args, "--overwrite")
     assert again.returncode == 0 and json.loads((out / "results.json").read_text()) == results  # same seed, same numbers
     assert_one_line_error(run_script("motion_experiment.py", *args), r"results\.md: output file exists \(pass --overwrite")
