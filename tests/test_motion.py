@@ -15,7 +15,7 @@ from bruno.motion import STACK_AXES, acquire_stack, gaussian_average, random_tra
 from bruno.motion_experiment import default_contexts
 from bruno.svr import normalised_cross_correlation, register_stack, slice_to_volume
 from bruno.training import Trainer, make_deterministic, prepare_run_dir
-from tests.conftest import REPO
+from tests.conftest import REPO, head_like, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 
 SPACING = np.array([2.0, 3.0, 4.0])  # (dN, dH, dW) mm: anisotropic, so mm and voxels differ per axis
@@ -194,3 +194,19 @@ def test_motion_experiment_bad_values(tiny_run: Path, tmp_path: Path, extra: tup
     result = run_script("motion_experiment.py", "--run", str(tiny_run), "--out", str(tmp_path / "m"), *extra)
     assert_one_line_error(result, pattern)
     assert not (tmp_path / "m").exists()  # refused before anything is written
+
+
+def test_motion_experiment_on_new_nifti_volumes(tiny_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_nifti(folder / "patient7.nii.gz", head_like((24, 24, 30)), np.diag([2.0, 2.0, 2.0, 1.0]))
+    out = tmp_path / "motion"
+    result = run_script("motion_experiment.py", "--run", str(tiny_run), "--input", str(folder), "--contexts", "2,5", "--samples", "2",
+                        "--svr-iterations", "1", "--law", "sphere", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["source"] == str(folder) and results["contexts"] == [2, 5] and results["settings"]["law"] == "sphere"
+    subject = results["per_subject"][0]
+    assert subject["subject"] == "patient7" and (out / "views_patient7.png").is_file()
+    assert np.all(np.array(subject["spacing_mm"]) > 1.0)  # the slab's voxels, resampled from 2 mm to 8 poses of 16x16
+    assert subject["svr"]["gaussian"]["error_mm"][0] == pytest.approx(10.0)  # sphere law: every slice moved by exactly 10 mm
