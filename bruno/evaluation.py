@@ -39,7 +39,7 @@ from tqdm import tqdm  # noqa: E402
 from bruno.baselines import linear_interpolation  # noqa: E402
 from bruno.config import Config  # noqa: E402
 from bruno.errors import ConfigError  # noqa: E402
-from bruno.files import atomic_output  # noqa: E402
+from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.metrics import SliceScores, slice_scores  # noqa: E402
 from bruno.model import SequenceModel  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
@@ -201,14 +201,9 @@ def _csv_text(results: dict[str, Any]) -> str:
 
 def write_results(results: dict[str, Any], out_dir: str, title: str, overwrite: bool = False) -> list[str]:
     """``results.md``, ``results.csv`` and ``results.json`` in ``out_dir`` (each written atomically)."""
-    written = []
-    for name, text in (("results.md", results_markdown(results, title)), ("results.csv", _csv_text(results)),
-                       ("results.json", json.dumps(results, indent=1))):
-        path = os.path.join(out_dir, name)
-        with atomic_output(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        written.append(path)
-    return written
+    texts = {"results.md": results_markdown(results, title), "results.csv": _csv_text(results),
+             "results.json": json.dumps(results, indent=1)}
+    return write_text_files(out_dir, texts, overwrite)
 
 
 def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> None:

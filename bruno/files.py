@@ -4,11 +4,11 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from bruno.errors import OutputPathError
 
-__all__ = ["atomic_output", "check_output_path"]
+__all__ = ["atomic_output", "check_output_path", "write_text_files"]
 
 
 def check_output_path(path: str, overwrite: bool) -> None:
@@ -50,3 +50,18 @@ def atomic_output(path: str, overwrite: bool = False) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_text_files(out_dir: str, texts: Mapping[str, str], overwrite: bool = False) -> list[str]:
+    """Write each ``name → text`` as ``out_dir/name`` (UTF-8, atomically); return the paths.
+
+    Raises:
+        OutputPathError: as :func:`check_output_path`.
+    """
+    written = []
+    for name, text in texts.items():
+        path = os.path.join(out_dir, name)
+        with atomic_output(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        written.append(path)
+    return written

@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bruno.baselines import linear_interpolation  # noqa: E402
-from bruno.files import atomic_output  # noqa: E402
+from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
 from bruno.model import SequenceModel  # noqa: E402
 from bruno.motion import gaussian_average, simulate_stacks  # noqa: E402
@@ -192,14 +191,9 @@ def _csv_text(results: dict[str, Any]) -> str:
 
 def write_motion_results(results: dict[str, Any], out_dir: str, title: str, overwrite: bool = False) -> list[str]:
     """``results.md``, ``results.csv`` and ``results.json`` in ``out_dir`` (each written atomically)."""
-    written = []
-    for name, text in (("results.md", motion_markdown(results, title)), ("results.csv", _csv_text(results)),
-                       ("results.json", json.dumps(results, indent=1))):
-        path = os.path.join(out_dir, name)
-        with atomic_output(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        written.append(path)
-    return written
+    texts = {"results.md": motion_markdown(results, title), "results.csv": _csv_text(results),
+             "results.json": json.dumps(results, indent=1)}
+    return write_text_files(out_dir, texts, overwrite)
 
 
 _VIEW_ROWS = (("truth", "truth"), ("gaussian", "Gaussian average"), ("bruno", "BRUNO"),
