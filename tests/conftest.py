@@ -68,5 +68,18 @@ def shared_ixi() -> Path:
     return folder
 
 
+def train_tiny_run(folder: Path, max_steps: int) -> Path:
+    """``config_rnn/tiny.yaml`` trained for ``max_steps`` steps in ``folder/run`` (its table in ``folder``)."""
+    from bruno.config import load_config, override
+    from bruno.training import Trainer, make_deterministic, prepare_run_dir
+
+    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
+    run = folder / "run"
+    prepare_run_dir(str(run), config, False, False)
+    make_deterministic(0)
+    Trainer(config, str(run), progress=False).train(max_steps=max_steps)
+    return run
+
+
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bruno.config import load_config, override
 from bruno.errors import ConfigError
 from bruno.metrics import cross_correlation, slice_scores
 from bruno.motion import STACK_AXES, acquire_stack, gaussian_average, random_translations, simulate_stacks, voxel_spacing
 from bruno.motion_experiment import default_contexts
 from bruno.svr import normalised_cross_correlation, register_stack, slice_to_volume
-from bruno.training import Trainer, make_deterministic, prepare_run_dir
-from tests.conftest import REPO, head_like, write_nifti
+from tests.conftest import head_like, train_tiny_run, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 
 SPACING = np.array([2.0, 3.0, 4.0])  # (dN, dH, dW) mm: anisotropic, so mm and voxels differ per axis
@@ -152,13 +150,7 @@ def test_default_contexts_scale_the_fetal_set() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("motion")
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
-    run = folder / "run"
-    prepare_run_dir(str(run), config, False, False)
-    make_deterministic(0)
-    Trainer(config, str(run), progress=False).train(max_steps=2)
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("motion"), max_steps=2)
 
 
 def test_motion_experiment_script(tiny_run: Path, tmp_path: Path) -> None:

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from bruno.baselines import linear_interpolation, population_mean
-from bruno.config import Config, DataConfig, load_config, override
+from bruno.config import Config, DataConfig, load_config
 from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.metrics import cross_correlation, slice_scores, ssim
 from bruno.reconstruction import evenly_spread, fetal_contexts, parse_contexts, reconstruct, write_volume
-from bruno.training import Trainer, make_deterministic, prepare_run_dir, restore_model
+from bruno.training import prepare_run_dir, restore_model
 
-from tests.conftest import REPO, head_like, write_nifti
+from tests.conftest import REPO, head_like, train_tiny_run, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 
 
@@ -96,13 +96,7 @@ def test_nifti_round_trip_keeps_world_coordinates(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny run trained for 3 steps."""
-    folder = tmp_path_factory.mktemp("recon")
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
-    run = folder / "run"
-    prepare_run_dir(str(run), config, False, False)
-    make_deterministic(0)
-    Trainer(config, str(run), progress=False).train(max_steps=3)
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("recon"), max_steps=3)
 
 
 def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
