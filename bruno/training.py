@@ -64,6 +64,7 @@ __all__ = [
     "PROCESS_VARIABLES",
     "Trainer",
     "TrainResult",
+    "UpdateStep",
     "learning_rate_at",
     "load_slice_table",
     "make_model",
@@ -227,6 +228,71 @@ class TrainResult(NamedTuple):
     seconds: float
 
 
+class UpdateStep:
+    """The parameter update of one training step, shared by :class:`Trainer` and the benchmark.
+
+    Builds the model's variables and the optimiser in the strategy's scope. Each call splits the
+    batch across the replicas, averages the gradients, scales those of the process parameters by
+    the schedule value and applies one update; :meth:`compiled` traces it once per n_c.
+
+    Args:
+        model: the model (variables not yet built).
+        train: the ``train`` config section (optimiser, process learning-rate scale, batch size).
+        strategy: a ``tf.distribute`` strategy (default: the current, single-device one).
+    """
+
+    def __init__(self, model: SequenceModel, train: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) -> None:
+        self.model, self.train = model, train
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            model.build()
+            self.variables = model.trainable_variables
+            self.optimizer = make_optimizer(train.optimizer)
+            self.optimizer.build(self.variables)
+        self._is_process = [any(n in v.name for n in PROCESS_VARIABLES) for v in self.variables]
+        self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
+        self._compiled: dict[tuple[int, bool], Any] = {}
+
+    def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Mean target log-probability (nats per image) and bits/dim of a batch."""
+        result = self.model.log_prob(images, poses, num_context)
+        return tf.reduce_mean(result.log_prob), result.bits_per_dim
+
+    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+        with tf.GradientTape() as tape:
+            mean_log_prob, bits = self.mean_log_prob(images, poses, num_context)
+            loss = -mean_log_prob
+        gradients = tape.gradient(loss, self.variables)
+        return loss, bits, [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, self.variables)]
+
+    def __call__(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
+                 num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """One update (eager unless called through :meth:`compiled`); returns (loss, bits/dim)."""
+        strategy = self.strategy
+        replicas = strategy.num_replicas_in_sync
+
+        def shard(values: tf.Tensor) -> Any:
+            size = self.train.batch_size // replicas
+            return strategy.experimental_distribute_values_from_function(
+                lambda context: values[context.replica_id_in_sync_group * size:(context.replica_id_in_sync_group + 1) * size])
+
+        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context))
+        mean = tf.distribute.ReduceOp.MEAN
+        loss = strategy.reduce(mean, per_replica[0], axis=None)
+        bits = strategy.reduce(mean, per_replica[1], axis=None)
+        gradients = [strategy.reduce(mean, g, axis=None) for g in per_replica[2]]
+        gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
+        self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
+        return loss, bits
+
+    def compiled(self, num_context: int, jit_compile: bool = False) -> Any:
+        """The update as a ``tf.function`` for this n_c (XLA-compiled with ``jit_compile``), traced on first use."""
+        key = (num_context, jit_compile)
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(functools.partial(self, num_context=num_context), jit_compile=jit_compile or None)
+        return self._compiled[key]
+
+
 class Trainer:
     """One training run in a prepared run directory (see :func:`prepare_run_dir`).
 
@@ -255,62 +321,22 @@ class Trainer:
                                  .batches(train.num_val_batches)))
         with self.strategy.scope():
             self.model = make_model(config)
-            self.model.build()
-            self.variables = self.model.trainable_variables
-            self.optimizer = make_optimizer(train.optimizer)
-            self.optimizer.build(self.variables)
+            self.update = UpdateStep(self.model, train, self.strategy)
             self.step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="step")
             self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
+        self.optimizer = self.update.optimizer
         self.data_state = tf.Variable("", dtype=tf.string, trainable=False, name="data_state")
-        self._is_process = [any(n in v.name for n in PROCESS_VARIABLES) for v in self.variables]
-        self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                               best_val=self.best_val, data_state=self.data_state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
-        self._compiled_steps: dict[int, Any] = {}  # one tf.function per n_c, each traced once
-        self._eval_step = tf.function(self._mean_log_prob)
+        self._eval_step = tf.function(self.update.mean_log_prob)
         self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
-
-    # ---------------------------------------------------------------------------------- steps
-    def _mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
-        result = self.model.log_prob(images, poses, num_context)
-        return tf.reduce_mean(result.log_prob), result.bits_per_dim
-
-    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
-        with tf.GradientTape() as tape:
-            mean_log_prob, bits = self._mean_log_prob(images, poses, num_context)
-            loss = -mean_log_prob
-        gradients = tape.gradient(loss, self.variables)
-        return loss, bits, [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, self.variables)]
-
-    def _distributed_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor,
-                          process_scale: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
-        strategy = self.strategy
-        replicas = strategy.num_replicas_in_sync
-
-        def shard(values: tf.Tensor) -> Any:
-            size = self.config.train.batch_size // replicas
-            return strategy.experimental_distribute_values_from_function(
-                lambda context: values[context.replica_id_in_sync_group * size:(context.replica_id_in_sync_group + 1) * size])
-
-        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context))
-        mean = tf.distribute.ReduceOp.MEAN
-        loss = strategy.reduce(mean, per_replica[0], axis=None)
-        bits = strategy.reduce(mean, per_replica[1], axis=None)
-        gradients = [strategy.reduce(mean, g, axis=None) for g in per_replica[2]]
-        gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
-        self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
-        return loss, bits
 
     def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
                     num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """One compiled update with n_c = ``num_context``."""
-        if num_context not in self._compiled_steps:
-            self._compiled_steps[num_context] = tf.function(
-                functools.partial(self._distributed_step, num_context=num_context),
-                jit_compile=self.config.train.jit_compile or None)
-        return self._compiled_steps[num_context](images, poses, learning_rate, process_scale)
+        """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``)."""
+        return self.update.compiled(num_context, self.config.train.jit_compile)(images, poses, learning_rate, process_scale)
 
     def validate(self) -> float:
         """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""

@@ -118,15 +118,15 @@ def test_schedule_scales_the_process_gradients(tiny: Config, tmp_path: Path) -> 
     t = trainer(tiny, tmp_path / "run")
     t._initialize()
     batch = t.sampler.next_batch()
-    assert sum("prior_" in v.name for v in t.variables) == 3
-    before = [v.numpy().copy() for v in t.variables]
+    assert sum("prior_" in v.name for v in t.update.variables) == 3
+    before = [v.numpy().copy() for v in t.update.variables]
     t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.0), 3)
-    moved = [not np.array_equal(v.numpy(), b) for v, b in zip(t.variables, before)]
-    is_process = ["prior_" in v.name for v in t.variables]
+    moved = [not np.array_equal(v.numpy(), b) for v, b in zip(t.update.variables, before)]
+    is_process = ["prior_" in v.name for v in t.update.variables]
     assert not any(m and p for m, p in zip(moved, is_process))  # scale 0: the process is frozen
     assert sum(m and not p for m, p in zip(moved, is_process)) > 10  # the flow is not
     t._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]), tf.constant(1e-3), tf.constant(0.5), 3)
-    assert all(not np.array_equal(v.numpy(), b) for v, b, p in zip(t.variables, before, is_process) if p)
+    assert all(not np.array_equal(v.numpy(), b) for v, b, p in zip(t.update.variables, before, is_process) if p)
 
 
 def test_rate_scales_multiply_the_step_per_variable() -> None:
@@ -147,7 +147,7 @@ def test_varying_contexts_and_the_pose_process_train(tiny: Config, tmp_path: Pat
     settings = dict(num_context_min=1, process_grad_schedule={0: 1.0}, process_learning_rate_scale=10.0,
                     checkpoint_every=3, log_every=1)
     full = trainer(config, tmp_path / "full", **settings)
-    assert sum("prior_" in v.name for v in full.variables) == 5  # var, corr, nu, length, atlas
+    assert sum("prior_" in v.name for v in full.update.variables) == 5  # var, corr, nu, length, atlas
     atlas = full.model.process.prior_atlas.numpy().copy()
     full.train(max_steps=6)
     assert not np.array_equal(full.model.process.prior_atlas.numpy(), atlas)
