@@ -322,6 +322,9 @@ class TrainConfig:
         process_learning_rate_scale: the process parameters learn at this multiple of the learning rate.
         seed: seed of the weights and of the data stream (``--seed`` overrides it).
         jit_compile: compile the training step with XLA.
+        mixed_precision: None (float32), ``float16`` or ``bfloat16``: the s/t networks and the pose
+            embedding compute in that precision on GPUs (log-dets, process and loss stay float32;
+            float16 with dynamic loss scaling). Refused where no GPU is visible; BRUNO models only.
     """
 
     batch_size: int = 8
@@ -340,6 +343,7 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 0
     jit_compile: bool = False
+    mixed_precision: Optional[Literal["float16", "bfloat16"]] = None
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "seq_len", "max_steps", "validate_every", "num_val_batches", "checkpoint_every", "log_every"):

@@ -29,10 +29,33 @@ from bruno.errors import ConfigError
 from bruno.files import atomic_output
 from bruno.model import SequenceModel
 
-__all__ = ["FETAL_CONTEXTS", "Reconstruction", "evenly_spread", "parse_contexts", "reconstruct", "write_volume"]
+__all__ = ["FAST_SAMPLES", "FETAL_CONTEXTS", "Reconstruction", "evenly_spread", "parse_contexts", "parse_samples", "reconstruct",
+           "write_volume"]
 
 # Table 4a of the paper (fetal, N = 80): hard-coded context slices per k (SPEC §5.3).
 FETAL_CONTEXTS = {1: (40,), 3: (20, 40, 60), 4: (10, 30, 50, 70), 7: (10, 20, 30, 40, 50, 60, 70)}
+
+
+# The cheapest number of samples whose mean image scores within 0.005 SSIM of the 100-sample mean
+# (measured with scripts/evaluate.py --sample-counts on IXI validation brains; RESULTS.md): ``--samples fast``.
+FAST_SAMPLES = 20
+
+
+def parse_samples(text: str) -> int:
+    """``--samples`` value: a positive integer, or ``fast`` for :data:`FAST_SAMPLES`.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if text.strip().lower() == "fast":
+        return FAST_SAMPLES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"--samples {text!r}: expected an integer >= 1 or 'fast' ({FAST_SAMPLES} samples)")
+    return value
 
 
 def evenly_spread(k: int, num_poses: int) -> list[int]:

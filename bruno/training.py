@@ -27,7 +27,8 @@ resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``, ``best
 
 Several GPUs: pass a ``tf.distribute.MirroredStrategy``; each step splits the batch across the
 replicas, averages the gradients across them and applies one update (the default strategy on a
-single device runs the same code).
+single device runs the same code). ``train.mixed_precision`` (GPUs only) runs BRUNO's s/t networks
+in float16 or bfloat16 (:mod:`bruno.precision`).
 """
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ from bruno.config import Config, TrainConfig, config_to_yaml, parse_config
 from bruno.data.preprocess import build_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
-from bruno.errors import DataFileError, RunDirError, TrainingDiverged
+from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.files import atomic_output
 from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
 from bruno.model import ConditionalBruno, SequenceModel
 from bruno.optimizers import make_optimizer
+from bruno.precision import DynamicLossScale, compute_policy, require_gpu
 
 __all__ = [
     "PROCESS_VARIABLES",
@@ -191,11 +193,23 @@ def load_run_config(run_dir: str) -> Config:
         return parse_config(yaml.safe_load(f), path)
 
 
-def make_model(config: Config) -> SequenceModel:
-    """The model ``config.model.kind`` names (BRUNO or one of the paper's baselines), variables not yet built."""
+def make_model(config: Config, precision: Optional[str] = None) -> SequenceModel:
+    """The model ``config.model.kind`` names (BRUNO or one of the paper's baselines), variables not yet built.
+
+    Args:
+        config: the experiment.
+        precision: None (float32), or ``float16``/``bfloat16`` for BRUNO's s/t networks (:mod:`bruno.precision`).
+
+    Raises:
+        ConfigError: mixed precision asked for a baseline model.
+    """
     kinds: dict[str, type[SequenceModel]] = {"bruno": ConditionalBruno, "gqn": GenerativeQueryNetwork,
                                              "cvae": ConditionalVAE}
-    return kinds[config.model.kind].from_config(config)
+    if precision is not None and config.model.kind != "bruno":
+        raise ConfigError(f"train.mixed_precision={precision!r}: only BRUNO models (model.kind: bruno) support it, "
+                          f"not {config.model.kind!r}")
+    with compute_policy(precision):
+        return kinds[config.model.kind].from_config(config)
 
 
 def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Config, int]:
@@ -212,7 +226,8 @@ def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Con
     path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if path is None:
         raise RunDirError(f"{run_dir}: no checkpoint found")
-    model = make_model(config)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    model = make_model(config, config.train.mixed_precision if gpu else None)  # float32 on CPUs
     model.build()
     step = tf.Variable(-1, dtype=tf.int64)
     tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
@@ -233,7 +248,9 @@ class UpdateStep:
 
     Builds the model's variables and the optimiser in the strategy's scope. Each call splits the
     batch across the replicas, averages the gradients, scales those of the process parameters by
-    the schedule value and applies one update; :meth:`compiled` traces it once per n_c.
+    the schedule value and applies one update; :meth:`compiled` traces it once per n_c. With
+    ``train.mixed_precision: float16`` the gradients come from a dynamically scaled loss, and a step
+    whose gradients overflow is skipped.
 
     Args:
         model: the model (variables not yet built).
@@ -252,6 +269,7 @@ class UpdateStep:
         self._is_process = [any(n in v.name for n in PROCESS_VARIABLES) for v in self.variables]
         self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
         self._compiled: dict[tuple[int, bool], Any] = {}
+        self.loss_scale = DynamicLossScale() if train.mixed_precision == "float16" else None
 
     def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
         """Mean target log-probability (nats per image) and bits/dim of a batch."""
@@ -262,7 +280,8 @@ class UpdateStep:
         with tf.GradientTape() as tape:
             mean_log_prob, bits = self.mean_log_prob(images, poses, num_context)
             loss = -mean_log_prob
-        gradients = tape.gradient(loss, self.variables)
+            scaled = loss if self.loss_scale is None else loss * self.loss_scale.scale
+        gradients = tape.gradient(scaled, self.variables)
         return loss, bits, [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, self.variables)]
 
     def __call__(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
@@ -282,7 +301,16 @@ class UpdateStep:
         bits = strategy.reduce(mean, per_replica[1], axis=None)
         gradients = [strategy.reduce(mean, g, axis=None) for g in per_replica[2]]
         gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
-        self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
+        if self.loss_scale is None:
+            self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
+            return loss, bits
+        gradients, finite = self.loss_scale.unscale(gradients)
+
+        def apply() -> tf.Tensor:
+            self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
+            return tf.constant(True)
+        tf.cond(finite, apply, lambda: tf.constant(False))  # a float16 overflow skips the update
+        self.loss_scale.update(finite)
         return loss, bits
 
     def compiled(self, num_context: int, jit_compile: bool = False) -> Any:
@@ -319,15 +347,17 @@ class Trainer:
         self.val_batches = ([] if val_split is None else
                             list(SequenceSampler(table, "val", train.batch_size, train.seq_len, train.seed + 1)
                                  .batches(train.num_val_batches)))
+        require_gpu(train.mixed_precision)
         with self.strategy.scope():
-            self.model = make_model(config)
+            self.model = make_model(config, train.mixed_precision)
             self.update = UpdateStep(self.model, train, self.strategy)
             self.step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="step")
             self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
         self.optimizer = self.update.optimizer
         self.data_state = tf.Variable("", dtype=tf.string, trainable=False, name="data_state")
+        extra = {} if self.update.loss_scale is None else {"loss_scale": self.update.loss_scale}
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                              best_val=self.best_val, data_state=self.data_state)
+                                              best_val=self.best_val, data_state=self.data_state, **extra)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
         self._eval_step = tf.function(self.update.mean_log_prob)

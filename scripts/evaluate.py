@@ -7,18 +7,22 @@ scored on the same subjects and contexts, in one table.
 Writes results.md (tables like the paper's 3a/3b), results.csv, results.json (per slice),
 ssim_curves.png (per-slice SSIM per k, Fig. 3c) and montage.png (contexts, truth, each model's
 samples, mean, std, and linear interpolation).
+With --sample-counts, measures instead how many samples BRUNO's mean image needs: the SSIM/CC of the
+mean of the first S samples for each S, against the largest S (sample_counts.md, sample_counts.json).
 
 Examples:
     python scripts/evaluate.py --run runs/phantom
     python scripts/evaluate.py --run runs/ixi --samples 20 --contexts-list 1,3,5,9
     python scripts/evaluate.py --run runs/ixi runs/ixi_gqn runs/ixi_cvae --samples 20 --out results/ixi_all
     python scripts/evaluate.py --run runs/adni --input /data/new_scans --out results/new
+    python scripts/evaluate.py --run runs/ixi --split val --contexts-list 1,5 --sample-counts 5,10,20,50,100
 """
 from __future__ import annotations
 
 from _cli import run
 
 import argparse
+import json
 import logging
 import os
 
@@ -27,11 +31,22 @@ from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
-from bruno.files import check_output_path
-from bruno.reconstruction import evenly_spread, fetal_contexts
+from bruno.files import check_output_path, write_text_files
+from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
+from bruno.sample_budget import sample_count_study, study_markdown
 from bruno.training import load_slice_table, make_deterministic
 
 logger = logging.getLogger("evaluate")
+
+
+def _sample_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        counts = []
+    if len(counts) < 2 or counts[0] < 1:
+        raise ConfigError(f"--sample-counts {text!r}: expected at least two comma-separated integers >= 1, e.g. 5,10,20,50,100")
+    return counts
 
 
 def main() -> None:
@@ -43,7 +58,9 @@ def main() -> None:
     parser.add_argument("--contexts-list", default="1,3,5,9", help="numbers of context slices k (default 1,3,5,9)")
     parser.add_argument("--context-table", choices=("even", "fetal"), default="even",
                         help="even: idx_i = round((i+1)N/(k+1)); fetal: the paper's Table 4a indices (N = 80)")
-    parser.add_argument("--samples", type=int, default=100, help="samples per pose (default 100)")
+    parser.add_argument("--samples", default="100",
+                        help=f"samples per pose (default 100), or 'fast' = {FAST_SAMPLES}: a mean within 0.005 SSIM of 100's")
+    parser.add_argument("--sample-counts", help="comma-separated S values: measure the mean image's SSIM per S instead")
     parser.add_argument("--max-subjects", type=int, help="evaluate only the first M subjects")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
@@ -63,14 +80,16 @@ def main() -> None:
         raise ConfigError(f"--contexts-list {args.contexts_list!r}: expected comma-separated integers") from None
     if any(not 1 <= k <= num_poses for k in ks):
         raise ConfigError(f"--contexts-list {args.contexts_list!r}: every k must be in [1, N = {num_poses}]")
-    if args.samples < 1:
-        raise ConfigError(f"--samples {args.samples}: expected >= 1")
+    num_samples = parse_samples(args.samples)
+    counts = _sample_counts(args.sample_counts) if args.sample_counts else None
     contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
     out = args.out or os.path.join(args.run[0], "eval_" + ("input" if args.input else args.split))
     os.makedirs(out, exist_ok=True)
-    for name in ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png"):
+    outputs = (("sample_counts.md", "sample_counts.json") if counts else
+               ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png"))
+    for name in outputs:
         check_output_path(os.path.join(out, name), args.overwrite)
 
     table = load_slice_table(config)
@@ -85,8 +104,15 @@ def main() -> None:
         if len(indices) == 0:
             raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
         subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i)))) for i in indices]
+    if counts:
+        name, model = next(iter(models.items()))
+        study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, not args.no_progress)
+        text = study_markdown(study, f"{args.run[0]} (step {steps[name]}): samples needed, {args.input or args.split}")
+        write_text_files(out, {"sample_counts.md": text, "sample_counts.json": json.dumps(study, indent=1)}, args.overwrite)
+        print(text)
+        return
     keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
-    results, first = evaluate(models, subjects, ks, atlas, contexts_for, args.samples, args.seed, not args.no_progress,
+    results, first = evaluate(models, subjects, ks, atlas, contexts_for, num_samples, args.seed, not args.no_progress,
                               keep_contexts)
     results.update(runs=dict(zip(models, args.run)), checkpoint_steps=steps, source=args.input or args.split)
     runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run, steps.values()))

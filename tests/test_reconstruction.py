@@ -1,7 +1,9 @@
 """Reconstruction, metrics, baselines and their command-line scripts (issue: reconstruction and evaluation)."""
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +16,10 @@ from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.metrics import cross_correlation, slice_scores, ssim
-from bruno.reconstruction import evenly_spread, fetal_contexts, parse_contexts, reconstruct, write_volume
+from bruno.reconstruction import (
+    FAST_SAMPLES, evenly_spread, fetal_contexts, parse_contexts, parse_samples, reconstruct, write_volume,
+)
+from bruno.sample_budget import cheapest_within
 from bruno.training import prepare_run_dir, restore_model
 
 from tests.conftest import REPO, head_like, train_tiny_run, write_nifti
@@ -150,7 +155,7 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert_one_line_error(run_script("reconstruct.py", *args, "--contexts", "1,1", "--output", new), r"repeated slice index")
     assert_one_line_error(run_script("reconstruct.py", *args, "--num-contexts", "9", "--output", new), r"k=9, expected 0 <= k <= N = 8")
     assert_one_line_error(run_script("reconstruct.py", "--run", str(run_dir), "--input", str(scan), "--samples", "0",
-                                     "--num-contexts", "2", "--output", new), r"--samples 0: expected >= 1")
+                                     "--num-contexts", "2", "--output", new), r"--samples .0.: expected an integer >= 1 or .fast.")
     flat = write_nifti(tmp_path / "flat.nii.gz", np.zeros((8, 8, 8), np.float32))
     assert_one_line_error(run_script("reconstruct.py", "--run", str(run_dir), "--input", str(flat), "--num-contexts", "2",
                                      "--output", new), r"flat\.nii\.gz: constant volume")
@@ -182,3 +187,41 @@ def test_run_without_checkpoint(tmp_path: Path) -> None:
     prepare_run_dir(str(tmp_path / "run"), config, False, False)  # config.yaml, but training never ran
     with pytest.raises(RunDirError, match=r"run: no checkpoint found"):
         restore_model(str(tmp_path / "run"))
+
+
+def test_samples_option_accepts_fast() -> None:
+    assert parse_samples("fast") == FAST_SAMPLES == 20 and parse_samples(" 7") == 7
+    for bad in ("0", "-3", "many", "2.5"):
+        with pytest.raises(ConfigError, match=rf"--samples '{re.escape(bad)}': expected an integer >= 1 or 'fast' \(20 samples\)"):
+            parse_samples(bad)
+
+
+def test_cheapest_sample_count_within_tolerance() -> None:
+    def study(diffs: dict[int, list[float]]) -> dict:
+        return {"counts": [5, 10, 20], "ks": list(diffs),
+                "table": {str(k): {str(s): {"ssim_diff": d} for s, d in zip([5, 10, 20], v)} for k, v in diffs.items()}}
+
+    assert cheapest_within(study({1: [-0.02, -0.004, 0.0], 5: [-0.003, -0.001, 0.0]})) == 10  # k = 1 decides
+    assert cheapest_within(study({1: [-0.001, 0.0, 0.0]})) == 5
+    assert cheapest_within(study({1: [-0.02, -0.01, 0.0]}), tolerance=0.001) == 20
+
+
+def test_sample_count_study_script(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "counts"
+    result = run_script("evaluate.py", "--run", str(run_dir), "--split", "val", "--contexts-list", "1,3", "--sample-counts", "4,1,2",
+                        "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    study = json.loads((out / "sample_counts.json").read_text())
+    assert study["counts"] == [1, 2, 4] and study["ks"] == [1, 3] and study["num_subjects"] == 2
+    assert len(study["per_subject"]) == 4
+    for k in ("1", "3"):
+        assert study["table"][k]["4"]["ssim_diff"] == 0.0 and study["table"][k]["4"]["ssim_diff_max"] == 0.0
+        ssim_values = [study["table"][k][s]["ssim"] for s in ("1", "2", "4")]
+        assert all(-1.0 <= v <= 1.0 for v in ssim_values) and len(set(ssim_values)) == 3  # the prefixes differ
+        subject_mean = np.mean([r["ssim"]["1"] - r["ssim"]["4"] for r in study["per_subject"] if r["k"] == int(k)])
+        assert study["table"][k]["1"]["ssim_diff"] == pytest.approx(subject_mean)
+    text = (out / "sample_counts.md").read_text()
+    assert "| 4 | " in text and "Cheapest S within 0.005 SSIM of S = 4 for every k" in text
+    assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1", "--sample-counts", "5",
+                                     "--out", str(tmp_path / "c2")),
+                          r"--sample-counts '5': expected at least two comma-separated integers >= 1")

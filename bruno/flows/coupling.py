@@ -10,6 +10,8 @@ The log-scale is bounded to (−1, 1) by the tanh. The pose embedding e is a **r
 argument of ``forward``/``inverse``/``forward_log_det_jacobian``, so a conditioning routed to the
 wrong bijector name raises instead of silently running unconditioned (SPEC §6 pitfall 3).
 ``forward_and_log_det`` is the fused path (one network call for both outputs) used in training.
+The network may compute in a lower precision (:mod:`bruno.precision`); its outputs are cast back to
+the input's dtype before the tanh, so the affine update and the log-det sum stay float32.
 
 Masks: ``checkerboard0`` b[i, j, c] = (i + j) mod 2 and ``checkerboard1`` its complement;
 ``channel0`` b = 1 on the first C/2 channels and ``channel1`` on the last C/2; dense ``even``
@@ -69,7 +71,7 @@ class _AffineCoupling(tfb.Bijector):
 
     def _shift_and_log_scale(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         mask = self._mask(x.dtype)
-        raw_log_scale, shift = self.net(x * mask, pose_embedding, init=init)
+        raw_log_scale, shift = (tf.cast(t, x.dtype) for t in self.net(x * mask, pose_embedding, init=init))
         return tf.tanh(raw_log_scale) * (1.0 - mask), shift * (1.0 - mask)
 
     def forward_and_log_det(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:

@@ -48,13 +48,16 @@ class _WeightNorm(keras.layers.Layer):
         self.b = self.add_weight(name="b", shape=[self.units], initializer="zeros", trainable=self.bias_trainable)
 
     def _initialize(self, pre_activation: tf.Tensor) -> tf.Tensor:
+        """Moments and the new g, b in the variables' dtype (float32 also when the layer computes in float16/bfloat16)."""
+        dtype = getattr(self.g, "true_dtype", self.g.dtype)  # a mixed-precision variable reads as its compute dtype
         axes = list(range(pre_activation.shape.rank - 1))
-        mean, variance = tf.nn.moments(pre_activation, axes=axes)
+        values = tf.cast(pre_activation, dtype)
+        mean, variance = tf.nn.moments(values, axes=axes)
         scale = tf.math.rsqrt(variance + 1e-10)
-        self.g.assign(self.g * scale)
-        self.b.assign(self.b - mean * scale)
+        self.g.assign(tf.cast(self.g, dtype) * scale)
+        self.b.assign(tf.cast(self.b, dtype) - mean * scale)
         if self.normalize_init_output:
-            return (pre_activation - mean) * scale
+            return tf.cast((values - mean) * scale, pre_activation.dtype)
         return pre_activation
 
 
