@@ -96,11 +96,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else (platform.processor() or platform.machine())
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     gpus = tf.config.list_physical_devices("GPU")
     names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-    return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(),
             "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
             "gpus": names, "tensorflow": tf.__version__, "python": platform.python_version()}
 
