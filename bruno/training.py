@@ -266,10 +266,10 @@ class UpdateStep:
             self.variables = model.trainable_variables
             self.optimizer = make_optimizer(train.optimizer)
             self.optimizer.build(self.variables)
+            self.loss_scale = DynamicLossScale() if train.mixed_precision == "float16" else None
         self._is_process = [any(n in v.name for n in PROCESS_VARIABLES) for v in self.variables]
         self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
         self._compiled: dict[tuple[int, bool], Any] = {}
-        self.loss_scale = DynamicLossScale() if train.mixed_precision == "float16" else None
 
     def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
         """Mean target log-probability (nats per image) and bits/dim of a batch."""
