@@ -93,7 +93,6 @@ def main() -> None:
         check_output_path(os.path.join(out, name), args.overwrite)
 
     table = load_slice_table(config)
-    atlas = population_mean(table, "train")
     if args.input:
         subjects = []
         for path in find_inputs(args.input)[: args.max_subjects]:
@@ -111,6 +110,7 @@ def main() -> None:
         write_text_files(out, {"sample_counts.md": text, "sample_counts.json": json.dumps(study, indent=1)}, args.overwrite)
         print(text)
         return
+    atlas = population_mean(table, "train")
     keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
     results, first = evaluate(models, subjects, ks, atlas, contexts_for, num_samples, args.seed, not args.no_progress,
                               keep_contexts)
