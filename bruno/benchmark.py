@@ -39,7 +39,7 @@ from bruno.precision import require_gpu
 from bruno.reconstruction import evenly_spread, reconstruct
 from bruno.training import UpdateStep, learning_rate_at, make_model
 
-__all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb"]
+__all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb", "synthetic_batch"]
 
 MODES = ("eager", "function", "xla")
 _CONV_GRADIENTS = ("Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -149,8 +149,12 @@ def _rates(seconds: float, images: int, flops: int) -> dict[str, float]:
     return {"seconds": seconds, "images_per_s": images / seconds, "gflop_per_s": flops / seconds / 1e9}
 
 
-def _batch(config: Config, batch: int, length: int, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Smooth random images in [0, 256) and distinct poses within each sequence (as the sampler draws them)."""
+def synthetic_batch(config: Config, batch: int, length: int, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Float32 images [batch, length, H, W, 1] and one-hot poses [batch, length, N] of the config's shapes.
+
+    Smooth random images in [0, 256) (a dequantised 2D random walk per image, so the flow sees image-like
+    inputs) and distinct poses within each sequence, as the sequence sampler draws them.
+    """
     rng = np.random.default_rng(seed)
     size, poses = config.data.image_size, config.data.num_poses
     walk = np.cumsum(np.cumsum(rng.normal(size=(batch, length, size, size, 1)), axis=2), axis=3)
@@ -160,21 +164,28 @@ def _batch(config: Config, batch: int, length: int, seed: int) -> tuple[tf.Tenso
     return tf.constant(images), tf.constant(np.eye(poses, dtype=np.float32)[index])
 
 
+def _initialised_model(config: Config, seed: int) -> ConditionalBruno:
+    """A fresh model (weights from ``seed``, the config's precision) after the data-dependent init on a synthetic batch."""
+    keras.utils.set_random_seed(seed)
+    model = make_model(config, config.train.mixed_precision)
+    assert isinstance(model, ConditionalBruno)
+    model.build()
+    model.initialize(*synthetic_batch(config, config.train.batch_size, config.train.seq_len, seed))
+    return model
+
+
 def benchmark_training(config: Config, steps: int, eager_steps: int, modes: tuple[str, ...], seed: int,
                        report: Callable[[str], None]) -> dict[str, Any]:
     """Per mode: first-call seconds (trace/compile + one step) and the steady step rate."""
     train = config.train
-    images, poses = _batch(config, train.batch_size, train.seq_len, seed)
+    images, poses = synthetic_batch(config, train.batch_size, train.seq_len, seed)
     count = train.batch_size * train.seq_len
     arguments = (images, poses, tf.constant(learning_rate_at(1, train.learning_rate, train.learning_rate_decay)),
                  tf.constant(1.0))
     results: dict[str, Any] = {"images_per_step": count}
     for mode in modes:
         report(f"training, {mode}")
-        keras.utils.set_random_seed(seed)
-        model = make_model(config, config.train.mixed_precision)
-        update = UpdateStep(model, train)
-        model.initialize(images, poses)
+        update = UpdateStep(_initialised_model(config, seed), train)
         compiled = update.compiled(train.num_context, jit_compile=mode == "xla")
         flops = graph_flops(compiled.get_concrete_function(*arguments))  # eager runs the same ops, untraced
         step = functools.partial(update, num_context=train.num_context) if mode == "eager" else compiled
@@ -189,7 +200,7 @@ def benchmark_training(config: Config, steps: int, eager_steps: int, modes: tupl
 def benchmark_flow(config: Config, model: ConditionalBruno, repeats: int, seed: int) -> dict[str, Any]:
     """Forward alone, fused forward-and-log-det, and the per-bijector TFP methods, on one training batch."""
     train = config.train
-    images, poses = _batch(config, train.batch_size * train.seq_len, 1, seed)
+    images, poses = synthetic_batch(config, train.batch_size * train.seq_len, 1, seed)
     x = images[:, 0]
     e = model.embedding(poses[:, 0])
     flow = model.flow
@@ -218,7 +229,7 @@ def benchmark_flow(config: Config, model: ConditionalBruno, repeats: int, seed: 
 def benchmark_sampling(config: Config, model: ConditionalBruno, repeats: int, decode_batch: int, num_samples: int,
                        num_contexts: int, seed: int) -> dict[str, Any]:
     """The inverse pass in decode batches, and one dense volume (N poses × S samples)."""
-    _, poses = _batch(config, decode_batch, 1, seed)
+    _, poses = synthetic_batch(config, decode_batch, 1, seed)
     latents = tf.random.stateless_normal([decode_batch, model.num_dims], seed=[seed, 1])
     concrete = model._decode.get_concrete_function(latents, poses[:, 0])
     flops = graph_flops(concrete)
@@ -249,17 +260,12 @@ def benchmark(config: Config, steps: int = 5, eager_steps: int = 1, modes: tuple
     if config.model.kind != "bruno":
         raise ConfigError(f"model.kind={config.model.kind!r}: the benchmark times BRUNO's flow, expected 'bruno'")
     require_gpu(config.train.mixed_precision)
-    keras.utils.set_random_seed(seed)
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
                                "shapes": {"image_size": config.data.image_size, "num_poses": config.data.num_poses,
                                           "batch_size": config.train.batch_size, "seq_len": config.train.seq_len,
                                           "num_context": config.train.num_context},
                                "training": benchmark_training(config, steps, eager_steps, modes, seed, report)}
-    model = make_model(config, config.train.mixed_precision)
-    assert isinstance(model, ConditionalBruno)
-    model.build()
-    images, poses = _batch(config, config.train.batch_size, config.train.seq_len, seed)
-    model.initialize(images, poses)
+    model = _initialised_model(config, seed)
     report("flow: forward, fused, bijector API")
     results["flow"] = benchmark_flow(config, model, steps, seed)
     report("sampling: inverse pass, dense volume")

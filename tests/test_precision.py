@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bruno.benchmark import synthetic_batch
 from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError
 from bruno.model import ConditionalBruno
@@ -27,12 +28,7 @@ def tiny() -> Config:
 
 
 def batch(config: Config) -> tuple[tf.Tensor, tf.Tensor]:
-    rng = np.random.default_rng(0)
-    size, poses, length = config.data.image_size, config.data.num_poses, config.train.seq_len
-    smooth = np.cumsum(rng.normal(size=(4, length, size, size, 1)), axis=2)
-    images = (smooth - smooth.min()) / (smooth.max() - smooth.min()) * 255.0 + rng.random(smooth.shape)
-    one_hot = np.eye(poses, dtype=np.float32)[np.stack([rng.permutation(poses)[:length] for _ in range(4)])]
-    return tf.constant(images, tf.float32), tf.constant(one_hot)
+    return synthetic_batch(config, 4, config.train.seq_len, seed=0)
 
 
 def mixed_copy(config: Config, precision: str, reference: ConditionalBruno) -> ConditionalBruno:
