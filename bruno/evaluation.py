@@ -1,4 +1,4 @@
-"""The paper's evaluation protocol (SPEC §5.3) with two baselines, and its tables and figures.
+"""The paper's evaluation protocol (SPEC §5.3) with the classical baselines, and its tables and figures.
 
 For each subject and each k: choose k contexts (evenly spread, or the fetal table), reconstruct
 every pose with S samples, and score every slice against the truth with SSIM and CC. Several
@@ -10,13 +10,17 @@ and contexts; each model ``name`` gives three methods:
   GQN/C-VAE: every latent at its prior mean);
 * ``<name>_sample``: the mean score of single samples;
 
-and two baselines need no training:
+and the classical baselines need no training (:mod:`bruno.baselines.classical`, settings chosen on the
+val split by :mod:`bruno.baselines.tuning`):
 
 * ``linear``: linear interpolation between the nearest contexts (constant beyond the ends);
-* ``population_mean``: the per-pose mean of the training volumes (an atlas that ignores the contexts).
+* ``population_mean``: the per-pose mean of the training volumes (an atlas that ignores the contexts);
+* ``pca``: the Gaussian volume model's conditional mean; ``atlas_gp`` / ``pca_gp``: the atlas / that
+  model's projection plus GP interpolation of the residuals at the contexts.
 
-Volume score = mean over slices (CC ignores undefined slices); table = mean over subjects, with the
-standard error over subjects (sd/√n).
+Volume score = mean over slices (CC ignores undefined slices; PSNR from the volume's MSE); table = mean
+over subjects, with the standard error over subjects (sd/√n). Each BRUNO row is also compared, paired
+per subject, with the best competitor at each k (the classical baselines and the GQN / C-VAE mean images).
 """
 from __future__ import annotations
 
@@ -36,24 +40,24 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bruno.baselines import linear_interpolation  # noqa: E402
+from bruno.baselines import ClassicalMethod  # noqa: E402
 from bruno.config import Config  # noqa: E402
 from bruno.errors import ConfigError  # noqa: E402
 from bruno.files import atomic_output, write_text_files  # noqa: E402
-from bruno.metrics import SliceScores, slice_scores  # noqa: E402
+from bruno.metrics import SliceScores, psnr, slice_scores  # noqa: E402
 from bruno.model import SequenceModel  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
 from bruno.training import restore_model  # noqa: E402
 
-__all__ = ["MODEL_NAMES", "Subject", "evaluate", "load_runs", "method_labels", "results_markdown", "save_curves", "save_montage",
-           "write_results"]
+__all__ = ["METRICS", "MODEL_NAMES", "Subject", "evaluate", "load_runs", "method_labels", "paired_differences", "results_markdown",
+           "save_curves", "save_montage", "write_results"]
 
 MODEL_NAMES = {"bruno": "BRUNO", "gqn": "GQN", "cvae": "C-VAE"}
-_BASELINES = {"linear": "linear interpolation", "population_mean": "population mean (atlas)"}
+METRICS = (("ssim", "SSIM", 3), ("cc", "CC", 3), ("psnr", "PSNR (dB)", 2))  # key, heading, decimals
 
 
-def method_labels(models: dict[str, SequenceModel]) -> dict[str, str]:
-    """Method key → table label, for the models (by name) and the two baselines, in table order.
+def method_labels(models: dict[str, SequenceModel], baselines: dict[str, ClassicalMethod]) -> dict[str, str]:
+    """Method key → table label, for the models (by name) and the classical baselines, in table order.
 
     A model named after its kind (``bruno``, ``gqn``, ``cvae``) is labelled ``BRUNO``, ``GQN``, ``C-VAE``;
     any other name is labelled with the kind and the name, e.g. ``BRUNO (ixi_faithful)``.
@@ -65,7 +69,7 @@ def method_labels(models: dict[str, SequenceModel]) -> dict[str, str]:
         deterministic = "decoded predictive mean" if kind == "bruno" else "latents at the prior mean"
         labels.update({f"{name}_mean": f"{display}, mean image", f"{name}_mode": f"{display}, {deterministic}",
                        f"{name}_sample": f"{display}, single sample"})
-    return {**labels, **_BASELINES}
+    return {**labels, **{key: method.label for key, method in baselines.items()}}
 
 
 class Subject(NamedTuple):
@@ -75,14 +79,15 @@ class Subject(NamedTuple):
     images: np.ndarray
 
 
-def _summary(scores: Any) -> dict[str, float]:
-    return {"ssim": float(np.mean(scores.ssim)), "cc": float(np.nanmean(scores.cc)) if np.isfinite(scores.cc).any() else math.nan}
+def _summary(scores: SliceScores) -> dict[str, float]:
+    return {"ssim": float(np.mean(scores.ssim)), "cc": float(np.nanmean(scores.cc)) if np.isfinite(scores.cc).any() else math.nan,
+            "psnr": psnr(scores.mse)}
 
 
 def _mean_and_error(scores: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Mean over subjects and its standard error (sd with ddof 1 / √n) of each metric."""
     summary = {}
-    for metric in ("ssim", "cc"):
+    for metric, _, _ in METRICS:
         values = np.array([s[metric] for s in scores], np.float64)
         values = values[np.isfinite(values)]
         summary[metric] = float(values.mean()) if len(values) else math.nan
@@ -111,13 +116,16 @@ def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel
             loaded[0][1])
 
 
-def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int], atlas: np.ndarray,
-             contexts_for: Callable[[int, int], list[int]], num_samples: int, seed: int = 0, progress: bool = True,
+def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int],
+             baselines: dict[str, ClassicalMethod], contexts_for: Callable[[int, int], list[int]], num_samples: int,
+             seed: int = 0, progress: bool = True,
              keep_contexts: Optional[dict[str, bool]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
-    """Run the protocol for every model on the same subjects and contexts.
+    """Run the protocol for every model and classical baseline on the same subjects and contexts.
 
     Args:
-        models: name → trained model (all with the same N and slice size).
+        models: name → trained model (all with the same N and slice size; may be empty).
+        baselines: key → classical method (:func:`bruno.baselines.load_methods`); a method is skipped
+            at k below its ``min_contexts``.
         keep_contexts: name → return the context slices unchanged at their poses (default: each
             model's ``model.keep_contexts``).
 
@@ -127,9 +135,9 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
         lists and their means; ``results["table"][method][k]`` the means over subjects;
         ``results["methods"]`` the method keys in table order and ``results["labels"]`` their labels.
     """
-    labels = method_labels(models)
+    labels = method_labels(models, baselines)
     keep = {name: model.config.keep_contexts for name, model in models.items()} | (keep_contexts or {})
-    num_poses = next(iter(models.values())).num_poses
+    num_poses = len(subjects[0].images)
     per_subject: list[dict[str, Any]] = []
     first: dict[int, dict[str, Reconstruction]] = {}
     jobs = [(s, k) for s in subjects for k in ks]
@@ -144,19 +152,23 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
             methods[f"{name}_mean"] = slice_scores(recon.mean, truth)
             methods[f"{name}_mode"] = slice_scores(recon.mode, truth)
-            methods[f"{name}_sample"] = SliceScores(np.mean([s.ssim for s in sample_scores], axis=0),
-                                                    np.nanmean([s.cc for s in sample_scores], axis=0))
-        methods["linear"] = slice_scores(linear_interpolation(subject.images, contexts), truth)
-        methods["population_mean"] = slice_scores(atlas, truth)
+            methods[f"{name}_sample"] = SliceScores(*(np.nanmean([getattr(s, f) for s in sample_scores], axis=0)
+                                                      for f in SliceScores._fields))
+        for key, method in baselines.items():
+            if k >= method.min_contexts:
+                methods[key] = slice_scores(method.estimate(subject.images, contexts, with_std=False).mean, truth)
         per_subject.append({
             "subject": subject.name, "k": k, "contexts": contexts,
             "methods": {m: {**_summary(s), "ssim_per_slice": s.ssim.tolist(),
                             "cc_per_slice": [None if not math.isfinite(v) else v for v in s.cc.tolist()]}
                         for m, s in methods.items()},
         })
-    table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k]) for k in ks} for m in labels}
+    table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k and m in r["methods"]])
+                 for k in ks} for m in labels}
     return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "keep_contexts": keep,
-            "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject}, first
+            "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject,
+            "kinds": {name: model.config.kind for name, model in models.items()}, "baselines": list(baselines),
+            "short": {key: method.short for key, method in baselines.items()}}, first
 
 
 def _display(labels: dict[str, str], name: str) -> str:
@@ -171,20 +183,60 @@ def _kept_note(results: dict[str, Any]) -> str:
     return f"; {' and '.join(kept)} return{'s' if len(kept) == 1 else ''} the context slices unchanged."
 
 
+def _short(results: dict[str, Any], method: str) -> str:
+    return results["short"].get(method) or _display(results["labels"], method[: -len("_mean")])
+
+
+def paired_differences(results: dict[str, Any], method: str, metric: str) -> dict[str, dict[str, Any]]:
+    """Per k: ``method`` − the best competitor at that k (highest mean ``metric``), paired per subject.
+
+    Competitors: the classical baselines and the mean images of the GQN / C-VAE runs. Returns, per k,
+    the competitor's key, the mean difference, its standard error, the wins and the subject count.
+    """
+    rivals = results["baselines"] + [f"{n}_mean" for n, kind in results["kinds"].items() if kind != "bruno"]
+    out = {}
+    for k in results["ks"]:
+        scored = [r for r in rivals if math.isfinite(results["table"][r][str(k)][metric])]
+        if not scored:
+            continue
+        best = max(scored, key=lambda r: results["table"][r][str(k)][metric])
+        rows = [r["methods"] for r in results["per_subject"] if r["k"] == k]
+        diff = np.array([m[method][metric] - m[best][metric] for m in rows], np.float64)
+        diff = diff[np.isfinite(diff)]
+        out[str(k)] = {"against": best, "mean": float(diff.mean()), "se": float(diff.std(ddof=1) / math.sqrt(len(diff)))
+                       if len(diff) > 1 else math.nan, "wins": int((diff > 0).sum()), "n": int(len(diff))}
+    return out
+
+
 def results_markdown(results: dict[str, Any], title: str) -> str:
-    """Tables laid out like the paper's Tables 3a/3b: one row per method, one column per k."""
+    """Tables laid out like the paper's Tables 3a/3b (one row per method, one column per k), then
+    each BRUNO row against the best competitor at each k, paired per subject."""
     ks = results["ks"]
     lines = [f"# {title}", "",
-             f"{results['num_subjects']} subjects, {results['num_samples']} samples per pose; "
-             "mean over slices, then over subjects ± the standard error over subjects"
+             f"{results['num_subjects']} subjects"
+             + (f", {results['num_samples']} samples per pose; " if results["kinds"] else "; ")
+             "mean over slices (PSNR: over the volume's voxels), then over subjects ± the standard error over subjects"
              + _kept_note(results), ""]
-    for metric, name in (("ssim", "SSIM"), ("cc", "CC")):
+    for metric, name, places in METRICS:
         lines += [f"## {name}", "", "| method | " + " | ".join(f"k = {k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]
         for method in results["methods"]:
             cells = [results["table"][method][str(k)] for k in ks]
-            row = [f"{c[metric]:.3f} ± {c[metric + '_se']:.3f}" for c in cells]
+            row = [f"{c[metric]:.{places}f} ± {c[metric + '_se']:.{places}f}" if math.isfinite(c[metric]) else "–" for c in cells]
             lines.append(f"| {results['labels'][method]} | " + " | ".join(row) + " |")
+        lines.append("")
+    ours = [f"{n}_{part}" for n, kind in results["kinds"].items() if kind == "bruno" for part in ("mean", "mode")]
+    if ours:
+        lines += ["## Paired differences against the best competitor at each k", "",
+                  "Per subject, the row's score minus that of the best baseline at that k (mean ± SE; in brackets "
+                  "the subjects where the row wins).", "",
+                  "| row | metric | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+        for method in ours:
+            for metric, name, places in METRICS:
+                diffs = paired_differences(results, method, metric)
+                cells = [f"{d['mean']:+.{places}f} ± {d['se']:.{places}f} vs {_short(results, d['against'])} ({d['wins']}/{d['n']})"
+                         if (d := diffs.get(str(k))) else "–" for k in ks]
+                lines.append(f"| {results['labels'][method]} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -192,10 +244,12 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
 def _csv_text(results: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["subject", "k", "method", "ssim", "cc"])
+    writer.writerow(["subject", "k", "method", "ssim", "cc", "psnr"])
     for r in results["per_subject"]:
         for method in results["methods"]:
-            writer.writerow([r["subject"], r["k"], method, f"{r['methods'][method]['ssim']:.6f}", f"{r['methods'][method]['cc']:.6f}"])
+            if method in r["methods"]:
+                scores = r["methods"][method]
+                writer.writerow([r["subject"], r["k"], method, *(f"{scores[m]:.6f}" for m in ("ssim", "cc", "psnr"))])
     return buffer.getvalue()
 
 
@@ -207,11 +261,14 @@ def write_results(results: dict[str, Any], out_dir: str, title: str, overwrite: 
 
 
 def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> None:
-    """Per-slice SSIM of the mean image (mean over subjects) against the pose (Fig. 3c).
+    """Per-slice SSIM (mean over subjects) against the pose (Fig. 3c).
 
-    One line per k for the first model; the other models and linear interpolation at the largest k.
+    One line per k for the first model's mean image (without models: the last classical baseline);
+    the other models and every classical baseline at the largest k.
     """
     names = [m[:-len("_mean")] for m in results["methods"] if m.endswith("_mean")]
+    leading, leading_label = ((f"{names[0]}_mean", _display(results["labels"], names[0])) if names else
+                              (results["baselines"][-1], _short(results, results["baselines"][-1])))
     last = results["ks"][-1]
 
     def curve(method: str, k: int) -> tuple[np.ndarray, list[int]]:
@@ -220,16 +277,17 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for k in results["ks"]:
-        values, contexts = curve(f"{names[0]}_mean", k)
-        line, = ax.plot(values, label=f"{_display(results['labels'], names[0])}, k = {k}")
+        values, contexts = curve(leading, k)
+        line, = ax.plot(values, label=f"{leading_label}, k = {k}")
         ax.plot(contexts, values[contexts], "o", color=line.get_color(), ms=4)
     for name in names[1:]:
         ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results['labels'], name)}, k = {last}")
-    ax.plot(curve("linear", last)[0], "k:", label=f"linear interpolation, k = {last}")
+    for key, style in zip([b for b in results["baselines"] if b != leading], ("k:", "k-.", "k--", "k-", "k:")):
+        ax.plot(curve(key, last)[0], style, lw=0.9, alpha=0.8, label=f"{_short(results, key)}, k = {last}")
     ax.set_xlabel("slice position (pose)")
-    ax.set_ylabel("SSIM of the mean image")
-    ax.set_title("Per-slice SSIM (dots: context slices)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("SSIM")
+    ax.set_title("Per-slice SSIM (dots: context slices; BRUNO: the mean image)")
+    ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
@@ -237,17 +295,21 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
 
 
 def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: dict[str, str], path: str,
+                 baselines: Optional[dict[str, ClassicalMethod]] = None, contexts: Optional[list[int]] = None,
                  num_columns: int = 10, num_sample_rows: int = 3, overwrite: bool = False) -> None:
-    """Truth, then per model its samples, mean image, deterministic image and std, then linear interpolation.
+    """Truth, then per model its samples, mean image, deterministic image and std, then each classical baseline
+    (and the Gaussian model's std).
 
     The first model shows ``num_sample_rows`` samples, the others one; evenly spaced poses plus the
-    contexts (framed red).
+    contexts (framed red). Every spread shares one colour scale.
 
     Args:
-        recons: model name → its reconstruction of ``subject`` (all with the same contexts).
+        recons: model name → its reconstruction of ``subject`` (all with the same contexts; may be empty).
         labels: method key → label, as ``results["labels"]``.
+        baselines: key → classical method, estimated here from the same contexts.
+        contexts: the context poses (default: those of the reconstructions).
     """
-    contexts = next(iter(recons.values())).contexts
+    contexts = list(contexts if contexts is not None else next(iter(recons.values())).contexts)
     poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(contexts))
     rows: list[tuple[str, np.ndarray, bool]] = [("truth", subject.images, False)]
     for index, (name, recon) in enumerate(recons.items()):
@@ -256,11 +318,16 @@ def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: di
         rows += [(f"{display}\nsample {i + 1}", recon.samples[i], False) for i in range(count)]
         rows += [(f"{display}\nmean", recon.mean, False), (f"{display}\n{'decoded' if name == 'bruno' else 'prior z'}", recon.mode, False),
                  (f"{display}\nstd", recon.std, True)]
-    rows.append(("linear\ninterpolation", linear_interpolation(subject.images, contexts), False))
+    for method in (baselines or {}).values():
+        if len(contexts) >= method.min_contexts:
+            estimate = method.estimate(subject.images, contexts)
+            rows.append((method.short.replace(" + ", "\n+ "), estimate.mean, False))
+            if estimate.std is not None:
+                rows.append((f"{method.short}\nstd", estimate.std, True))
     fig, axes = plt.subplots(len(rows), len(poses), figsize=(1.0 * len(poses) + 1.4, 1.05 * len(rows) + 0.6), dpi=100,
                              squeeze=False)
     fig.subplots_adjust(top=1.0 - 0.5 / fig.get_figheight(), bottom=0.02, hspace=0.1, wspace=0.05)
-    spread_max = max(max(float(recon.std.max()) for recon in recons.values()), 1.0)  # one scale: spreads compare
+    spread_max = max([float(stack.max()) for _, stack, spread in rows if spread] + [1.0])  # one scale: spreads compare
     for r, (name, stack, spread) in enumerate(rows):
         vmax = spread_max if spread else 255
         for c, q in enumerate(poses):
@@ -274,8 +341,8 @@ def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: di
                 ax.set_title(f"{q}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(name, fontsize=7)
-    samples = next(iter(recons.values())).samples
-    fig.suptitle(f"{subject.name}: k = {len(contexts)} contexts (red), {len(samples)} samples per pose; "
+    samples = f", {len(next(iter(recons.values())).samples)} samples per pose" if recons else ""
+    fig.suptitle(f"{subject.name}: k = {len(contexts)} contexts (red){samples}; "
                  f"std on one scale, 0 to {spread_max:.0f} grey levels", fontsize=9, y=1.0 - 0.15 / fig.get_figheight())
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")

@@ -3,7 +3,8 @@
 SSIM is scikit-image's ``structural_similarity`` on 2D slices scaled to [0, 1] with
 ``data_range=1.0`` (its default 7×7 window; Wang et al., 2004). CC is the Pearson correlation of
 pixel intensities, Σ(a−ā)(b−b̄)/√(Σ(a−ā)²·Σ(b−b̄)²); it is undefined (NaN) where either slice is
-constant, and such slices are left out of means, never counted as 0.
+constant, and such slices are left out of means, never counted as 0. PSNR is per volume on the 0..255
+scale, 10·log10(255² / MSE) with the MSE over all its voxels (:func:`psnr`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
 from bruno.model import SequenceModel
 
-__all__ = ["NLL", "SliceScores", "cross_correlation", "sequence_nll", "slice_scores", "ssim"]
+__all__ = ["NLL", "SliceScores", "cross_correlation", "psnr", "sequence_nll", "slice_scores", "ssim"]
 
 
 class NLL(NamedTuple):
@@ -66,10 +67,18 @@ def cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class SliceScores(NamedTuple):
-    """Per-slice scores of a volume: ``ssim`` and ``cc`` float [N] (``cc`` NaN where undefined)."""
+    """Per-slice scores of a volume: ``ssim``, ``cc`` (NaN where undefined) and the mean squared error
+    ``mse`` on the 0..255 scale, each float [N]."""
 
     ssim: np.ndarray
     cc: np.ndarray
+    mse: np.ndarray
+
+
+def psnr(mse: np.ndarray) -> float:
+    """PSNR in dB of a volume from its per-slice MSEs (0..255 scale): 10·log10(255² / mean MSE); inf if exact."""
+    error = float(np.mean(mse))
+    return 10.0 * math.log10(255.0 ** 2 / error) if error > 0 else math.inf
 
 
 def slice_scores(prediction: np.ndarray, truth: np.ndarray) -> SliceScores:
@@ -81,4 +90,5 @@ def slice_scores(prediction: np.ndarray, truth: np.ndarray) -> SliceScores:
     if np.shape(prediction) != np.shape(truth) or np.ndim(truth) != 3:
         raise ValueError(f"prediction {np.shape(prediction)} and truth {np.shape(truth)}: expected equal [N, H, W] shapes")
     p, t = np.asarray(prediction, np.float64) / 255.0, np.asarray(truth, np.float64) / 255.0
-    return SliceScores(np.array([ssim(a, b) for a, b in zip(p, t)]), np.array([cross_correlation(a, b) for a, b in zip(p, t)]))
+    return SliceScores(np.array([ssim(a, b) for a, b in zip(p, t)]), np.array([cross_correlation(a, b) for a, b in zip(p, t)]),
+                       np.mean((p - t) ** 2, axis=(1, 2)) * 255.0 ** 2)

@@ -1,12 +1,15 @@
 """Evaluate trained runs as in the paper: reconstruct test volumes from k evenly spread slices.
 
-For every subject and k, scores each slice (SSIM, CC) of each run's mean image, deterministic image and
-single samples, and of two baselines (linear interpolation between the contexts; the training
-population's mean volume). Several runs (BRUNO, GQN, C-VAE: model.kind) trained on the same data are
-scored on the same subjects and contexts, in one table.
-Writes results.md (tables like the paper's 3a/3b), results.csv, results.json (per slice),
-ssim_curves.png (per-slice SSIM per k, Fig. 3c) and montage.png (contexts, truth, each model's
-samples, mean, std, and linear interpolation).
+For every subject and k, scores (SSIM and CC per slice, PSNR per volume) each run's mean image,
+deterministic image and single samples, and the classical baselines: linear interpolation between the
+contexts, the training population's mean volume, the Gaussian volume model (PCA) conditioned on the
+contexts, and GP interpolation of the residuals of the atlas and of that model. The baselines' settings
+are chosen once on the val split and stored beside the table (data/<name>.baselines.json).
+Several runs (BRUNO, GQN, C-VAE: model.kind) trained on the same data are scored on the same subjects
+and contexts, in one table; with --config and no --run, only the baselines.
+Writes results.md (tables like the paper's 3a/3b, and each BRUNO row paired against the best baseline
+per k), results.csv, results.json (per slice), ssim_curves.png (per-slice SSIM per k, Fig. 3c) and
+montage.png (contexts, truth, each model's samples, mean, std, and every baseline).
 With --sample-counts, measures instead how many samples BRUNO's mean image needs: the SSIM/CC of the
 mean of the first S samples for each S, against the largest S (sample_counts.md, sample_counts.json).
 
@@ -16,6 +19,7 @@ Examples:
     python scripts/evaluate.py --run runs/ixi runs/ixi_gqn runs/ixi_cvae --samples 20 --out results/ixi_all
     python scripts/evaluate.py --run runs/adni --input /data/new_scans --out results/new
     python scripts/evaluate.py --run runs/ixi --split val --contexts-list 1,5 --sample-counts 5,10,20,50,100
+    python scripts/evaluate.py --config config_rnn/hippocampus.yaml --out results/hippocampus_baselines
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ import json
 import logging
 import os
 
-from bruno.baselines import population_mean
+from bruno.baselines import load_methods
+from bruno.config import load_config
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
@@ -51,7 +56,9 @@ def _sample_counts(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, nargs="+", help="run directories written by scripts/train.py (same data)")
+    runs = parser.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--run", nargs="+", help="run directories written by scripts/train.py (same data)")
+    runs.add_argument("--config", help="experiment YAML: score only the classical baselines on its table (needs --out)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="test", choices=("train", "val", "test"), help="volumes of the run's table (default test)")
     source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
@@ -71,7 +78,14 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args()
 
-    models, steps, config = load_runs(args.run, args.checkpoint)
+    if args.config:
+        if not args.out:
+            raise ConfigError("--config: pass --out too (there is no run folder to write into)")
+        if args.sample_counts:
+            raise ConfigError("--sample-counts measures a model's samples: pass --run")
+        models, steps, config = {}, {}, load_config(args.config)
+    else:
+        models, steps, config = load_runs(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
     try:
@@ -110,17 +124,19 @@ def main() -> None:
         write_text_files(out, {"sample_counts.md": text, "sample_counts.json": json.dumps(study, indent=1)}, args.overwrite)
         print(text)
         return
-    atlas = population_mean(table, "train")
+    baselines, settings = load_methods(table, progress=not args.no_progress)
     keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
-    results, first = evaluate(models, subjects, ks, atlas, contexts_for, num_samples, args.seed, not args.no_progress,
+    results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, not args.no_progress,
                               keep_contexts)
-    results.update(runs=dict(zip(models, args.run)), checkpoint_steps=steps, source=args.input or args.split)
-    runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run, steps.values()))
-    title = f"{runs}: {args.input or args.split}"
+    results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=args.input or args.split,
+                   baseline_settings=settings["chosen"])
+    runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run or [], steps.values()))
+    title = f"{runs or 'classical baselines on ' + table.path}: {args.input or args.split}"
     write_results(results, out, title, args.overwrite)
     save_curves(results, os.path.join(out, "ssim_curves.png"), args.overwrite)
     k_shown = 3 if 3 in ks else ks[0]
-    save_montage(subjects[0], first[k_shown], results["labels"], os.path.join(out, "montage.png"), overwrite=args.overwrite)
+    save_montage(subjects[0], first.get(k_shown, {}), results["labels"], os.path.join(out, "montage.png"), baselines,
+                 contexts_for(k_shown, num_poses), overwrite=args.overwrite)
     print(results_markdown(results, title))
     logger.info("wrote results.md, results.csv, results.json, ssim_curves.png, montage.png to %s", out)
 

@@ -15,7 +15,7 @@ from bruno.config import Config, DataConfig, load_config
 from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.metrics import cross_correlation, slice_scores, ssim
+from bruno.metrics import cross_correlation, psnr, slice_scores, ssim
 from bruno.reconstruction import (
     FAST_SAMPLES, evenly_spread, fetal_contexts, parse_contexts, parse_samples, reconstruct, write_volume,
 )
@@ -38,6 +38,10 @@ def test_metrics_on_known_images() -> None:
     scores = slice_scores(truth, truth)
     np.testing.assert_allclose(scores.ssim, [1.0, 1.0])
     assert scores.cc[0] == pytest.approx(1.0) and math.isnan(scores.cc[1])  # undefined, not 0
+    assert psnr(scores.mse) == math.inf
+    off = slice_scores(truth + np.array([5.0, 15.0])[:, None, None], truth)  # errors of 5 and 15 grey levels
+    np.testing.assert_allclose(off.mse, [25.0, 225.0])
+    assert psnr(off.mse) == pytest.approx(10 * math.log10(255 ** 2 / 125.0))  # 27.15 dB
     with pytest.raises(ValueError, match=r"prediction \(2, 16, 16\) and truth \(2, 16, 8\)"):
         slice_scores(truth, truth[..., :8])
 

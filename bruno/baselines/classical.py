@@ -41,13 +41,14 @@ class ClassicalMethod(ABC):
 
     Attributes:
         key: the method's key in tables and on the command line (``--method``).
-        label: its row label.
+        label: its row label (with its settings); short: a few words for it.
         has_uncertainty: whether :meth:`estimate` returns a standard deviation.
         min_contexts: the fewest acquired slices it accepts.
     """
 
     key: str
     label: str
+    short: str
     has_uncertainty = False
     min_contexts = 0
 
@@ -61,7 +62,7 @@ class ClassicalMethod(ABC):
 
 
 class LinearInterpolation(ClassicalMethod):
-    key, label, min_contexts = "linear", "linear interpolation", 1
+    key, label, short, min_contexts = "linear", "linear interpolation", "linear", 1
 
     def estimate(self, images: np.ndarray, contexts: Sequence[int], with_std: bool = True) -> Estimate:
         return Estimate(linear_interpolation(images, contexts), None)
@@ -70,7 +71,7 @@ class LinearInterpolation(ClassicalMethod):
 class Atlas(ClassicalMethod):
     """The population-mean volume, whatever was acquired."""
 
-    key, label = "population_mean", "population mean (atlas)"
+    key, label, short = "population_mean", "population mean (atlas)", "atlas"
 
     def __init__(self, mean: np.ndarray) -> None:
         self.mean = np.asarray(mean, np.float64)
@@ -82,7 +83,7 @@ class Atlas(ClassicalMethod):
 class GaussianConditional(ClassicalMethod):
     """The conditional mean of the Gaussian volume model, with its per-voxel standard deviation."""
 
-    key, has_uncertainty = "pca", True
+    key, short, has_uncertainty = "pca", "PCA", True
 
     def __init__(self, model: GaussianVolumeModel) -> None:
         self.model = model
@@ -135,7 +136,7 @@ class ResidualInterpolation(ClassicalMethod):
         if prior not in ("atlas", "pca"):
             raise ValueError(f"prior={prior!r}: expected 'atlas' or 'pca'")
         self.model, self.prior, self.length, self.rho = model, prior, float(length), float(rho)
-        self.key = f"{prior}_gp"
+        self.key, self.short = f"{prior}_gp", f"{'atlas' if prior == 'atlas' else 'PCA'} + GP"
         name = "atlas" if prior == "atlas" else "Gaussian volume model"
         self.label = f"{name} + GP residual (ℓ = {length:g}, ρ = {rho:g})"
 
