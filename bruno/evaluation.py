@@ -215,7 +215,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
     lines = [f"# {title}", "",
              f"{results['num_subjects']} subjects"
              + (f", {results['num_samples']} samples per pose; " if results["kinds"] else "; ")
-             "mean over slices (PSNR: over the volume's voxels), then over subjects ± the standard error over subjects"
+             + "mean over slices (PSNR: over the volume's voxels), then over subjects ± the standard error over subjects"
              + _kept_note(results), ""]
     for metric, name, places in METRICS:
         lines += [f"## {name}", "", "| method | " + " | ".join(f"k = {k}" for k in ks) + " |",

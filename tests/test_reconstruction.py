@@ -171,13 +171,37 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     result = run_script("evaluate.py", "--run", str(run_dir), "--samples", "2", "--contexts-list", "1,3", "--out", str(evaluation))
     assert result.returncode == 0, result.stderr
     assert "| linear interpolation |" in (evaluation / "results.md").read_text()
-    assert "| BRUNO, decoded predictive mean |" in (evaluation / "results.md").read_text()
+    report = (evaluation / "results.md").read_text()
+    assert "| BRUNO, decoded predictive mean |" in report and "## PSNR (dB)" in report
+    assert "| Gaussian volume model (PCA, r = " in report and "Gaussian volume model + GP residual (ℓ = " in report
+    assert "| BRUNO, mean image | SSIM | " in report  # paired against the best baseline per k
+    assert json.loads((evaluation / "results.json").read_text())["table"]["pca_gp"]["3"]["psnr"] > 0
     for name in ("results.csv", "results.json", "ssim_curves.png", "montage.png"):
         assert (evaluation / name).stat().st_size > 100
     assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,9", "--out", str(tmp_path / "e2")),
                           r"every k must be in \[1, N = 8\]")
     assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,3", "--out", str(evaluation)),
                           r"results\.md: output file exists")
+
+    baselines_only = run_script("evaluate.py", "--config", str(run_dir / "config.yaml"), "--contexts-list", "2", "--out",
+                                str(tmp_path / "e3"))
+    assert baselines_only.returncode == 0, baselines_only.stderr
+    assert "BRUNO" not in (tmp_path / "e3" / "results.md").read_text() and (tmp_path / "e3" / "montage.png").exists()
+    assert_one_line_error(run_script("evaluate.py", "--config", str(run_dir / "config.yaml")), r"--config: pass --out too")
+
+    classical = ["--config", str(run_dir / "config.yaml"), "--input", str(scan), "--contexts", "1,4"]
+    pca = run_script("reconstruct.py", *classical, "--method", "pca", "--samples", "3", "--output", str(tmp_path / "pca.nii.gz"),
+                     "--std", str(tmp_path / "pca_std.nii.gz"), "--samples-out", str(tmp_path / "pca_samples.nii.gz"))
+    assert pca.returncode == 0, pca.stderr
+    pca_std = nib.load(str(tmp_path / "pca_std.nii.gz")).get_fdata()
+    assert np.all(pca_std[..., [1, 4]] == 0) and pca_std.min(axis=(0, 1))[0] > 0
+    assert nib.load(str(tmp_path / "pca_samples.nii.gz")).shape == (16, 16, 8, 3)
+    assert_one_line_error(run_script("reconstruct.py", *classical, "--method", "atlas_gp", "--output", new, "--std", str(tmp_path / "s.nii")),
+                          r"--std: --method atlas_gp has no uncertainty map")
+    assert_one_line_error(run_script("reconstruct.py", "--config", str(run_dir / "config.yaml"), "--input", str(scan), "--num-contexts", "0",
+                                     "--method", "linear", "--output", new), r"--method linear: needs at least 1 given slice")
+    assert_one_line_error(run_script("reconstruct.py", *classical, "--output", new), r"--method bruno needs --run")
+    assert not Path(new).exists()
 
     prior = run_script("sample_prior.py", str(run_dir), "--samples", "2", "--output", str(tmp_path / "atlas.nii.gz"))
     assert prior.returncode == 0, prior.stderr
