@@ -49,7 +49,7 @@ from bruno.model import SequenceModel  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
 from bruno.training import restore_model  # noqa: E402
 
-__all__ = ["METRICS", "MODEL_NAMES", "Subject", "evaluate", "load_runs", "method_labels", "paired_differences", "results_markdown",
+__all__ = ["METRICS", "MODEL_NAMES", "Subject", "by_distance", "evaluate", "load_runs", "method_labels", "paired_differences", "results_markdown",
            "save_curves", "save_montage", "write_results"]
 
 MODEL_NAMES = {"bruno": "BRUNO", "gqn": "GQN", "cvae": "C-VAE"}
@@ -208,6 +208,30 @@ def paired_differences(results: dict[str, Any], method: str, metric: str) -> dic
     return out
 
 
+def by_distance(results: dict[str, Any], k: int, method: str, bins: int = 8) -> list[float]:
+    """Mean SSIM of ``method``'s slices at k contexts by distance (poses) to the nearest context: 0..bins−1, then ≥ bins."""
+    totals, counts = np.zeros(bins + 1), np.zeros(bins + 1)
+    for r in results["per_subject"]:
+        if r["k"] != k or method not in r["methods"]:
+            continue
+        poses = np.arange(len(r["methods"][method]["ssim_per_slice"]))
+        distance = np.min(np.abs(poses[:, None] - np.asarray(r["contexts"])[None, :]), axis=1)
+        np.add.at(totals, np.minimum(distance, bins), r["methods"][method]["ssim_per_slice"])
+        np.add.at(counts, np.minimum(distance, bins), 1)
+    return [float(t / c) if c else math.nan for t, c in zip(totals, counts)]
+
+
+def _distance_lines(results: dict[str, Any], bins: int = 8) -> list[str]:
+    k = max(results["ks"])
+    rows = [m for m in results["methods"] if not m.endswith("_sample")]
+    lines = [f"## SSIM by distance to the nearest context, k = {k}", "",
+             "| method | " + " | ".join(str(d) for d in range(bins)) + f" | ≥ {bins} |", "|---|" + "---|" * (bins + 1)]
+    for method in rows:
+        cells = by_distance(results, k, method, bins)
+        lines.append(f"| {results['labels'][method]} | " + " | ".join("–" if math.isnan(c) else f"{c:.3f}" for c in cells) + " |")
+    return lines + [""]
+
+
 def results_markdown(results: dict[str, Any], title: str) -> str:
     """Tables laid out like the paper's Tables 3a/3b (one row per method, one column per k), then
     each BRUNO row against the best competitor at each k, paired per subject."""
@@ -238,7 +262,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
                          if (d := diffs.get(str(k))) else "–" for k in ks]
                 lines.append(f"| {results['labels'][method]} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _distance_lines(results))
 
 
 def _csv_text(results: dict[str, Any]) -> str:
