@@ -124,7 +124,7 @@ def main() -> None:
         write_text_files(out, {"sample_counts.md": text, "sample_counts.json": json.dumps(study, indent=1)}, args.overwrite)
         print(text)
         return
-    baselines, settings = load_methods(table, progress=not args.no_progress)
+    baselines, settings = load_methods(table, progress=not args.no_progress, required=not models)
     keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
     results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, not args.no_progress,
                               keep_contexts)

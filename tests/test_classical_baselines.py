@@ -148,3 +148,15 @@ def test_search_is_stored_and_checked(tmp_path: Path) -> None:
     stored.write_text(json.dumps(settings))
     with pytest.raises(DataFileError, match="other train subjects"):
         load_methods(table, progress=False)
+
+
+def test_without_a_val_split_only_the_simple_baselines(tmp_path: Path) -> None:
+    from bruno.config import SplitConfig
+
+    table = build_slice_table(phantom_config(tmp_path, subjects=6, split=SplitConfig(train=0.5, val=0.0, test=0.5, seed=0)),
+                              progress=False)
+    methods, settings = load_methods(table, progress=False, required=False)
+    assert list(methods) == ["linear", "population_mean"] and settings["chosen"] == {}
+    assert not Path(settings_path(table)).exists()
+    with pytest.raises(DataFileError, match=r"need >= 2 train volumes and >= 1 val volume"):
+        load_methods(table, progress=False)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from bruno.baselines.classical import Atlas, ClassicalMethod, GaussianConditional, LinearInterpolation, ResidualInterpolation
 from bruno.baselines.gaussian import GaussianVolumeModel, read_split
+from bruno.baselines.simple import population_mean
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
 from bruno.files import write_text_files
@@ -128,16 +129,26 @@ def _read_settings(path: str, table: SliceTable) -> dict[str, Any]:
     return settings
 
 
-def load_methods(table: SliceTable, progress: bool = True) -> tuple[dict[str, ClassicalMethod], dict[str, Any]]:
+def load_methods(table: SliceTable, progress: bool = True, required: bool = True) -> tuple[dict[str, ClassicalMethod], dict[str, Any]]:
     """The classical methods with their stored settings; on first use, search them and store the result.
 
+    Args:
+        required: False: a table without a val volume (or with < 2 train volumes) gives only linear
+            interpolation and the atlas, with a warning, instead of an error.
+
     Returns:
-        (methods by key, the settings as stored).
+        (methods by key, the settings as stored; empty settings in the fallback case).
 
     Raises:
-        DataFileError: a stored file is corrupt or belongs to another train split.
+        DataFileError: a stored file is corrupt or belongs to another train split; or the settings
+            cannot be chosen and ``required`` is true.
     """
     path = settings_path(table)
+    train = table.volumes_in("train")
+    if not required and not os.path.exists(path) and (len(train) < 2 or len(table.volumes_in("val")) == 0):
+        logger.warning("%s: no val volume (or < 2 train volumes) to choose the Gaussian model and GP settings on; "
+                       "scoring linear interpolation and the atlas only", table.path)
+        return {"linear": LinearInterpolation(), "population_mean": Atlas(population_mean(table, "train"))}, {"chosen": {}}
     if os.path.exists(path):
         settings = _read_settings(path, table)
     else:
