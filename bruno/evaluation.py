@@ -290,7 +290,7 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
     One line per k for the first model's mean image (without models: the last classical baseline);
     the other models and every classical baseline at the largest k.
     """
-    names = [m[:-len("_mean")] for m in results["methods"] if m.endswith("_mean")]
+    names = list(results["kinds"])
     leading, leading_label = ((f"{names[0]}_mean", _display(results["labels"], names[0])) if names else
                               (results["baselines"][-1], _short(results, results["baselines"][-1])))
     last = results["ks"][-1]
@@ -306,11 +306,12 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
         ax.plot(contexts, values[contexts], "o", color=line.get_color(), ms=4)
     for name in names[1:]:
         ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results['labels'], name)}, k = {last}")
-    for key, style in zip([b for b in results["baselines"] if b != leading], ("k:", "k-.", "k--", "k-", "k:")):
-        ax.plot(curve(key, last)[0], style, lw=0.9, alpha=0.8, label=f"{_short(results, key)}, k = {last}")
+    colours = plt.get_cmap("tab10").colors[len(results["ks"]) + len(names[1:]):]
+    for key, colour in zip([b for b in results["baselines"] if b != leading], colours):
+        ax.plot(curve(key, last)[0], "--", color=colour, lw=1.0, label=f"{_short(results, key)}, k = {last}")
     ax.set_xlabel("slice position (pose)")
     ax.set_ylabel("SSIM")
-    ax.set_title("Per-slice SSIM (dots: context slices; BRUNO: the mean image)")
+    ax.set_title("Per-slice SSIM (dots: context slices" + ("; models: the mean image)" if names else ")"))
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     with atomic_output(path, overwrite) as tmp:
