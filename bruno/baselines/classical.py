@@ -103,8 +103,8 @@ def matern32(distance: np.ndarray) -> np.ndarray:
     return (1.0 + scaled) * np.exp(-scaled)
 
 
-def residual_weights(num_poses: int, contexts: Sequence[int], length: float, rho: float, jitter: float = 0.0) -> np.ndarray:
-    """w = K_qC (K_CC + jitter·I)⁻¹ for every pose q: float64 [N, k] (rows sum to ~1 far from nothing).
+def residual_weights(num_poses: int, contexts: Sequence[int], length: float, rho: float) -> np.ndarray:
+    """w = K_qC K_CC⁻¹ for every pose q = 0..N−1: float64 [N, k] (no nugget: row c is the unit vector of context c).
 
     Raises:
         ValueError: ``length`` ≤ 0, ``rho`` outside [0, 1), or repeated contexts.
@@ -119,8 +119,7 @@ def residual_weights(num_poses: int, contexts: Sequence[int], length: float, rho
     def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return rho + (1.0 - rho) * matern32((a[:, None] - b[None, :]) / length)
 
-    gram = kernel(known, known) + jitter * np.eye(len(known))
-    return np.linalg.solve(gram, kernel(known, poses)).T
+    return np.linalg.solve(kernel(known, known), kernel(known, poses)).T
 
 
 class ResidualInterpolation(ClassicalMethod):
