@@ -118,8 +118,8 @@ def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel
 
 def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int],
              baselines: dict[str, ClassicalMethod], contexts_for: Callable[[int, int], list[int]], num_samples: int,
-             seed: int = 0, progress: bool = True,
-             keep_contexts: Optional[dict[str, bool]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
+             seed: int = 0, progress: bool = True, keep_contexts: Optional[dict[str, bool]] = None,
+             variants: Optional[dict[str, ClassicalMethod]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
     """Run the protocol for every model and classical baseline on the same subjects and contexts.
 
     Args:
@@ -128,6 +128,8 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             at k below its ``min_contexts``.
         keep_contexts: name → return the context slices unchanged at their poses (default: each
             model's ``model.keep_contexts``).
+        variants: key → a deterministic reconstruction built on a trained model (e.g.
+            :class:`bruno.latent_volume.LatentVolumeModel`), scored and paired like the models' rows.
 
     Returns:
         (results, the reconstructions of the first subject per k and model name).
@@ -135,7 +137,8 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
         lists and their means; ``results["table"][method][k]`` the means over subjects;
         ``results["methods"]`` the method keys in table order and ``results["labels"]`` their labels.
     """
-    labels = method_labels(models, baselines)
+    variants = variants or {}
+    labels = method_labels(models, {**variants, **baselines})
     keep = {name: model.config.keep_contexts for name, model in models.items()} | (keep_contexts or {})
     num_poses = len(subjects[0].images)
     per_subject: list[dict[str, Any]] = []
@@ -154,7 +157,7 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             methods[f"{name}_mode"] = slice_scores(recon.mode, truth)
             methods[f"{name}_sample"] = SliceScores(*(np.nanmean([getattr(s, f) for s in sample_scores], axis=0)
                                                       for f in SliceScores._fields))
-        for key, method in baselines.items():
+        for key, method in {**variants, **baselines}.items():
             if k >= method.min_contexts:
                 methods[key] = slice_scores(method.estimate(subject.images, contexts, with_std=False).mean, truth)
         per_subject.append({
@@ -168,7 +171,7 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
     return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "keep_contexts": keep,
             "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject,
             "kinds": {name: model.config.kind for name, model in models.items()}, "baselines": list(baselines),
-            "short": {key: method.short for key, method in baselines.items()}}, first
+            "variants": list(variants), "short": {key: method.short for key, method in {**variants, **baselines}.items()}}, first
 
 
 def _display(labels: dict[str, str], name: str) -> str:
@@ -250,6 +253,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
             lines.append(f"| {results['labels'][method]} | " + " | ".join(row) + " |")
         lines.append("")
     ours = [f"{n}_{part}" for n, kind in results["kinds"].items() if kind == "bruno" for part in ("mean", "mode")]
+    ours += results.get("variants", [])
     if ours:
         lines += ["## Paired differences against the best competitor at each k", "",
                   "Per subject, the row's score minus that of the best baseline at that k (mean ± SE; in brackets "
@@ -307,7 +311,7 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
     for name in names[1:]:
         ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results['labels'], name)}, k = {last}")
     colours = plt.get_cmap("tab10").colors[len(results["ks"]) + len(names[1:]):]
-    for key, colour in zip([b for b in results["baselines"] if b != leading], colours):
+    for key, colour in zip([b for b in [*results.get("variants", []), *results["baselines"]] if b != leading], colours):
         ax.plot(curve(key, last)[0], "--", color=colour, lw=1.0, label=f"{_short(results, key)}, k = {last}")
     ax.set_xlabel("slice position (pose)")
     ax.set_ylabel("SSIM")

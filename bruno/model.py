@@ -305,6 +305,11 @@ class ConditionalBruno(SequenceModel):
         # The exact inverse of the logit step spans (−0.0013, 256.0013); data pixels lie in [0, 256).
         return tf.clip_by_value(tf.concat(decoded, axis=0), 0.0, 256.0)
 
+    def decode_latents(self, latents: tf.Tensor, poses: tf.Tensor, decode_batch_size: int = 512) -> tf.Tensor:
+        """Latents [M, D] with one-hot poses [M, N] → images [M, H, W, 1] in [0, 256], decoded in chunks."""
+        return self._decode_all(tf.convert_to_tensor(latents, tf.float32), tf.convert_to_tensor(poses, tf.float32),
+                                decode_batch_size, False)
+
     def decode_predictive_mean(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
                                decode_batch_size: int = 256) -> tf.Tensor:
         """The predictive mean latent of each query, decoded with its pose: float [batch, Q, H, W, 1] in [0, 256].

@@ -37,6 +37,7 @@ from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
 from bruno.files import check_output_path, write_text_files
+from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
 from bruno.sample_budget import sample_count_study, study_markdown
 from bruno.training import load_slice_table, make_deterministic
@@ -72,6 +73,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
                         help="return the context slices unchanged at their own poses (default: each run's model.keep_contexts)")
+    parser.add_argument("--latent-volume", action="store_true",
+                        help="also score each BRUNO run's flow with a Gaussian volume model of its latents + GP residual "
+                             "(settings chosen on val once, stored in RUN/latent_volume.json)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
@@ -126,8 +130,14 @@ def main() -> None:
         return
     baselines, settings = load_methods(table, progress=not args.no_progress, required=not models)
     keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
+    variants = {}
+    if args.latent_volume:
+        for (name, model), run_dir in zip(models.items(), args.run):
+            if model.config.kind == "bruno":
+                variant, _ = load_latent_volume_model(model, table, run_dir, progress=not args.no_progress)
+                variants[f"{name}_latent"] = variant
     results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, not args.no_progress,
-                              keep_contexts)
+                              keep_contexts, variants)
     results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=args.input or args.split,
                    baseline_settings=settings["chosen"])
     runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run or [], steps.values()))
@@ -135,7 +145,7 @@ def main() -> None:
     write_results(results, out, title, args.overwrite)
     save_curves(results, os.path.join(out, "ssim_curves.png"), args.overwrite)
     k_shown = 3 if 3 in ks else ks[0]
-    save_montage(subjects[0], first.get(k_shown, {}), results["labels"], os.path.join(out, "montage.png"), baselines,
+    save_montage(subjects[0], first.get(k_shown, {}), results["labels"], os.path.join(out, "montage.png"), {**variants, **baselines},
                  contexts_for(k_shown, num_poses), overwrite=args.overwrite)
     print(results_markdown(results, title))
     logger.info("wrote results.md, results.csv, results.json, ssim_curves.png, montage.png to %s", out)

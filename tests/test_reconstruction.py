@@ -272,3 +272,26 @@ def test_paired_differences_and_distance_table() -> None:
     assert diff["mean"] == pytest.approx(0.2 / 3) and diff["se"] == pytest.approx(np.std([0.1, -0.1, 0.2], ddof=1) / np.sqrt(3))
     # poses 0..4 with contexts 0 and 3: distances 0, 1, 1, 0, 1
     np.testing.assert_allclose(by_distance(results, 2, "bruno_mean", bins=2)[:2], [1.0, (0.8 + 0.6 + 0.9) / 3])
+
+
+def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
+    from bruno.latent_volume import SETTINGS_FILE, load_latent_volume_model
+    from bruno.training import load_slice_table
+
+    model, config, _ = restore_model(str(run_dir))
+    table = load_slice_table(config)
+    method, settings = load_latent_volume_model(model, table, str(run_dir), progress=False)
+    assert (run_dir / SETTINGS_FILE).is_file() and settings["chosen"] == max(settings["grid"], key=lambda g: g["val_ssim"])
+    images = table.read(table.rows_of(int(table.volumes_in("test")[0])))
+    every = list(range(8))
+    latents = method.encoder(images, every)
+    # All slices acquired: the GP residual reproduces every latent, so decoding inverts the encoding.
+    np.testing.assert_allclose(method.latent_estimate(images, every), latents, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(method._decode(latents), images, atol=0.05)
+    estimate = method.estimate(images, [2, 5])
+    assert estimate.mean.shape == (8, 16, 16) and estimate.std is None
+    np.testing.assert_array_equal(estimate.mean[[2, 5]], images[[2, 5]])
+    prior = method.latent_estimate(images, [])  # no slices: the latent mean volume
+    np.testing.assert_allclose(prior, method.latent_model.mean[..., 0])
+    again, _ = load_latent_volume_model(model, table, str(run_dir), progress=False)  # reads the stored choice
+    np.testing.assert_allclose(again.estimate(images, [2, 5]).mean, estimate.mean)

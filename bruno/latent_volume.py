@@ -1,0 +1,140 @@
+"""A Gaussian volume model in BRUNO's latent space: the closed-form reconstruction applied to a trained flow.
+
+A first step towards the latent factor process of SPEC §9.3, with its parameters set by PCA of the
+training latents instead of joint training. Each training volume is encoded slice by slice with its
+pose (pixels dequantised by their mean, x + ½): z ∈ R^{N×D}. On those V vectors,
+
+    z = μ + W u + ε,   u ~ N(0, I_r)          (:class:`~bruno.baselines.gaussian.GaussianVolumeModel`)
+
+gives a subject code shared by every pose and latent dimension. Given the acquired slices c, their
+latents z_c; the prediction at pose q is the code's projection P_q = μ_q + W_q E[u | z_c] plus GP
+interpolation along the pose of the latent residuals z_c − P_c (Matérn-3/2, ℓ, ρ; one kernel for every
+latent dimension), decoded by the flow with pose q. Acquired slices are returned unchanged.
+
+The noise σ² of the latent model and ℓ are chosen on the val split (SSIM of the decoded volume, mean
+over k ∈ {1, 3, 5, 9}) and stored in the run folder (``latent_volume.json``).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from bruno.baselines.classical import ClassicalMethod, Estimate, residual_weights
+from bruno.baselines.gaussian import GaussianVolumeModel, read_split
+from bruno.data.table import SliceTable
+from bruno.errors import DataFileError
+from bruno.files import write_text_files
+from bruno.metrics import slice_scores
+from bruno.model import ConditionalBruno
+from bruno.reconstruction import evenly_spread
+
+__all__ = ["LENGTHS", "LatentVolumeModel", "NOISE_VARIANCES", "SliceEncoder", "load_latent_volume_model"]
+
+logger = logging.getLogger(__name__)
+
+NOISE_VARIANCES = (0.3, 1.0, 3.0)  # latent units²
+LENGTHS = (4.0, 8.0, 16.0)  # poses
+SETTINGS_FILE = "latent_volume.json"
+
+
+class SliceEncoder:
+    """A trained flow's latents of slices with their poses: (images [n, H, W] on 0..255, poses) → [n, D].
+
+    Pixels are dequantised by their mean (x + ½), so the same slice always gives the same latent.
+    """
+
+    def __init__(self, model: ConditionalBruno) -> None:
+        self.model = model
+        self.eye = np.eye(model.num_poses, dtype=np.float32)
+        self._encode = tf.function(lambda x, p: model.encode(x, p)[0])
+
+    def __call__(self, images: np.ndarray, poses: Sequence[int]) -> np.ndarray:
+        x = tf.constant((np.asarray(images, np.float32) + 0.5)[None, ..., None])
+        return self._encode(x, tf.constant(self.eye[list(poses)][None]))[0].numpy()
+
+    def volumes(self, table: SliceTable, split: str, progress: bool = True) -> np.ndarray:
+        """[V, N, D] latents of every volume of one split."""
+        poses = range(table.num_poses)
+        return np.stack([self(v, poses) for v in tqdm(read_split(table, split), desc=f"encode {split}", disable=not progress)])
+
+
+class LatentVolumeModel(ClassicalMethod):
+    """The decoded latent Gaussian model + GP residual (module docstring), behind the classical interface.
+
+    Args:
+        encoder: the trained flow's :class:`SliceEncoder`.
+        latent_model: the Gaussian volume model of its training latents, [N, D, 1] per volume.
+        length, rho: the residual kernel's ℓ (poses) and ρ.
+    """
+
+    key, short, min_contexts = "latent_pca_gp", "latent PCA + GP", 0
+
+    def __init__(self, encoder: SliceEncoder, latent_model: GaussianVolumeModel, length: float, rho: float = 0.0) -> None:
+        self.encoder, self.latent_model, self.length, self.rho = encoder, latent_model, float(length), float(rho)
+        self.label = (f"BRUNO flow + latent Gaussian volume model + GP residual (r = {latent_model.rank}, "
+                      f"σ² = {latent_model.noise_variance:g}, ℓ = {length:g})")
+
+    def latent_estimate(self, images: np.ndarray, contexts: Sequence[int]) -> np.ndarray:
+        """The predicted latent volume [N, D] from ``images[contexts]``."""
+        contexts = sorted(set(int(c) for c in contexts))
+        latents = np.zeros(self.latent_model.mean.shape)
+        if contexts:
+            latents[contexts] = self.encoder(np.asarray(images)[contexts], contexts)[..., None]
+        prior = self.latent_model.condition(latents, contexts, variance=False).projection
+        if contexts:
+            weights = residual_weights(len(prior), contexts, self.length, self.rho)
+            prior = prior + np.tensordot(weights, latents[contexts] - prior[contexts], axes=1)
+        return prior[..., 0]
+
+    def _decode(self, latents: np.ndarray) -> np.ndarray:
+        images = self.encoder.model.decode_latents(latents, self.encoder.eye)
+        return np.clip(images.numpy()[..., 0] - 0.5, 0.0, 255.0)
+
+    def estimate(self, images: np.ndarray, contexts: Sequence[int], with_std: bool = True) -> Estimate:
+        contexts = sorted(set(int(c) for c in contexts))
+        volume = self._decode(self.latent_estimate(images, contexts))
+        volume[contexts] = np.asarray(images, np.float64)[contexts]
+        return Estimate(volume.astype(np.float64), None)
+
+
+def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir: str,
+                             ks: Sequence[int] = (1, 3, 5, 9), progress: bool = True) -> tuple[LatentVolumeModel, dict[str, Any]]:
+    """Fit the latent Gaussian model on the train split's latents; choose (σ², ℓ) on val once and store them.
+
+    Raises:
+        DataFileError: the table has < 2 train or no val volumes, or the stored file is unreadable.
+    """
+    if len(table.volumes_in("train")) < 2 or len(table.volumes_in("val")) == 0:
+        raise DataFileError(f"{table.path}: the latent volume model needs >= 2 train volumes and >= 1 val volume")
+    encoder = SliceEncoder(model)
+    base = GaussianVolumeModel.fit(encoder.volumes(table, "train", progress)[..., None])  # [V, N, D, 1]
+    path = os.path.join(run_dir, SETTINGS_FILE)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                settings = json.load(f)
+            chosen = (float(settings["chosen"]["noise_variance"]), float(settings["chosen"]["length"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DataFileError(f"{path}: not a readable latent volume settings file ({type(err).__name__}: {err})") from None
+    else:
+        ks = [k for k in ks if k <= table.num_poses]
+        val = read_split(table, "val")
+        grid = []
+        for noise, length in tqdm(list(itertools.product(NOISE_VARIANCES, LENGTHS)), desc="latent search (val)", disable=not progress):
+            method = LatentVolumeModel(encoder, base.with_settings(noise_variance=noise), length)
+            score = np.mean([slice_scores(method.estimate(v, evenly_spread(k, len(v))).mean, v).ssim.mean() for v in val for k in ks])
+            grid.append({"noise_variance": noise, "length": length, "val_ssim": float(score)})
+        best = max(grid, key=lambda g: g["val_ssim"])
+        settings = {"chosen": best, "grid": grid, "ks": list(ks), "table": table.path}
+        write_text_files(run_dir, {SETTINGS_FILE: json.dumps(settings, indent=1)})
+        logger.info("latent volume model settings %s stored in %s", best, path)
+        chosen = (best["noise_variance"], best["length"])
+    return LatentVolumeModel(encoder, base.with_settings(noise_variance=chosen[0]), chosen[1]), settings
