@@ -30,7 +30,7 @@ from tqdm import tqdm
 from bruno.baselines.classical import ClassicalMethod, Estimate, residual_weights
 from bruno.baselines.gaussian import GaussianVolumeModel, read_split
 from bruno.data.table import SliceTable
-from bruno.errors import DataFileError
+from bruno.errors import ConfigError, DataFileError
 from bruno.files import write_text_files
 from bruno.metrics import slice_scores
 from bruno.model import ConditionalBruno
@@ -110,8 +110,11 @@ def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir
     """Fit the latent Gaussian model on the train split's latents; choose (σ², ℓ) on val once and store them.
 
     Raises:
+        ConfigError: ``model`` is not a BRUNO model.
         DataFileError: the table has < 2 train or no val volumes, or the stored file is unreadable.
     """
+    if not isinstance(model, ConditionalBruno):
+        raise ConfigError(f"{run_dir}: the latent volume model needs a BRUNO run (model.kind: bruno), not {model.config.kind}")
     if len(table.volumes_in("train")) < 2 or len(table.volumes_in("val")) == 0:
         raise DataFileError(f"{table.path}: the latent volume model needs >= 2 train volumes and >= 1 val volume")
     encoder = SliceEncoder(model)

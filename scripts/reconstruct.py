@@ -6,7 +6,8 @@ mean volume (and optionally the decoded predictive mean, the per-voxel standard 
 samples as a 4D series) as NIfTI in world coordinates and in the input's intensity units.
 With --method, a classical baseline reconstructs instead (fitted on the training split of the run's, or
 --config's, table; settings chosen on its val split and stored beside it): linear, population_mean,
-pca (the Gaussian volume model: conditional mean, --std and --samples-out too), atlas_gp or pca_gp.
+pca (the Gaussian volume model: conditional mean, --std and --samples-out too), atlas_gp or pca_gp;
+or latent_pca_gp (needs --run): the run's flow with a Gaussian volume model of its training latents.
 
 Examples:
     python scripts/reconstruct.py --run runs/ixi --input scan.nii.gz --contexts 20,45,70 --output recon.nii.gz
@@ -30,10 +31,12 @@ from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.files import check_output_path
+from bruno.latent_volume import load_latent_volume_model
+from bruno.model import SequenceModel
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, parse_contexts, parse_samples, reconstruct, write_volume
 from bruno.training import load_slice_table, make_deterministic, restore_model
 
-METHODS = ("bruno", "linear", "population_mean", "pca", "atlas_gp", "pca_gp")
+METHODS = ("bruno", "latent_pca_gp", "linear", "population_mean", "pca", "atlas_gp", "pca_gp")
 
 logger = logging.getLogger("reconstruct")
 
@@ -62,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
 
     num_samples = parse_samples(args.samples)
-    if args.method == "bruno" and args.run is None:
-        raise ConfigError("--method bruno needs --run (a trained model); with --config choose a classical --method")
+    if args.method in ("bruno", "latent_pca_gp") and args.run is None:
+        raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
     if args.method != "bruno" and args.decoded_mean:
         raise ConfigError(f"--decoded-mean: only BRUNO has one; --method {args.method} writes its estimate to --output")
     outputs = (args.output, args.decoded_mean, args.std, args.samples_out)
@@ -85,7 +88,7 @@ def main() -> None:
         result = reconstruct(model, slices.images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts)
         mean, std, samples = result.mean, result.std, result.samples
     else:
-        mean, std, samples = _classical(args, config, slices.images, contexts, num_samples)
+        mean, std, samples = _classical(args, config, model, slices.images, contexts, num_samples)
     write_volume(args.output, mean, slices.affine, intensity, args.overwrite)
     if args.decoded_mean:
         write_volume(args.decoded_mean, result.mode, slices.affine, intensity, args.overwrite)
@@ -97,11 +100,14 @@ def main() -> None:
                 ", ".join(p for p in outputs if p))
 
 
-def _classical(args: argparse.Namespace, config: Config, images: np.ndarray, contexts: list[int],
-               num_samples: int) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+def _classical(args: argparse.Namespace, config: Config, model: Optional[SequenceModel], images: np.ndarray,
+               contexts: list[int], num_samples: int) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """(estimate, std or None, samples or None) of a classical method, after checking it can give what was asked."""
-    methods, _ = load_methods(load_slice_table(config))
-    method = methods[args.method]
+    table = load_slice_table(config)
+    if args.method == "latent_pca_gp":
+        method = load_latent_volume_model(model, table, args.run)[0]
+    else:
+        method = load_methods(table)[0][args.method]
     if len(contexts) < method.min_contexts:
         raise ConfigError(f"--method {args.method}: needs at least {method.min_contexts} given slice(s), got {len(contexts)}")
     if args.std and not method.has_uncertainty:

@@ -201,6 +201,10 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert_one_line_error(run_script("reconstruct.py", "--config", str(run_dir / "config.yaml"), "--input", str(scan), "--num-contexts", "0",
                                      "--method", "linear", "--output", new), r"--method linear: needs at least 1 given slice")
     assert_one_line_error(run_script("reconstruct.py", *classical, "--output", new), r"--method bruno needs --run")
+    latent = run_script("reconstruct.py", "--run", str(run_dir), "--input", str(scan), "--contexts", "1,4", "--method", "latent_pca_gp",
+                        "--output", str(tmp_path / "latent.nii.gz"))
+    assert latent.returncode == 0, latent.stderr
+    assert nib.load(str(tmp_path / "latent.nii.gz")).shape == (16, 16, 8)
     assert not Path(new).exists()
 
     prior = run_script("sample_prior.py", str(run_dir), "--samples", "2", "--output", str(tmp_path / "atlas.nii.gz"))
