@@ -20,6 +20,7 @@ Examples:
     python scripts/evaluate.py --run runs/adni --input /data/new_scans --out results/new
     python scripts/evaluate.py --run runs/ixi --split val --contexts-list 1,5 --sample-counts 5,10,20,50,100
     python scripts/evaluate.py --config config_rnn/hippocampus.yaml --out results/hippocampus_baselines
+    python scripts/evaluate.py --run runs/ixi --samples 20 --latent-volume   # + the flow with a Gaussian model of its latents
 """
 from __future__ import annotations
 
