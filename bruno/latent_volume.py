@@ -29,12 +29,11 @@ from tqdm import tqdm
 
 from bruno.baselines.classical import ClassicalMethod, Estimate, residual_weights
 from bruno.baselines.gaussian import GaussianVolumeModel, read_split
+from bruno.baselines.tuning import can_search, val_score
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError
 from bruno.files import write_text_files
-from bruno.metrics import slice_scores
 from bruno.model import ConditionalBruno
-from bruno.reconstruction import evenly_spread
 
 __all__ = ["LENGTHS", "LatentVolumeModel", "NOISE_VARIANCES", "SliceEncoder", "load_latent_volume_model"]
 
@@ -54,7 +53,7 @@ class SliceEncoder:
     def __init__(self, model: ConditionalBruno) -> None:
         self.model = model
         self.eye = np.eye(model.num_poses, dtype=np.float32)
-        self._encode = tf.function(lambda x, p: model.encode(x, p)[0])
+        self._encode = tf.function(lambda x, p: model.encode(x, p)[0], reduce_retracing=True)  # k varies per call
 
     def __call__(self, images: np.ndarray, poses: Sequence[int]) -> np.ndarray:
         x = tf.constant((np.asarray(images, np.float32) + 0.5)[None, ..., None])
@@ -115,7 +114,7 @@ def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir
     """
     if not isinstance(model, ConditionalBruno):
         raise ConfigError(f"{run_dir}: the latent volume model needs a BRUNO run (model.kind: bruno), not {model.config.kind}")
-    if len(table.volumes_in("train")) < 2 or len(table.volumes_in("val")) == 0:
+    if not can_search(table):
         raise DataFileError(f"{table.path}: the latent volume model needs >= 2 train volumes and >= 1 val volume")
     encoder = SliceEncoder(model)
     base = GaussianVolumeModel.fit(encoder.volumes(table, "train", progress)[..., None])  # [V, N, D, 1]
@@ -133,8 +132,7 @@ def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir
         grid = []
         for noise, length in tqdm(list(itertools.product(NOISE_VARIANCES, LENGTHS)), desc="latent search (val)", disable=not progress):
             method = LatentVolumeModel(encoder, base.with_settings(noise_variance=noise), length)
-            score = np.mean([slice_scores(method.estimate(v, evenly_spread(k, len(v))).mean, v).ssim.mean() for v in val for k in ks])
-            grid.append({"noise_variance": noise, "length": length, "val_ssim": float(score)})
+            grid.append({"noise_variance": noise, "length": length, "val_ssim": val_score(method, val, ks)})
         best = max(grid, key=lambda g: g["val_ssim"])
         settings = {"chosen": best, "grid": grid, "ks": list(ks), "table": table.path}
         write_text_files(run_dir, {SETTINGS_FILE: json.dumps(settings, indent=1)})

@@ -35,7 +35,8 @@ from bruno.files import write_text_files
 from bruno.metrics import slice_scores
 from bruno.reconstruction import evenly_spread
 
-__all__ = ["LENGTHS", "NOISE_VARIANCES", "RANKS", "RHOS", "fit_methods", "load_methods", "search", "settings_path"]
+__all__ = ["LENGTHS", "NOISE_VARIANCES", "RANKS", "RHOS", "can_search", "fit_methods", "load_methods", "search", "settings_path",
+           "val_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,13 @@ def _train_fingerprint(table: SliceTable) -> str:
     return hashlib.sha1("\n".join(subjects).encode()).hexdigest()
 
 
-def _val_score(method: ClassicalMethod, subjects: Sequence[np.ndarray], ks: Sequence[int]) -> float:
+def can_search(table: SliceTable) -> bool:
+    """Whether the table has what a search needs: >= 2 train volumes and >= 1 val volume."""
+    return len(table.volumes_in("train")) >= 2 and len(table.volumes_in("val")) > 0
+
+
+def val_score(method: ClassicalMethod, subjects: Sequence[np.ndarray], ks: Sequence[int]) -> float:
+    """Mean SSIM of ``method``'s volumes over subjects [N, H, W] and k evenly spread acquired slices."""
     scores = [slice_scores(method.estimate(images, evenly_spread(k, len(images)), with_std=False).mean, images).ssim.mean()
               for images in subjects for k in ks]
     return float(np.mean(scores))
@@ -69,31 +76,29 @@ def search(table: SliceTable, ks: Sequence[int] = SEARCH_KS, progress: bool = Tr
     Raises:
         DataFileError: fewer than two train volumes or no val volume.
     """
-    if len(table.volumes_in("train")) < 2 or len(table.volumes_in("val")) == 0:
+    if not can_search(table):
         raise DataFileError(f"{table.path}: the baselines need >= 2 train volumes and >= 1 val volume to choose their settings")
     ks = [k for k in ks if k <= table.num_poses]
     base = GaussianVolumeModel.fit(read_split(table, "train"))
-    val = [v.astype(np.float64) for v in read_split(table, "val")]
-    pca_grid = [{"rank": base.max_rank if r is None else min(r, base.max_rank), "noise_variance": s}
-                for r, s in itertools.product(RANKS, NOISE_VARIANCES)]
-    pca_grid = [dict(t) for t in {tuple(g.items()) for g in pca_grid}]
-    pca_grid.sort(key=lambda g: (g["rank"], g["noise_variance"]))
+    val = read_split(table, "val")
+    ranks = sorted({base.max_rank if r is None else min(r, base.max_rank) for r in RANKS})
+    pca_grid = [{"rank": r, "noise_variance": s} for r, s in itertools.product(ranks, NOISE_VARIANCES)]
     gp_grid = [{"length": ell, "rho": rho} for ell, rho in itertools.product(LENGTHS, RHOS)]
     total = len(pca_grid) + 2 * len(gp_grid)
     bar = tqdm(total=total, desc="baseline search (val)", unit="setting", disable=not progress)
     scored: dict[str, list[dict[str, Any]]] = {"pca": [], "atlas_gp": [], "pca_gp": []}
     for setting in pca_grid:
-        scored["pca"].append({**setting, "val_ssim": _val_score(GaussianConditional(base.with_settings(**setting)), val, ks)})
+        scored["pca"].append({**setting, "val_ssim": val_score(GaussianConditional(base.with_settings(**setting)), val, ks)})
         bar.update()
     best_pca = max(scored["pca"], key=lambda s: s["val_ssim"])
     model = base.with_settings(best_pca["rank"], best_pca["noise_variance"])
     for prior in ("atlas", "pca"):
         for setting in gp_grid:
-            score = _val_score(ResidualInterpolation(model, prior, **setting), val, ks)
+            score = val_score(ResidualInterpolation(model, prior, **setting), val, ks)
             scored[f"{prior}_gp"].append({**setting, "val_ssim": score})
             bar.update()
     bar.close()
-    chosen = {key: {k: v for k, v in max(rows, key=lambda s: s["val_ssim"]).items()} for key, rows in scored.items()}
+    chosen = {key: max(rows, key=lambda s: s["val_ssim"]) for key, rows in scored.items()}
     return {"format": FORMAT, "table": table.path, "train_subjects_sha1": _train_fingerprint(table),
             "num_train": len(table.volumes_in("train")), "num_val": len(val), "ks": list(ks),
             "criterion": "mean val SSIM over slices, volumes and k (one setting for all k)",
@@ -144,8 +149,7 @@ def load_methods(table: SliceTable, progress: bool = True, required: bool = True
             cannot be chosen and ``required`` is true.
     """
     path = settings_path(table)
-    train = table.volumes_in("train")
-    if not required and not os.path.exists(path) and (len(train) < 2 or len(table.volumes_in("val")) == 0):
+    if not required and not os.path.exists(path) and not can_search(table):
         logger.warning("%s: no val volume (or < 2 train volumes) to choose the Gaussian model and GP settings on; "
                        "scoring linear interpolation and the atlas only", table.path)
         return {"linear": LinearInterpolation(), "population_mean": Atlas(population_mean(table, "train"))}, {"chosen": {}}
