@@ -247,6 +247,9 @@ class ModelConfig:
         length_init: initial length scale ℓ of the pose kernel, in poses.
         length_min: lower bound of ℓ.
         kernel_nugget: per-slice white noise ε of the pose kernel, relative to the variance.
+        latent_factors: 0, or r >= 1: the latent factor process of SPEC §9.3 (a rank-r subject code
+            shared by every pose and latent dimension on top of the pose kernel; needs ``pose_kernel``
+            and ``process: gaussian``), initialised by a PCA of the training latents.
         keep_contexts: reconstructions return the acquired slices unchanged at their own poses
             (instead of the model's samples there).
     """
@@ -270,6 +273,7 @@ class ModelConfig:
     length_init: float = 3.0
     length_min: float = 0.5
     kernel_nugget: float = 1e-3
+    latent_factors: int = 0
     keep_contexts: bool = False
     gqn: GQNConfig = field(default_factory=GQNConfig)
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
@@ -294,6 +298,10 @@ class ModelConfig:
             _fail("length_init", self.length_init, f"a number > length_min = {self.length_min}")
         if self.kernel_nugget < 0:
             _fail("kernel_nugget", self.kernel_nugget, "a number >= 0")
+        if self.latent_factors < 0:
+            _fail("latent_factors", self.latent_factors, "an integer >= 0")
+        if self.latent_factors and (self.pose_kernel is None or self.process != "gaussian"):
+            _fail("latent_factors", self.latent_factors, "0 unless pose_kernel is set and process is 'gaussian'")
 
 
 @dataclass(frozen=True)
@@ -321,6 +329,9 @@ class TrainConfig:
         log_every: steps between ``metrics.jsonl``/TensorBoard training records.
         process_learning_rate_scale: the process parameters learn at this multiple of the learning rate.
         seed: seed of the weights and of the data stream (``--seed`` overrides it).
+        init_from: None, or a run directory (relative to the working directory) with the same flow
+            architecture and slice table: step 0 copies its best checkpoint's flow, pose embedding and
+            shared process parameters instead of the data-dependent init (fine-tuning a trained flow).
         jit_compile: compile the training step with XLA.
         mixed_precision: None (float32), ``float16`` or ``bfloat16``: the s/t networks and the pose
             embedding compute in that precision on GPUs (log-dets, process and loss stay float32;
@@ -342,6 +353,7 @@ class TrainConfig:
     checkpoint_every: int = 5000
     log_every: int = 100
     seed: int = 0
+    init_from: Optional[str] = None
     jit_compile: bool = False
     mixed_precision: Optional[Literal["float16", "bfloat16"]] = None
 

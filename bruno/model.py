@@ -17,7 +17,8 @@ latent instead (one image per query, no sampling).
 With ``model.pose_kernel`` set, the exchangeable process is replaced by the pose-aware process of
 SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its own
 predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
-that process's prior (the latent atlas).
+that process's prior (the latent atlas). ``model.latent_factors`` adds a subject code shared by
+every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3).
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from tqdm import tqdm
 from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
-from bruno.processes import ExchangeableProcess, PoseKernelProcess, Predictive, make_process
+from bruno.processes import (ExchangeableProcess, FactorPredictive, LatentFactorProcess, PoseKernelProcess, Predictive,
+                             make_process)
 
 __all__ = ["ConditionalBruno", "LogProb", "Samples", "SequenceModel"]
 
@@ -182,6 +184,11 @@ class ConditionalBruno(SequenceModel):
         if config.pose_kernel is None:
             self.process = make_process(config.process, self.num_dims, config.variance_init, config.correlation_init,
                                         config.df_init)
+        elif config.latent_factors:
+            self.process = LatentFactorProcess(
+                self.num_dims, num_poses, config.latent_factors, config.pose_kernel, config.variance_init,
+                config.correlation_init, config.length_init, config.length_min, config.kernel_nugget,
+                name="latent_factor_process")
         else:
             self.process = PoseKernelProcess(
                 self.num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
@@ -194,7 +201,7 @@ class ConditionalBruno(SequenceModel):
         self.encode(tf.fill([1, 1, size, size, 1], 128.0), tf.one_hot([[0]], poses))
 
     def summary(self) -> dict[str, float]:
-        """Correlation quantiles, variance range, median df (and length-scale quantiles) of the process."""
+        """Correlation quantiles, variance range, median df (length-scale quantiles, loadings RMS) of the process."""
         process = self.process
         correlation, variance = process.correlation.numpy(), process.variance.numpy()
         summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
@@ -203,6 +210,8 @@ class ConditionalBruno(SequenceModel):
             summary["df_median"] = float(np.median(process.df.numpy()))
         if isinstance(process, PoseKernelProcess):
             summary.update({f"length_q{q}": float(np.percentile(process.length_scale.numpy(), q)) for q in (10, 50, 90)})
+        if isinstance(process, LatentFactorProcess):
+            summary["loadings_rms"] = float(np.sqrt(np.mean(np.square(process.prior_loadings.numpy()))))
         return summary
 
     # ------------------------------------------------------------------------------- encoding
@@ -272,7 +281,8 @@ class ConditionalBruno(SequenceModel):
         """Latents [n, D] and one-hot poses [n, N] → images [n, H, W, 1] (compiled once per chunk size)."""
         return self.flow.inverse(latents, pose_embedding=self.embedding(poses))
 
-    def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Predictive:
+    def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor,
+                   query_poses: tf.Tensor) -> Predictive | FactorPredictive:
         """The latent predictive at each query pose given the contexts (none: the prior).
 
         Args:
@@ -280,8 +290,9 @@ class ConditionalBruno(SequenceModel):
             query_poses: [batch, Q, N] one-hot.
 
         Returns:
-            :class:`~bruno.processes.Predictive` with mean and variance [batch, Q, D]. The exchangeable
-            process gives every query the same predictive.
+            :class:`~bruno.processes.Predictive` with mean and variance [batch, Q, D] (the latent factor
+            process: a :class:`~bruno.processes.FactorPredictive`). The exchangeable process gives every
+            query the same predictive.
         """
         batch, queries = self._check_query(context_images, context_poses, query_poses)
         has_contexts = bool(_shape(context_images)[1])

@@ -6,7 +6,9 @@ step before each update (:meth:`~bruno.model.SequenceModel.set_step`, the GQN's 
 
 Semantics (upstream ``config_conditional/train.py``):
 
-* step 0 runs the data-dependent initialisation on the first batch and takes no gradient step;
+* step 0 runs the data-dependent initialisation on the first batch (or, with ``train.init_from``,
+  copies a trained run's flow: fine-tuning) and takes no gradient step; a latent factor process is
+  then initialised by a PCA of the train split's latents;
   steps 1..max_steps each draw a fresh batch of B sequences of T slices;
 * loss = −mean over the B·(T − n_c) targets of [log p(z_t | contexts) + J_t] (nats per image),
   reported as bits/dim = loss/(D·ln 2);
@@ -58,8 +60,10 @@ from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.files import atomic_output
 from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
+from bruno.latent_volume import initialize_latent_factors
 from bruno.model import ConditionalBruno, SequenceModel
 from bruno.optimizers import make_optimizer
+from bruno.processes import LatentFactorProcess
 from bruno.precision import DynamicLossScale, compute_policy, require_gpu
 
 __all__ = [
@@ -71,6 +75,7 @@ __all__ = [
     "load_slice_table",
     "make_model",
     "make_deterministic",
+    "copy_trained_flow",
     "num_context_at",
     "prepare_run_dir",
     "process_grad_scale",
@@ -81,7 +86,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_nu", "prior_length", "prior_atlas")
+PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_nu", "prior_length", "prior_atlas", "prior_loadings")
+_SHARED_PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_length", "prior_atlas")  # §8 and §9.3 alike
 _RUN_FILES = ("config.yaml", "versions.json", "metrics.jsonl", "checkpoints", "best", "tensorboard")
 
 
@@ -234,6 +240,51 @@ def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Con
     return model, config, int(step)
 
 
+def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> int:
+    """Copy a trained run's flow, pose embedding and shared process parameters into ``model`` (built).
+
+    The source must be a BRUNO run on the same data section with the same flow architecture; the
+    process parameters both processes have (v, ρ, ℓ, the latent atlas) are copied where their shapes
+    agree, the rest keep their init. Returns the source checkpoint's step.
+
+    Raises:
+        ConfigError: not a BRUNO run on the same data, or another flow architecture.
+        RunDirError: no such run or checkpoint.
+    """
+    if not os.path.isdir(run_dir):
+        raise RunDirError(f"train.init_from={run_dir!r}: no such run directory (train that run first)")
+    source_config = load_run_config(run_dir)
+    if source_config.model.kind != "bruno" or not isinstance(model, ConditionalBruno):
+        raise ConfigError(f"train.init_from={run_dir!r}: expected a BRUNO run (model.kind: bruno)")
+    if source_config.data != config.data:
+        raise ConfigError(f"train.init_from={run_dir!r}: its data section differs from this config's (expected the "
+                          f"same table and split, so no val or test volume was trained on)")
+    flow_keys: tuple[str, ...] = ("num_scales", "num_filters", "num_residual_blocks", "num_dense_couplings", "dense_units", "embedding_size",
+                 "upstream_first_conv_3x3", "upstream_label_heads", "upstream_init_passes_raw", "upstream_logit_log_det")
+    if source_config.model.pose_kernel is not None and config.model.pose_kernel is not None:
+        flow_keys += ("pose_kernel", "length_min")  # ℓ = softplus(l) + ℓ_min: the raw variable means ℓ only with the same floor
+    for key in flow_keys:
+        if getattr(source_config.model, key) != getattr(config.model, key):
+            raise ConfigError(f"train.init_from={run_dir!r}: model.{key}={getattr(source_config.model, key)!r} there, "
+                              f"expected {getattr(config.model, key)!r} as here")
+    source, _, step = restore_model(run_dir)
+    assert isinstance(source, ConditionalBruno)
+    theirs_flow = list(source.flow.variables) + list(source.embedding.variables)
+    ours_flow = list(model.flow.variables) + list(model.embedding.variables)
+    if len(theirs_flow) != len(ours_flow):
+        raise ConfigError(f"train.init_from={run_dir!r}: {len(theirs_flow)} flow variables there, expected {len(ours_flow)}")
+    pairs = list(zip(theirs_flow, ours_flow))
+    pairs += [(getattr(source.process, n), getattr(model.process, n)) for n in _SHARED_PROCESS_VARIABLES
+              if hasattr(source.process, n) and hasattr(model.process, n)
+              and getattr(source.process, n).shape == getattr(model.process, n).shape]
+    for theirs, ours in pairs:
+        if theirs.shape != ours.shape:
+            raise ConfigError(f"train.init_from={run_dir!r}: variable {theirs.name} has shape {theirs.shape}, "
+                              f"expected {ours.shape}")
+        ours.assign(theirs)
+    return step
+
+
 class TrainResult(NamedTuple):
     """Where a training run ended: last step, last train loss (nats/image), best val loss, seconds."""
 
@@ -336,7 +387,7 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress
         self.strategy = strategy or tf.distribute.get_strategy()
         train = config.train
-        table = load_slice_table(config, progress)
+        table = self.table = load_slice_table(config, progress)
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
@@ -403,10 +454,20 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- the loop
     def _initialize(self) -> None:
+        """Step 0: the data-dependent init on the first batch, or a copy of ``train.init_from``'s flow;
+        then the PCA init of a latent factor process."""
         batch = self.sampler.next_batch()
-        self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
+        init_from = self.config.train.init_from
+        if init_from is None:
+            self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
+            logger.info("step 0: initialisation pass on %d images", batch["images"].shape[0] * batch["images"].shape[1])
+        else:
+            source_step = copy_trained_flow(self.model, self.config, init_from)  # type: ignore[arg-type]
+            logger.info("step 0: flow, pose embedding and process copied from %s (step %d)", init_from, source_step)
+        if isinstance(self.model, ConditionalBruno) and isinstance(self.model.process, LatentFactorProcess):
+            initialize_latent_factors(self.model, self.table, self.validate, init_from is None, self.config.train.seed,
+                                      self.progress)
         self.step.assign(0)
-        logger.info("step 0: initialisation pass on %d images", batch["images"].shape[0] * batch["images"].shape[1])
 
     def _validate_and_keep_best(self, step: int) -> float:
         val_loss = self.validate()

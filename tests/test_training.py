@@ -16,10 +16,10 @@ import pytest
 import tensorflow as tf
 
 from bruno.config import Config, load_config, override
-from bruno.errors import DataFileError, RunDirError, TrainingDiverged
+from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.optimizers import AdamTF1, RMSPropTF1
 from bruno.training import (
-    Trainer, iterate_metrics, learning_rate_at, make_deterministic, num_context_at, prepare_run_dir, process_grad_scale,
+    Trainer, iterate_metrics, learning_rate_at, restore_model, make_deterministic, num_context_at, prepare_run_dir, process_grad_scale,
 )
 
 from tests.conftest import REPO
@@ -313,3 +313,30 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     values = dict(line.split() for line in result.stdout.splitlines() if line.startswith(("single", "mirrored")))
     assert float(values["mirrored"]) == pytest.approx(float(values["single"]), rel=1e-4)
+
+
+def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_path: Path) -> None:
+    """train.init_from copies the flow and the shared process parameters; the factors start from a shrunk PCA."""
+    source_config = override(tiny, "model", pose_kernel="matern32", process="gaussian")
+    source = trainer(source_config, tmp_path / "source", num_context_min=1, process_grad_schedule={0: 1.0})
+    source.train(max_steps=2)
+    config = override(source_config, "model", latent_factors=3)
+    settings = dict(init_from=str(tmp_path / "source"), num_context_min=1, process_grad_schedule={0: 1.0}, log_every=1)
+    tuned = trainer(config, tmp_path / "tuned", **settings)
+    tuned._initialize()
+    ours, theirs = tuned.model, restore_model(str(tmp_path / "source"))[0]
+    for a, b in zip(ours.flow.variables, theirs.flow.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(ours.process.prior_atlas.numpy(), theirs.process.prior_atlas.numpy())
+    np.testing.assert_array_equal(ours.process.variance.numpy(), theirs.process.variance.numpy())
+    loadings = ours.process.prior_loadings.numpy()
+    assert loadings.shape == (8, 256, 3) and np.abs(loadings).max() > 0
+    train_volumes = len(tuned.table.volumes_in("train"))
+    assert np.all(loadings[..., train_volumes - 1:] == 0)  # 4 train volumes give 3 directions at most
+    result = tuned.train(max_steps=2)
+    assert math.isfinite(result.best_val_loss)
+    other = override(config, "data", output=str(tmp_path / "other.h5"))
+    with pytest.raises(ConfigError, match="data section differs"):
+        trainer(other, tmp_path / "bad", **settings)._initialize()
+    with pytest.raises(ConfigError, match="model.num_filters=8 there, expected 16"):
+        trainer(override(config, "model", num_filters=16), tmp_path / "bad2", **settings)._initialize()

@@ -109,6 +109,10 @@ class Predictive(NamedTuple):
         """The independent per-dimension predictive."""
         return predictive_distribution(self.mean, self.variance, self.df)
 
+    def log_prob(self, z: tf.Tensor) -> tf.Tensor:
+        """log p(z) of latents z [..., D], summed over the dimensions → [...]."""
+        return tf.reduce_sum(self.distribution().log_prob(tf.convert_to_tensor(z, self.mean.dtype)), axis=-1)
+
 
 def sequential_log_prob(
     z: tf.Tensor,

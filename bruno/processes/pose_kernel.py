@@ -30,7 +30,7 @@ Parameters (one per latent dimension unless stated): ``prior_var`` v = softplus(
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import tensorflow as tf
 from bruno.processes.exchangeable import DF_MIN, Predictive, softplus_inverse
@@ -39,6 +39,18 @@ __all__ = ["KERNELS", "PoseKernelProcess"]
 
 KERNELS = ("matern32", "rbf")
 _MIN_RELATIVE_VARIANCE = 1e-6  # k_a / v never below this (round-off at a context's own pose)
+
+
+class _KernelSolve(NamedTuple):
+    """Per-dimension solves against R_bb = chol cholᵀ, [B, D, n, n]: residual e_b and alpha = R_bb⁻¹ e_b [B, D, n],
+    weights R_bb⁻¹ r_ba [B, D, n, Q], interpolated r_abᵀ R_bb⁻¹ e_b and gaussian_variance k_a [B, Q, D]."""
+
+    chol: tf.Tensor
+    residual: tf.Tensor
+    alpha: tf.Tensor
+    weights: tf.Tensor
+    interpolated: tf.Tensor
+    gaussian_variance: tf.Tensor
 
 
 def _kernel(kind: str, distance: tf.Tensor) -> tf.Tensor:
@@ -129,6 +141,19 @@ class PoseKernelProcess(tf.Module):
         same = tf.cast(tf.equal(distance, 0.0), self.dtype)
         return rho + (1.0 - rho) * _kernel(self.kernel, distance / length) + self.nugget * same
 
+    def _solve(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> _KernelSolve:
+        """The per-dimension kernel solves shared by the predictives (n >= 1 contexts)."""
+        residual = context_z - tf.gather(self.prior_atlas, context_poses)  # e_b, [B, n, D]
+        chol = tf.linalg.cholesky(self.relative_covariance(context_poses, context_poses))  # [B, D, n, n]
+        cross = self.relative_covariance(context_poses, query_poses)  # r_ba, [B, D, n, Q]
+        residual_t = tf.transpose(residual, [0, 2, 1])[..., None]  # [B, D, n, 1]
+        alpha = tf.linalg.cholesky_solve(chol, residual_t)  # R_bb⁻¹ e_b
+        weights = tf.linalg.cholesky_solve(chol, cross)  # R_bb⁻¹ r_ba, [B, D, n, Q]
+        explained = tf.transpose(tf.reduce_sum(cross * weights, axis=2), [0, 2, 1])  # r_abᵀ R_bb⁻¹ r_ab, [B, Q, D]
+        interpolated = tf.transpose(tf.reduce_sum(cross * alpha, axis=2), [0, 2, 1])  # r_abᵀ R_bb⁻¹ e_b, [B, Q, D]
+        gaussian_variance = self.variance * tf.maximum(1.0 + self.nugget - explained, _MIN_RELATIVE_VARIANCE)
+        return _KernelSolve(chol, residual_t[..., 0], alpha[..., 0], weights, interpolated, gaussian_variance)
+
     def predictive(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Predictive:
         """The predictive of the latents at ``query_poses`` given the context latents.
 
@@ -143,26 +168,18 @@ class PoseKernelProcess(tf.Module):
         context_z = tf.convert_to_tensor(context_z, self.dtype)
         v, df0 = self.variance, self.df
         prior_mean = tf.gather(self.prior_atlas, query_poses)  # [B, Q, D]
-        prior_self = 1.0 + self.nugget
         if context_z.shape[1] == 0:
-            variance = tf.zeros_like(prior_mean) + v * prior_self
+            variance = tf.zeros_like(prior_mean) + v * (1.0 + self.nugget)
             return Predictive(prior_mean, variance, None if df0 is None else df0 + tf.zeros_like(v))
-        residual = context_z - tf.gather(self.prior_atlas, context_poses)  # e_b, [B, n, D]
-        chol = tf.linalg.cholesky(self.relative_covariance(context_poses, context_poses))  # [B, D, n, n]
-        cross = self.relative_covariance(context_poses, query_poses)  # r_ba, [B, D, n, Q]
-        residual_t = tf.transpose(residual, [0, 2, 1])[..., None]  # [B, D, n, 1]
-        alpha = tf.linalg.cholesky_solve(chol, residual_t)  # R_bb⁻¹ e_b
-        weights = tf.linalg.cholesky_solve(chol, cross)  # R_bb⁻¹ r_ba, [B, D, n, Q]
-        mean = prior_mean + tf.transpose(tf.reduce_sum(cross * alpha, axis=2), [0, 2, 1])
-        explained = tf.transpose(tf.reduce_sum(cross * weights, axis=2), [0, 2, 1])  # r_abᵀ R_bb⁻¹ r_ab, [B, Q, D]
-        gaussian_variance = v * tf.maximum(prior_self - explained, _MIN_RELATIVE_VARIANCE)
+        solve = self._solve(context_z, context_poses, query_poses)
+        mean = prior_mean + solve.interpolated
         if df0 is None:
-            return Predictive(mean, gaussian_variance, None)
+            return Predictive(mean, solve.gaussian_variance, None)
         n = tf.cast(tf.shape(context_z)[1], self.dtype)
-        beta = tf.reduce_sum(residual_t[..., 0] * alpha[..., 0], axis=-1) / v  # [B, D]
-        variance = ((df0 + beta - 2.0) / (df0 + n - 2.0))[:, None, :] * gaussian_variance
+        beta = tf.reduce_sum(solve.residual * solve.alpha, axis=-1) / v  # [B, D]
+        variance = ((df0 + beta - 2.0) / (df0 + n - 2.0))[:, None, :] * solve.gaussian_variance
         return Predictive(mean, variance, (df0 + n)[None, None, :])
 
     def log_prob(self, predictive: Predictive, z: tf.Tensor) -> tf.Tensor:
         """Σ_j log p(z_j | contexts) of targets z [batch, Q, D] at the predictive's query poses → [batch, Q]."""
-        return tf.reduce_sum(predictive.distribution().log_prob(tf.convert_to_tensor(z, self.dtype)), axis=-1)
+        return predictive.log_prob(z)
