@@ -131,7 +131,8 @@ def test_every_config_builds_a_model() -> None:
         model = ConditionalBruno.from_config(config)
         assert model.num_dims == config.data.image_size ** 2 and model.num_poses == config.data.num_poses
         expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process]
-        assert type(model.process).__name__ == ("PoseKernelProcess" if config.model.pose_kernel else expected)
+        kernel = "LatentFactorProcess" if config.model.latent_factors else "PoseKernelProcess"
+        assert type(model.process).__name__ == (kernel if config.model.pose_kernel else expected)
     for name in ("adni", "thorax_ct", "fetal"):  # the paper's configs stay faithful
         assert load_config(REPO / f"config_rnn/{name}.yaml").model.pose_kernel is None
 
