@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from bruno.data.slices import slices_to_volume  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
 
-__all__ = ["save_slice_montage"]
+__all__ = ["save_acquisition_figure", "save_slice_montage"]
 
 
 def save_slice_montage(
@@ -61,6 +61,53 @@ def save_slice_montage(
         ax.imshow(view, cmap="gray", vmin=0, vmax=255, origin="lower", aspect=aspect, interpolation="nearest")
         ax.set_title(name + ", S up", fontsize=8)
         ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def save_acquisition_figure(
+    acquired: np.ndarray,
+    poses: list[int],
+    mean: np.ndarray,
+    std: np.ndarray | None,
+    path: str,
+    title: str,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    overwrite: bool = False,
+) -> None:
+    """The acquired slices (top row), then axial, coronal and sagittal views through the middle of the
+    reconstruction and, when there is one, of its standard deviation.
+
+    Args:
+        acquired: [k, H, W] on 0..255, at ``poses``; mean: [N, H, W] on 0..255; std: [N, H, W] or None.
+        path, title, spacing, overwrite: as :func:`save_slice_montage`.
+    """
+    rows = 2 if std is None else 3
+    columns = max(len(acquired), 3)
+    fig = plt.figure(figsize=(1.6 * columns, 1.8 * rows + 0.6), dpi=100)
+    grid = fig.add_gridspec(rows, columns, wspace=0.1, hspace=0.3)
+    for i, (image, q) in enumerate(zip(acquired, poses)):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"acquired, pose {q}", fontsize=7)
+        ax.axis("off")
+    maps = [("mean", mean, 255.0)] + ([] if std is None else [("std", std, max(float(np.max(std)), 1e-6))])
+    third = columns / 3
+    for row, (name, stack, top) in enumerate(maps, start=1):
+        volume = slices_to_volume(np.asarray(stack))  # [W, H, N]
+        views = (
+            (f"{name}: axial, pose {len(stack) // 2}", np.asarray(stack)[len(stack) // 2], 1.0, "upper"),
+            (f"{name}: coronal (R right)", volume[:, volume.shape[1] // 2].T, spacing[2] / spacing[0], "lower"),
+            (f"{name}: sagittal (A right)", volume[volume.shape[0] // 2].T, spacing[2] / spacing[1], "lower"),
+        )
+        for i, (label, view, aspect, origin) in enumerate(views):
+            ax = fig.add_subplot(grid[row, int(round(i * third)):int(round((i + 1) * third))])
+            ax.imshow(view, cmap="gray" if name == "mean" else "magma", vmin=0, vmax=top, origin=origin, aspect=aspect,
+                      interpolation="nearest")
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
     fig.suptitle(title, fontsize=9)
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png")

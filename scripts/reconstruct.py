@@ -1,15 +1,27 @@
-"""Reconstruct a whole volume from a few of its slices with a trained run.
+"""Reconstruct a whole volume from a few slices with a trained run.
 
-The input is preprocessed exactly as the run's training data (slab, N poses, size, intensities);
-the model conditions on the chosen slices (pose = slice index), samples every pose, and writes the
-mean volume (and optionally the decoded predictive mean, the per-voxel standard deviation and all
-samples as a 4D series) as NIfTI in world coordinates and in the input's intensity units.
+Acquired slices (what a clinician has; --poses or --slab-mm): --input holds only them, one sparse
+axial stack or several single-slice files (or --slices picks them from one file, which is then the
+only part of it read). Each slice is resampled in-plane onto the training grid with its own affine,
+intensities are mapped by the acquired voxels' own percentiles (or --intensity-window), and each
+slice's pose follows from its world position and the slab (--slab-mm LO HI: mm along the slice
+normal of the training slab's two ends for this patient), or is given (--poses, inferior first; the
+slab is fitted to them). The output lies on the model's N poses in world coordinates consistent with
+the slices' own positions, with the acquired slices kept at their poses, and a PNG beside it.
+
+Evaluation protocol (--contexts or --num-contexts): --input is a whole volume, preprocessed exactly
+as the training data (its slab and intensity window come from every slice), and the model conditions
+on the chosen poses. Either way the model samples every pose and writes the mean volume (and
+optionally the decoded predictive mean, the per-voxel standard deviation and all samples as a 4D
+series) as NIfTI in world coordinates and in the input's intensity units.
 With --method, a classical baseline reconstructs instead (fitted on the training split of the run's, or
 --config's, table; settings chosen on its val split and stored beside it): linear, population_mean,
 pca (the Gaussian volume model: conditional mean, --std and --samples-out too), atlas_gp or pca_gp;
 or latent_pca_gp (needs --run): the run's flow with a Gaussian volume model of its training latents.
 
 Examples:
+    python scripts/reconstruct.py --run runs/ixi --input acquired.nii.gz --slab-mm -60 75 --output recon.nii.gz --std std.nii.gz
+    python scripts/reconstruct.py --run runs/ixi --input s1.nii.gz s2.nii.gz s3.nii.gz --poses 20,45,70 --output recon.nii.gz
     python scripts/reconstruct.py --run runs/ixi --input scan.nii.gz --contexts 20,45,70 --output recon.nii.gz
     python scripts/reconstruct.py --run runs/ixi --input scan.nii.gz --num-contexts 5 --output recon.nii.gz --std std.nii.gz
     python scripts/reconstruct.py --config config_rnn/ixi.yaml --method pca --input scan.nii.gz --num-contexts 3 \
@@ -27,12 +39,14 @@ import numpy as np
 
 from bruno.baselines import load_methods
 from bruno.config import Config, load_config
+from bruno.data.acquisition import Acquisition, place_slab, read_acquisition, slab_affine, slab_from_poses
 from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.files import check_output_path
 from bruno.latent_volume import load_latent_volume_model
 from bruno.model import SequenceModel
+from bruno.plots import save_acquisition_figure
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, parse_contexts, parse_samples, reconstruct, write_volume
 from bruno.training import load_slice_table, make_deterministic, restore_model
 
@@ -47,10 +61,19 @@ def main() -> None:
     source.add_argument("--run", help="run directory written by scripts/train.py")
     source.add_argument("--config", help="experiment YAML, for a classical --method without a trained run")
     parser.add_argument("--method", default="bruno", choices=METHODS, help="bruno (default: the run's model) or a classical baseline")
-    parser.add_argument("--input", required=True, help="the subject's NIfTI volume (its other slices are not used)")
+    parser.add_argument("--input", required=True, nargs="+",
+                        help="the acquired slices (one sparse stack or single-slice files), or a whole volume with --contexts")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--contexts", help="comma-separated slice (pose) indices to condition on, e.g. 20,40,60")
-    which.add_argument("--num-contexts", type=int, help="k evenly spread context slices (0: sample the prior)")
+    which.add_argument("--slab-mm", nargs=2, type=float, metavar=("LO", "HI"),
+                       help="acquired slices: world mm (along the slice normal) of the two ends of the training slab")
+    which.add_argument("--poses", help="acquired slices: the pose of each, inferior first, e.g. 20,45,70")
+    which.add_argument("--contexts", help="whole volume: comma-separated pose indices to condition on, e.g. 20,40,60")
+    which.add_argument("--num-contexts", type=int, help="whole volume: k evenly spread context poses (0: sample the prior)")
+    parser.add_argument("--slices", help="acquired slices: read only these axial slices of the one --input file (indices in RAS+ order, 0 = most inferior)")
+    parser.add_argument("--intensity-window", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                        help="acquired slices: map these intensities to 0 and 255 (default: the acquired voxels' percentiles)")
+    parser.add_argument("--png", help="figure of the acquired slices and the reconstruction (default for acquired slices: "
+                                      "OUTPUT with .png)")
     parser.add_argument("--samples", default="100",
                         help=f"samples per slice (default 100), or 'fast' = {FAST_SAMPLES}: a mean within 0.005 SSIM of 100's")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
@@ -69,7 +92,14 @@ def main() -> None:
         raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
     if args.method != "bruno" and args.decoded_mean:
         raise ConfigError(f"--decoded-mean: only BRUNO has one; --method {args.method} writes its estimate to --output")
-    outputs = (args.output, args.decoded_mean, args.std, args.samples_out)
+    acquired_mode = args.slab_mm is not None or args.poses is not None
+    if not acquired_mode and (args.slices or args.intensity_window):
+        raise ConfigError("--slices / --intensity-window: only for acquired slices (with --poses or --slab-mm)")
+    if not acquired_mode and len(args.input) != 1:
+        raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
+                          "(acquired slices in several files need --poses or --slab-mm)")
+    png = args.png or (_png_beside(args.output) if acquired_mode else None)
+    outputs = (args.output, args.decoded_mean, args.std, args.samples_out, png)
     for path in outputs:
         if path is not None:
             check_output_path(path, args.overwrite)
@@ -79,25 +109,68 @@ def main() -> None:
         model, config = None, load_config(args.config)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
-    contexts = (parse_contexts(args.contexts, num_poses) if args.contexts is not None
-                else evenly_spread(args.num_contexts, num_poses))
-    volume = load_nifti(args.input)
-    slices = extract_slices(volume, config.data)
-    intensity = (slices.intensity_low, slices.intensity_high)
+    if acquired_mode:
+        images, contexts, affine, intensity, acquired = _acquired(args, config)
+    else:
+        contexts = (parse_contexts(args.contexts, num_poses) if args.contexts is not None
+                    else evenly_spread(args.num_contexts, num_poses))
+        slices = extract_slices(load_nifti(args.input[0]), config.data)
+        images, affine, intensity = slices.images, slices.affine, (slices.intensity_low, slices.intensity_high)
     if args.method == "bruno":
-        result = reconstruct(model, slices.images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts)
+        result = reconstruct(model, images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts)
         mean, std, samples = result.mean, result.std, result.samples
     else:
-        mean, std, samples = _classical(args, config, model, slices.images, contexts, num_samples)
-    write_volume(args.output, mean, slices.affine, intensity, args.overwrite)
+        mean, std, samples = _classical(args, config, model, images, contexts, num_samples)
+    write_volume(args.output, mean, affine, intensity, args.overwrite)
     if args.decoded_mean:
-        write_volume(args.decoded_mean, result.mode, slices.affine, intensity, args.overwrite)
+        write_volume(args.decoded_mean, result.mode, affine, intensity, args.overwrite)
     if args.std:
-        write_volume(args.std, std, slices.affine, intensity, args.overwrite, offset=False)
+        write_volume(args.std, std, affine, intensity, args.overwrite, offset=False)
     if args.samples_out:
-        write_volume(args.samples_out, samples, slices.affine, intensity, args.overwrite)
-    logger.info("conditioned on slices %s of %d; wrote %s", contexts, num_poses,
+        write_volume(args.samples_out, samples, affine, intensity, args.overwrite)
+    if png:
+        spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+        save_acquisition_figure(images[contexts], contexts, mean, std, png,
+                                f"{args.method}: {len(contexts)} slice(s) at poses {contexts} of {num_poses}",
+                                spacing, args.overwrite)  # type: ignore[arg-type]
+    logger.info("conditioned on poses %s of %d; wrote %s", contexts, num_poses,
                 ", ".join(p for p in outputs if p))
+
+
+def _png_beside(path: str) -> str:
+    return path.removesuffix(".gz").removesuffix(".nii") + ".png"
+
+
+def _acquired(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, list[int], np.ndarray, tuple[float, float], Acquisition]:
+    """The acquired slices on the pose grid: (images [N, H, W] with only the poses filled, poses,
+    affine of the reconstruction, intensity window, the acquisition)."""
+    num_poses = config.data.num_poses
+    indices = None if args.slices is None else _integers("--slices", args.slices)
+    acquired = read_acquisition(args.input, config.data, indices, args.intensity_window)
+    if args.slab_mm is not None:
+        poses, affine = place_slab(acquired, tuple(args.slab_mm), num_poses)
+    else:
+        poses = _integers("--poses", args.poses)
+        step = _median_mm_per_pose(config) if len(poses) == 1 else 0.0
+        affine = slab_affine(acquired, slab_from_poses(acquired, poses, num_poses, step), num_poses)
+    images = np.zeros((num_poses,) + acquired.images.shape[1:], np.uint8)
+    images[poses] = acquired.images
+    logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g",
+                len(poses), ", ".join(f"{z:.1f}" for z in acquired.positions_mm), poses, *acquired.intensity)
+    return images, poses, affine, acquired.intensity, acquired
+
+
+def _integers(flag: str, text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers, e.g. 20,45,70") from None
+
+
+def _median_mm_per_pose(config: Config) -> float:
+    """The training table's median pose spacing (mm), for one acquired slice given with --poses."""
+    table = load_slice_table(config)
+    return float(np.median([np.linalg.norm(table.info(i).affine[:3, 2]) for i in range(table.num_volumes)]))
 
 
 def _classical(args: argparse.Namespace, config: Config, model: Optional[SequenceModel], images: np.ndarray,

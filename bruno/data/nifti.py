@@ -92,10 +92,12 @@ def subject_id(path: str, pattern: Optional[str] = None) -> str:
     return match.group(1) if match.groups() else match.group(0)
 
 
-def to_canonical(image: nib.spatialimages.SpatialImage, source: str, subject: str) -> Volume:
+def to_canonical(image: nib.spatialimages.SpatialImage, source: str, subject: str, sparse: bool = False) -> Volume:
     """Validate a loaded image and reorient it to the closest canonical RAS+.
 
-    A 4D image with a single volume (X, Y, Z, 1) is accepted as 3D.
+    A 4D image with a single volume (X, Y, Z, 1) is accepted as 3D. With ``sparse`` (a stack of
+    acquired slices), one slice is enough and a constant file is allowed (the contrast is checked
+    over every acquired slice together).
 
     Raises:
         VolumeError: not 3D, non-finite voxels, or constant intensity.
@@ -105,7 +107,7 @@ def to_canonical(image: nib.spatialimages.SpatialImage, source: str, subject: st
         image = image.slicer[..., 0]
     if len(image.shape) != 3:
         raise VolumeError(f"{source}: expected a 3D volume, got shape {original_shape}")
-    if min(image.shape) < 2:
+    if not sparse and min(image.shape) < 2:
         raise VolumeError(f"{source}: expected at least 2 voxels along each axis, got shape {original_shape}")
     try:
         canonical = nib.as_closest_canonical(image)
@@ -115,13 +117,13 @@ def to_canonical(image: nib.spatialimages.SpatialImage, source: str, subject: st
     bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
     if bad:
         raise VolumeError(f"{source}: {bad} voxels are NaN or Inf, expected finite intensities")
-    if float(data.max()) == float(data.min()):
+    if not sparse and float(data.max()) == float(data.min()):
         raise VolumeError(f"{source}: constant volume (every voxel is {float(data.min())}), nothing to normalise")
     return Volume(source, subject, data, np.asarray(canonical.affine, dtype=np.float64), original_shape)
 
 
-def load_nifti(path: str, subject_pattern: Optional[str] = None) -> Volume:
-    """Load one NIfTI file as a canonical :class:`Volume`.
+def load_nifti(path: str, subject_pattern: Optional[str] = None, sparse: bool = False) -> Volume:
+    """Load one NIfTI file as a canonical :class:`Volume` (``sparse``: see :func:`to_canonical`).
 
     Raises:
         VolumeError: the file is missing, not NIfTI, truncated, or fails :func:`to_canonical`.
@@ -135,4 +137,4 @@ def load_nifti(path: str, subject_pattern: Optional[str] = None) -> Volume:
         raise VolumeError(f"{path}: not a readable NIfTI file ({type(err).__name__}: {err})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeError(f"{path}: expected a NIfTI image, got {type(image).__name__}")
-    return to_canonical(image, path, subject)
+    return to_canonical(image, path, subject, sparse)

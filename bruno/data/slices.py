@@ -37,6 +37,7 @@ __all__ = [
     "intensity_bounds",
     "slab_bounds",
     "slices_to_volume",
+    "square_padding",
     "to_uint8",
     "volume_to_slices",
 ]
@@ -123,7 +124,7 @@ def foreground_extent(data: np.ndarray, low: float, high: float, source: str) ->
     return int(inside[0]), int(inside[-1]) + 1
 
 
-def _square_padding(shape_xy: tuple[int, int], spacing_xy: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+def square_padding(shape_xy: tuple[int, int], spacing_xy: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
     """Padded in-plane size and leading pad so the field of view is physically square."""
     extent = max(shape_xy[0] * spacing_xy[0], shape_xy[1] * spacing_xy[1])
     padded = tuple(max(n, _round_half_up(extent / s)) for n, s in zip(shape_xy, spacing_xy))
@@ -154,7 +155,7 @@ def extract_slices(volume: Volume, config: DataConfig) -> SlabSlices:
         start, stop = slab_bounds(data.shape[2], config.slab_fraction)
 
     spacing = volume.spacing
-    (px, py), (bx, by) = _square_padding(data.shape[:2], spacing[:2])
+    (px, py), (bx, by) = square_padding(data.shape[:2], spacing[:2])
     padded = np.full((px, py, stop - start), low, dtype=np.float32)
     padded[bx : bx + data.shape[0], by : by + data.shape[1]] = data[:, :, start:stop]
     resampled = resize(padded, (size, size, num_poses), order=1, mode="edge", anti_aliasing=True, preserve_range=True)
