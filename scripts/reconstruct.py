@@ -1,12 +1,14 @@
 """Reconstruct a whole volume from a few slices with a trained run.
 
-Acquired slices (what a clinician has; --poses or --slab-mm): --input holds only them, one sparse
+Acquired slices (what a clinician has; the default): --input holds only them, one sparse
 axial stack or several single-slice files (or --slices picks them from one file, which is then the
 only part of it read). Each slice is resampled in-plane onto the training grid with its own affine,
 intensities are mapped by the acquired voxels' own percentiles (or --intensity-window), and each
 slice's pose follows from its world position and the slab (--slab-mm LO HI: mm along the slice
 normal of the training slab's two ends for this patient), or is given (--poses, inferior first; the
-slab is fitted to them). The output lies on the model's N poses in world coordinates consistent with
+slab is fitted to them), or by default is estimated: the slab (offset, and pose spacing within the
+training range) that maximises the run's log-likelihood of the acquired slices (with --config and no
+run: their NCC with the population-mean atlas), logged with its margin. The output lies on the model's N poses in world coordinates consistent with
 the slices' own positions, with the acquired slices kept at their poses, and a PNG beside it.
 
 Evaluation protocol (--contexts or --num-contexts): --input is a whole volume, preprocessed exactly
@@ -20,7 +22,8 @@ pca (the Gaussian volume model: conditional mean, --std and --samples-out too), 
 or latent_pca_gp (needs --run): the run's flow with a Gaussian volume model of its training latents.
 
 Examples:
-    python scripts/reconstruct.py --run runs/ixi --input acquired.nii.gz --slab-mm -60 75 --output recon.nii.gz --std std.nii.gz
+    python scripts/reconstruct.py --run runs/ixi --input acquired.nii.gz --output recon.nii.gz --std std.nii.gz
+    python scripts/reconstruct.py --run runs/ixi --input acquired.nii.gz --slab-mm -60 75 --output recon.nii.gz
     python scripts/reconstruct.py --run runs/ixi --input s1.nii.gz s2.nii.gz s3.nii.gz --poses 20,45,70 --output recon.nii.gz
     python scripts/reconstruct.py --run runs/ixi --input scan.nii.gz --contexts 20,45,70 --output recon.nii.gz
     python scripts/reconstruct.py --run runs/ixi --input scan.nii.gz --num-contexts 5 --output recon.nii.gz --std std.nii.gz
@@ -37,7 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from bruno.baselines import load_methods
+from bruno.baselines import load_methods, population_mean
 from bruno.config import Config, load_config
 from bruno.data.acquisition import Acquisition, place_slab, read_acquisition, slab_affine, slab_from_poses
 from bruno.data.nifti import load_nifti
@@ -47,12 +50,14 @@ from bruno.files import check_output_path
 from bruno.latent_volume import load_latent_volume_model
 from bruno.model import SequenceModel
 from bruno.plots import save_acquisition_figure
+from bruno.poses import AMBIGUOUS_POSES, atlas_scores, estimate_poses, model_scores
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, parse_contexts, parse_samples, reconstruct, write_volume
 from bruno.training import load_slice_table, make_deterministic, restore_model
 
 METHODS = ("bruno", "latent_pca_gp", "linear", "population_mean", "pca", "atlas_gp", "pca_gp")
 
 logger = logging.getLogger("reconstruct")
+AMBIGUOUS_MARGIN = 10.0  # score units (nats, or 1000 × NCC) below which the pose estimate is reported as ambiguous
 
 
 def main() -> None:
@@ -63,7 +68,7 @@ def main() -> None:
     parser.add_argument("--method", default="bruno", choices=METHODS, help="bruno (default: the run's model) or a classical baseline")
     parser.add_argument("--input", required=True, nargs="+",
                         help="the acquired slices (one sparse stack or single-slice files), or a whole volume with --contexts")
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--slab-mm", nargs=2, type=float, metavar=("LO", "HI"),
                        help="acquired slices: world mm (along the slice normal) of the two ends of the training slab")
     which.add_argument("--poses", help="acquired slices: the pose of each, inferior first, e.g. 20,45,70")
@@ -92,9 +97,9 @@ def main() -> None:
         raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
     if args.method != "bruno" and args.decoded_mean:
         raise ConfigError(f"--decoded-mean: only BRUNO has one; --method {args.method} writes its estimate to --output")
-    acquired_mode = args.slab_mm is not None or args.poses is not None
+    acquired_mode = args.contexts is None and args.num_contexts is None
     if not acquired_mode and (args.slices or args.intensity_window):
-        raise ConfigError("--slices / --intensity-window: only for acquired slices (with --poses or --slab-mm)")
+        raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
     if not acquired_mode and len(args.input) != 1:
         raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
                           "(acquired slices in several files need --poses or --slab-mm)")
@@ -110,7 +115,7 @@ def main() -> None:
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
     if acquired_mode:
-        images, contexts, affine, intensity, acquired = _acquired(args, config)
+        images, contexts, affine, intensity = _acquired(args, config, model)
     else:
         contexts = (parse_contexts(args.contexts, num_poses) if args.contexts is not None
                     else evenly_spread(args.num_contexts, num_poses))
@@ -141,14 +146,17 @@ def _png_beside(path: str) -> str:
     return path.removesuffix(".gz").removesuffix(".nii") + ".png"
 
 
-def _acquired(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, list[int], np.ndarray, tuple[float, float], Acquisition]:
+def _acquired(args: argparse.Namespace, config: Config,
+              model: Optional[SequenceModel]) -> tuple[np.ndarray, list[int], np.ndarray, tuple[float, float]]:
     """The acquired slices on the pose grid: (images [N, H, W] with only the poses filled, poses,
-    affine of the reconstruction, intensity window, the acquisition)."""
+    affine of the reconstruction, intensity window)."""
     num_poses = config.data.num_poses
     indices = None if args.slices is None else _integers("--slices", args.slices)
     acquired = read_acquisition(args.input, config.data, indices, args.intensity_window)
     if args.slab_mm is not None:
         poses, affine = place_slab(acquired, tuple(args.slab_mm), num_poses)
+    elif args.poses is None:
+        poses, affine = _estimated_poses(args, config, model, acquired)
     else:
         poses = _integers("--poses", args.poses)
         step = _median_mm_per_pose(config) if len(poses) == 1 else 0.0
@@ -157,7 +165,29 @@ def _acquired(args: argparse.Namespace, config: Config) -> tuple[np.ndarray, lis
     images[poses] = acquired.images
     logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g",
                 len(poses), ", ".join(f"{z:.1f}" for z in acquired.positions_mm), poses, *acquired.intensity)
-    return images, poses, affine, acquired.intensity, acquired
+    return images, poses, affine, acquired.intensity
+
+
+def _estimated_poses(args: argparse.Namespace, config: Config, model: Optional[SequenceModel],
+                     acquired: Acquisition) -> tuple[list[int], np.ndarray]:
+    """Poses by maximising the run's log-likelihood of the acquired slices (no run: NCC with the atlas)."""
+    table = load_slice_table(config)
+    spacing = [float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in("train")]
+    if model is not None:
+        scores, unit = model_scores(model, acquired.images), "nats"
+    else:
+        scores, unit = atlas_scores(population_mean(table), acquired.images), "(1000 × NCC with the atlas)"
+    try:
+        estimate = estimate_poses(scores, acquired.positions_mm, (min(spacing), max(spacing)))
+    except ValueError as err:
+        raise ConfigError(f"{acquired.sources[0]}: cannot estimate the poses: {err}; give --poses or --slab-mm") from None
+    logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f, margin %.1f %s over any placement moving a slice "
+                "by more than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, estimate.margin, unit,
+                AMBIGUOUS_POSES)
+    if estimate.margin < AMBIGUOUS_MARGIN:
+        logger.warning("the pose estimate is ambiguous (margin %.1f < %g): check it, or give --poses or --slab-mm",
+                       estimate.margin, AMBIGUOUS_MARGIN)
+    return estimate.poses, slab_affine(acquired, estimate.slab_mm, config.data.num_poses)
 
 
 def _integers(flag: str, text: str) -> list[int]:

@@ -326,9 +326,17 @@ def test_reconstruct_from_acquired_slices_only(run_dir: Path, tmp_path: Path) ->
     result = run_script("reconstruct.py", *base, "--input", *singles, "--poses", "3,5", "--output", str(tmp_path / "r2.nii.gz"))
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(nib.load(str(tmp_path / "r2.nii.gz")).affine[2, 2], 3.0)  # fitted: 6 mm over 2 poses
+    wide = affine.copy()
+    wide[2, 2] = 36.0  # two of tiny.yaml's 18 mm poses apart
+    spread = write_nifti(tmp_path / "spread.nii.gz", head_like((20, 20, 3), seed=3), wide)
+    estimated = run_script("reconstruct.py", *base, "--input", str(spread), "--output", str(tmp_path / "r3.nii.gz"))
+    assert estimated.returncode == 0, estimated.stderr
+    assert "estimated poses [" in estimated.stderr and "margin" in estimated.stderr
     new = tmp_path / "new.nii.gz"
     assert_one_line_error(run_script("reconstruct.py", *base, "--input", str(stack), "--slab-mm", "0", "10", "--output", str(new)),
                           r"acquired\.nii\.gz\[2\]: at 15\.0 mm, outside the slab 0\.\.10 mm")
+    assert_one_line_error(run_script("reconstruct.py", *base, "--input", str(stack), "--output", str(new)),
+                          r"cannot estimate the poses: no placement of slices at 3\.0, 9\.0, 15\.0 mm fits 8 poses")
     assert_one_line_error(run_script("reconstruct.py", *base, "--input", str(stack), "--poses", "1,3", "--output", str(new)),
                           r"--poses: 2 given for 3 acquired slices")
     assert_one_line_error(run_script("reconstruct.py", *base, "--input", *singles, "--contexts", "1,2", "--output", str(new)),
