@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bruno.acquired_protocol import Acquired  # noqa: E402
 from bruno.baselines import ClassicalMethod  # noqa: E402
 from bruno.config import Config  # noqa: E402
 from bruno.errors import ConfigError  # noqa: E402
@@ -73,10 +74,12 @@ def method_labels(models: dict[str, SequenceModel], baselines: dict[str, Classic
 
 
 class Subject(NamedTuple):
-    """One test volume: a name and its pose-ordered slices, uint8 [N, H, W]."""
+    """One test volume: a name, its pose-ordered slices uint8 [N, H, W], and its slice-table row
+    (needed by the acquired-slices protocol)."""
 
     name: str
     images: np.ndarray
+    index: Optional[int] = None
 
 
 def _summary(scores: SliceScores) -> dict[str, float]:
@@ -119,7 +122,9 @@ def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel
 def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int],
              baselines: dict[str, ClassicalMethod], contexts_for: Callable[[int, int], list[int]], num_samples: int,
              seed: int = 0, progress: bool = True, keep_contexts: Optional[dict[str, bool]] = None,
-             variants: Optional[dict[str, ClassicalMethod]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
+             variants: Optional[dict[str, ClassicalMethod]] = None,
+             acquire: Optional[Callable[[int, list[int]], Acquired]] = None,
+             ) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
     """Run the protocol for every model and classical baseline on the same subjects and contexts.
 
     Args:
@@ -130,6 +135,10 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             model's ``model.keep_contexts``).
         variants: key → a deterministic reconstruction built on a trained model (e.g.
             :class:`bruno.latent_volume.LatentVolumeModel`), scored and paired like the models' rows.
+        acquire: None (the paper's protocol: every method gets the subject's slices at the context
+            poses), or the acquired-slices protocol (:func:`bruno.acquired_protocol.acquired_inputs`):
+            every method gets only the acquired slices at their (estimated) poses, and its output is
+            mapped onto the truth's grid before scoring.
 
     Returns:
         (results, the reconstructions of the first subject per k and model name).
@@ -147,9 +156,19 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
     for subject, k in tqdm(jobs, desc="evaluate", unit="volume", disable=not progress):
         contexts = contexts_for(k, num_poses)
         truth = subject.images.astype(np.float64)
+        inputs, poses, to_truth, placement = subject.images, contexts, _identity, {}
+        if acquire is not None:
+            if subject.index is None:
+                raise ConfigError(f"{subject.name}: the acquired-slices protocol needs volumes of the slice table")
+            acquired = acquire(subject.index, contexts)
+            inputs, poses, to_truth = acquired.images, acquired.poses, acquired.to_truth
+            placement = {"poses": poses, "pose_error": acquired.pose_error, "pose_error_mm": acquired.pose_error_mm}
         methods = {}
         for name, model in models.items():
-            recon = reconstruct(model, subject.images, contexts, num_samples, seed=seed, progress=False, keep_contexts=keep[name])
+            recon = reconstruct(model, inputs, poses, num_samples, seed=seed, progress=False, keep_contexts=keep[name])
+            if acquire is not None:
+                samples = to_truth(recon.samples)
+                recon = recon._replace(mean=samples.mean(0), std=samples.std(0), samples=samples, mode=to_truth(recon.mode))
             if subject is subjects[0]:
                 first.setdefault(k, {})[name] = recon
             sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
@@ -159,9 +178,9 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
                                                       for f in SliceScores._fields))
         for key, method in {**variants, **baselines}.items():
             if k >= method.min_contexts:
-                methods[key] = slice_scores(method.estimate(subject.images, contexts, with_std=False).mean, truth)
+                methods[key] = slice_scores(to_truth(method.estimate(inputs, poses, with_std=False).mean), truth)
         per_subject.append({
-            "subject": subject.name, "k": k, "contexts": contexts,
+            "subject": subject.name, "k": k, "contexts": contexts, **placement,
             "methods": {m: {**_summary(s), "ssim_per_slice": s.ssim.tolist(),
                             "cc_per_slice": [None if not math.isfinite(v) else v for v in s.cc.tolist()]}
                         for m, s in methods.items()},
@@ -172,6 +191,10 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject,
             "kinds": {name: model.config.kind for name, model in models.items()}, "baselines": list(baselines),
             "variants": list(variants), "short": {key: method.short for key, method in {**variants, **baselines}.items()}}, first
+
+
+def _identity(stack: np.ndarray) -> np.ndarray:
+    return stack
 
 
 def _display(labels: dict[str, str], name: str) -> str:
@@ -235,6 +258,25 @@ def _distance_lines(results: dict[str, Any], bins: int = 8) -> list[str]:
     return lines + [""]
 
 
+def _pose_lines(results: dict[str, Any]) -> list[str]:
+    """The acquired-slices protocol's placement error per k (mean ± SE over subjects, poses and mm)."""
+    records = [r for r in results["per_subject"] if "pose_error" in r]
+    if not records:
+        return []
+    lines = ["## Pose placement of the acquired slices", "",
+             f"Poses {results.get('poses_from', 'estimated')}: mean |pose − true pose| over a volume's acquired slices, "
+             "then over subjects ± SE.", "", "| | " + " | ".join(f"k = {k}" for k in results["ks"]) + " |",
+             "|---|" + "---|" * len(results["ks"])]
+    for key, unit in (("pose_error", "poses"), ("pose_error_mm", "mm")):
+        cells = []
+        for k in results["ks"]:
+            values = np.array([r[key] for r in records if r["k"] == k])
+            se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+            cells.append(f"{values.mean():.2f} ± {se:.2f}")
+        lines.append(f"| error ({unit}) | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def results_markdown(results: dict[str, Any], title: str) -> str:
     """Tables laid out like the paper's Tables 3a/3b (one row per method, one column per k), then
     each BRUNO row against the best competitor at each k, paired per subject."""
@@ -252,6 +294,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
             row = [f"{c[metric]:.{places}f} ± {c[metric + '_se']:.{places}f}" if math.isfinite(c[metric]) else "–" for c in cells]
             lines.append(f"| {results['labels'][method]} | " + " | ".join(row) + " |")
         lines.append("")
+    lines += _pose_lines(results)
     ours = [f"{n}_{part}" for n, kind in results["kinds"].items() if kind == "bruno" for part in ("mean", "mode")]
     ours += results.get("variants", [])
     if ours:

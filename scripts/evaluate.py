@@ -10,6 +10,9 @@ and contexts, in one table; with --config and no --run, only the baselines.
 Writes results.md (tables like the paper's 3a/3b, and each BRUNO row paired against the best baseline
 per k), results.csv, results.json (per slice), ssim_curves.png (per-slice SSIM per k, Fig. 3c) and
 montage.png (contexts, truth, each model's samples, mean, std, and every baseline).
+With --protocol acquired, every method sees only what a clinician has: the k raw slices of the test
+volume's own file nearest to the context poses, read on their own (their own intensity window), placed
+by estimated poses (or --poses-from known), reconstructed, and scored on the truth's pose grid.
 With --sample-counts, measures instead how many samples BRUNO's mean image needs: the SSIM/CC of the
 mean of the first S samples for each S, against the largest S (sample_counts.md, sample_counts.json).
 
@@ -21,6 +24,7 @@ Examples:
     python scripts/evaluate.py --run runs/ixi --split val --contexts-list 1,5 --sample-counts 5,10,20,50,100
     python scripts/evaluate.py --config config_rnn/hippocampus.yaml --out results/hippocampus_baselines
     python scripts/evaluate.py --run runs/ixi --samples 20 --latent-volume   # + the flow with a Gaussian model of its latents
+    python scripts/evaluate.py --run runs/ixi --samples 20 --protocol acquired --out runs/eval_ixi_acquired
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ import json
 import logging
 import os
 
-from bruno.baselines import load_methods
+from bruno.acquired_protocol import acquired_inputs
+from bruno.baselines import load_methods, population_mean
 from bruno.config import load_config
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
@@ -77,11 +82,20 @@ def main() -> None:
     parser.add_argument("--latent-volume", action="store_true",
                         help="also score each BRUNO run's flow with a Gaussian volume model of its latents + GP residual "
                              "(settings chosen on val once, stored in RUN/latent_volume.json)")
+    parser.add_argument("--protocol", default="paper", choices=("paper", "acquired"),
+                        help="paper (default): every method gets the test volume's slices at the context poses; acquired: "
+                             "only the k raw slices of the volume's own file nearest to those poses, read on their own "
+                             "(their own intensity window), placed by --poses-from, scored on the truth's grid")
+    parser.add_argument("--poses-from", default="estimated", choices=("estimated", "known"),
+                        help="with --protocol acquired: estimate the poses (first BRUNO run's likelihood, or NCC with the "
+                             "atlas without a run; default) or take them from the truth's slab")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args()
+    if args.protocol == "acquired" and (args.input or args.sample_counts):
+        raise ConfigError("--protocol acquired: scores volumes of the run's table (--split), not --input or --sample-counts")
 
     if args.config:
         if not args.out:
@@ -121,7 +135,7 @@ def main() -> None:
         indices = table.volumes_in(args.split)[: args.max_subjects]
         if len(indices) == 0:
             raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
-        subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i)))) for i in indices]
+        subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i))), int(i)) for i in indices]
     if counts:
         name, model = next(iter(models.items()))
         study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, not args.no_progress)
@@ -137,12 +151,19 @@ def main() -> None:
             if model.config.kind == "bruno":
                 variant, _ = load_latent_volume_model(model, table, run_dir, progress=not args.no_progress)
                 variants[f"{name}_latent"] = variant
+    acquire = None
+    if args.protocol == "acquired":
+        scorer = next((m for m in models.values() if m.config.kind == "bruno"), None)
+        acquire = acquired_inputs(table, config.data, args.poses_from, scorer, population_mean(table))
     results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, not args.no_progress,
-                              keep_contexts, variants)
+                              keep_contexts, variants, acquire)
     results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=args.input or args.split,
-                   baseline_settings=settings["chosen"])
+                   baseline_settings=settings["chosen"], protocol=args.protocol,
+                   **({"poses_from": args.poses_from} if acquire else {}))
     runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run or [], steps.values()))
     title = f"{runs or 'classical baselines on ' + table.path}: {args.input or args.split}"
+    if acquire:
+        title += f", acquired slices only (poses {args.poses_from})"
     write_results(results, out, title, args.overwrite)
     save_curves(results, os.path.join(out, "ssim_curves.png"), args.overwrite)
     k_shown = 3 if 3 in ks else ks[0]

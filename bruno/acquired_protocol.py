@@ -1,0 +1,98 @@
+"""The acquired-slices evaluation protocol: every method sees only what a clinician would have.
+
+For a test volume of the slice table and k: the k evenly spread context poses of its pose grid
+give world positions; the raw axial slices of the volume's own file nearest to them are the
+acquisition, read on their own by :func:`bruno.data.acquisition.read_acquisition` (the file's
+other slices, its foreground extent and its intensity window are never read). Their poses are
+estimated (:mod:`bruno.poses`: one placement for every method, from the first BRUNO model's
+log-likelihood, or from NCC with the atlas when only classical methods are scored), or taken from
+the truth's slab (``known``). Every method reconstructs on that pose grid in the acquisition's own
+intensity window; for scoring, its output is mapped back to the scan's intensity units, then onto
+the truth's window and, by linear interpolation along the slice normal, onto the truth's poses.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, NamedTuple, Optional
+
+import numpy as np
+
+from bruno.config import DataConfig
+from bruno.data.acquisition import place_slab, read_acquisition, slab_affine
+from bruno.data.nifti import load_nifti
+from bruno.data.table import SliceTable, VolumeInfo
+from bruno.errors import ConfigError
+from bruno.model import SequenceModel
+from bruno.poses import atlas_scores, estimate_poses, model_scores
+
+__all__ = ["Acquired", "acquired_inputs"]
+
+
+class Acquired(NamedTuple):
+    """What the methods get for one (subject, k): ``images`` [N, H, W] with only ``poses`` filled
+    (the acquisition's window), and ``to_truth`` mapping any [..., N, H, W] output onto the truth's
+    grid and 0..255 scale; ``pose_error`` the mean |estimated − true| pose and ``pose_error_mm``."""
+
+    images: np.ndarray
+    poses: list[int]
+    to_truth: Callable[[np.ndarray], np.ndarray]
+    pose_error: float
+    pose_error_mm: float
+
+
+def _nearest_raw_slices(info: VolumeInfo, poses: list[int], volume_affine: np.ndarray) -> list[int]:
+    """Canonical slice indices of the volume nearest to the truth's poses (world positions)."""
+    world = info.affine @ np.stack([np.zeros(len(poses)), np.zeros(len(poses)), np.asarray(poses, float), np.ones(len(poses))])
+    return [int(round(v)) for v in (np.linalg.inv(volume_affine) @ world)[2]]
+
+
+def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["estimated", "known"],
+                    scorer: Optional[SequenceModel], atlas: np.ndarray) -> Callable[[int, list[int]], Acquired]:
+    """A function (table volume index, true context poses) → :class:`Acquired` (module docstring).
+
+    Args:
+        scorer: the model whose log-likelihood places the slices (None: NCC with ``atlas``).
+    """
+    spacing = [float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in("train")]
+    spacing_range = (min(spacing), max(spacing))
+    num_poses = data.num_poses
+
+    def acquire(index: int, contexts: list[int]) -> Acquired:
+        info = table.info(index)
+        if info.source.startswith("phantom://"):
+            raise ConfigError(f"{table.path}: the acquired-slices protocol reads each test volume's own NIfTI file; "
+                              f"{info.source} is built-in phantom data (use the paper protocol)")
+        volume = load_nifti(info.source, sparse=True)  # for its canonical affine only: no voxel of it is used
+        raw = _nearest_raw_slices(info, contexts, volume.affine)
+        acquisition = read_acquisition([info.source], data, slice_indices=raw)
+        normal = acquisition.normal
+        step_true = float(np.dot(info.affine[:3, 2], normal))
+        lo_true = float(np.dot(info.affine[:3, 3], normal)) - 0.5 * step_true
+        if poses_from == "known":
+            poses, affine = place_slab(acquisition, (lo_true, lo_true + step_true * num_poses), num_poses)
+        else:
+            scores = (model_scores(scorer, acquisition.images) if scorer is not None
+                      else atlas_scores(atlas, acquisition.images))
+            estimate = estimate_poses(scores, acquisition.positions_mm, spacing_range)
+            poses, affine = estimate.poses, slab_affine(acquisition, estimate.slab_mm, num_poses)
+        images = np.zeros((num_poses,) + acquisition.images.shape[1:], np.uint8)
+        images[poses] = acquisition.images
+        low, high = acquisition.intensity
+        truth_low, truth_high = info.intensity
+        step, first = float(np.dot(affine[:3, 2], normal)), float(np.dot(affine[:3, 3], normal))
+        truth_z = lo_true + (np.arange(num_poses) + 0.5) * step_true
+        where = np.clip((truth_z - first) / step, 0.0, num_poses - 1.0)  # fractional pose of each truth pose
+        below = np.minimum(np.floor(where).astype(int), num_poses - 2)
+        weight = (where - below)[:, None, None]
+
+        def to_truth(stack: np.ndarray) -> np.ndarray:
+            stack = np.asarray(stack, np.float64)
+            resampled = (1.0 - weight) * stack[..., below, :, :] + weight * stack[..., below + 1, :, :]
+            scan = low + resampled * (high - low) / 255.0
+            return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
+
+        true_poses = np.floor((acquisition.positions_mm - lo_true) / step_true)  # as place_slab puts them
+        error = float(np.mean(np.abs(np.asarray(poses) - true_poses)))
+        return Acquired(images, list(poses), to_truth, error, error * abs(step_true))
+
+    return acquire
