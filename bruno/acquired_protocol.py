@@ -23,7 +23,7 @@ from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
 from bruno.model import SequenceModel
-from bruno.poses import atlas_scores, estimate_poses, model_scores
+from bruno.poses import atlas_scores, estimate_poses, model_scores, training_pose_spacing
 
 __all__ = ["Acquired", "acquired_inputs"]
 
@@ -53,8 +53,8 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
     Args:
         scorer: the model whose log-likelihood places the slices (None: NCC with ``atlas``).
     """
-    spacing = [float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in("train")]
-    spacing_range = (min(spacing), max(spacing))
+    spacing = training_pose_spacing(table)
+    spacing_range = (float(spacing.min()), float(spacing.max()))
     num_poses = data.num_poses
 
     def acquire(index: int, contexts: list[int]) -> Acquired:

@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from bruno.baselines.simple import population_mean
+from bruno.data.acquisition import Acquisition, place_slab, slab_affine, slab_from_poses
+from bruno.data.table import SliceTable
+from bruno.errors import VolumeError
 from bruno.model import SequenceModel
 
-__all__ = ["AMBIGUOUS_POSES", "PoseEstimate", "atlas_scores", "estimate_poses", "model_scores"]
+__all__ = ["AMBIGUOUS_POSES", "Placement", "PoseEstimate", "atlas_scores", "estimate_poses", "model_scores",
+           "place_acquisition", "training_pose_spacing"]
 
 AMBIGUOUS_POSES = 3  # placements further than this from the best count as rivals for the margin
 _LO_STEPS_PER_POSE = 4  # grid resolution of lo, in fractions of a pose
@@ -98,3 +103,49 @@ def estimate_poses(scores: np.ndarray, positions_mm: Sequence[float], mm_per_pos
     rivals = [c[0] for c in candidates if np.max(np.abs(c[1] - best[1])) > AMBIGUOUS_POSES]
     margin = best[0] - max(rivals) if rivals else math.inf
     return PoseEstimate([int(q) for q in best[1]], (best[2], best[2] + best[3] * num_poses), best[0], margin)
+
+
+class Placement(NamedTuple):
+    """Acquired slices on the model's pose grid: ``images`` [N, H, W] with only ``poses`` filled, the
+    ``affine`` of the reconstructed [W, H, N] volume, and the ``estimate`` (None when poses were given)."""
+
+    images: np.ndarray
+    poses: list[int]
+    affine: np.ndarray
+    estimate: Optional[PoseEstimate]
+
+
+def training_pose_spacing(table: SliceTable) -> np.ndarray:
+    """The pose spacing (mm) of every training volume of a slice table."""
+    return np.array([float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in("train")])
+
+
+def place_acquisition(acquisition: Acquisition, table: SliceTable, model: Optional[SequenceModel] = None,
+                      slab_mm: Optional[tuple[float, float]] = None, poses: Optional[Sequence[int]] = None) -> Placement:
+    """Put acquired slices on the pose grid: by the slab (``slab_mm``), by given ``poses`` (the slab fitted
+    to them; one slice: the training median spacing), or else by estimation (the model's likelihood;
+    without a model, NCC with the table's atlas) over the training range of pose spacings.
+
+    Raises:
+        VolumeError: slices outside the slab or sharing a pose, bad poses, or no placement fits.
+    """
+    num_poses = table.num_poses
+    estimate = None
+    if slab_mm is not None:
+        placed, affine = place_slab(acquisition, slab_mm, num_poses)
+    elif poses is not None:
+        spacing = training_pose_spacing(table)
+        placed = [int(q) for q in poses]
+        affine = slab_affine(acquisition, slab_from_poses(acquisition, placed, num_poses, float(np.median(spacing))), num_poses)
+    else:
+        spacing = training_pose_spacing(table)
+        scores = (model_scores(model, acquisition.images) if model is not None
+                  else atlas_scores(population_mean(table), acquisition.images))
+        try:
+            estimate = estimate_poses(scores, acquisition.positions_mm, (float(spacing.min()), float(spacing.max())))
+        except ValueError as err:
+            raise VolumeError(f"{acquisition.sources[0]}: cannot estimate the poses: {err}; give the poses or the slab") from None
+        placed, affine = estimate.poses, slab_affine(acquisition, estimate.slab_mm, num_poses)
+    images = np.zeros((num_poses,) + acquisition.images.shape[1:], np.uint8)
+    images[placed] = acquisition.images
+    return Placement(images, placed, affine, estimate)

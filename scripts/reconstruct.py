@@ -40,9 +40,9 @@ from typing import Optional
 
 import numpy as np
 
-from bruno.baselines import load_methods, population_mean
+from bruno.baselines import load_methods
 from bruno.config import Config, load_config
-from bruno.data.acquisition import Acquisition, place_slab, read_acquisition, slab_affine, slab_from_poses
+from bruno.data.acquisition import read_acquisition
 from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
@@ -50,7 +50,7 @@ from bruno.files import check_output_path
 from bruno.latent_volume import load_latent_volume_model
 from bruno.model import SequenceModel
 from bruno.plots import save_acquisition_figure
-from bruno.poses import AMBIGUOUS_POSES, atlas_scores, estimate_poses, model_scores
+from bruno.poses import AMBIGUOUS_POSES, place_acquisition
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, parse_contexts, parse_samples, reconstruct, write_volume
 from bruno.training import load_slice_table, make_deterministic, restore_model
 
@@ -150,44 +150,23 @@ def _acquired(args: argparse.Namespace, config: Config,
               model: Optional[SequenceModel]) -> tuple[np.ndarray, list[int], np.ndarray, tuple[float, float]]:
     """The acquired slices on the pose grid: (images [N, H, W] with only the poses filled, poses,
     affine of the reconstruction, intensity window)."""
-    num_poses = config.data.num_poses
     indices = None if args.slices is None else _integers("--slices", args.slices)
     acquired = read_acquisition(args.input, config.data, indices, args.intensity_window)
-    if args.slab_mm is not None:
-        poses, affine = place_slab(acquired, tuple(args.slab_mm), num_poses)
-    elif args.poses is None:
-        poses, affine = _estimated_poses(args, config, model, acquired)
-    else:
-        poses = _integers("--poses", args.poses)
-        step = _median_mm_per_pose(config) if len(poses) == 1 else 0.0
-        affine = slab_affine(acquired, slab_from_poses(acquired, poses, num_poses, step), num_poses)
-    images = np.zeros((num_poses,) + acquired.images.shape[1:], np.uint8)
-    images[poses] = acquired.images
+    poses = None if args.poses is None else _integers("--poses", args.poses)
+    placement = place_acquisition(acquired, load_slice_table(config), model, args.slab_mm and tuple(args.slab_mm), poses)
+    if placement.estimate is not None:
+        estimate = placement.estimate
+        unit = "nats" if model is not None else "(1000 × NCC with the atlas)"
+        logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f, margin %.1f %s over any placement moving a "
+                    "slice by more than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, estimate.margin,
+                    unit, AMBIGUOUS_POSES)
+        if estimate.margin < AMBIGUOUS_MARGIN:
+            logger.warning("the pose estimate is ambiguous (margin %.1f < %g): check it, or give --poses or --slab-mm",
+                           estimate.margin, AMBIGUOUS_MARGIN)
     logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g",
-                len(poses), ", ".join(f"{z:.1f}" for z in acquired.positions_mm), poses, *acquired.intensity)
-    return images, poses, affine, acquired.intensity
-
-
-def _estimated_poses(args: argparse.Namespace, config: Config, model: Optional[SequenceModel],
-                     acquired: Acquisition) -> tuple[list[int], np.ndarray]:
-    """Poses by maximising the run's log-likelihood of the acquired slices (no run: NCC with the atlas)."""
-    table = load_slice_table(config)
-    spacing = [float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in("train")]
-    if model is not None:
-        scores, unit = model_scores(model, acquired.images), "nats"
-    else:
-        scores, unit = atlas_scores(population_mean(table), acquired.images), "(1000 × NCC with the atlas)"
-    try:
-        estimate = estimate_poses(scores, acquired.positions_mm, (min(spacing), max(spacing)))
-    except ValueError as err:
-        raise ConfigError(f"{acquired.sources[0]}: cannot estimate the poses: {err}; give --poses or --slab-mm") from None
-    logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f, margin %.1f %s over any placement moving a slice "
-                "by more than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, estimate.margin, unit,
-                AMBIGUOUS_POSES)
-    if estimate.margin < AMBIGUOUS_MARGIN:
-        logger.warning("the pose estimate is ambiguous (margin %.1f < %g): check it, or give --poses or --slab-mm",
-                       estimate.margin, AMBIGUOUS_MARGIN)
-    return estimate.poses, slab_affine(acquired, estimate.slab_mm, config.data.num_poses)
+                len(placement.poses), ", ".join(f"{z:.1f}" for z in acquired.positions_mm), placement.poses,
+                *acquired.intensity)
+    return placement.images, placement.poses, placement.affine, acquired.intensity
 
 
 def _integers(flag: str, text: str) -> list[int]:
@@ -195,12 +174,6 @@ def _integers(flag: str, text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated integers, e.g. 20,45,70") from None
-
-
-def _median_mm_per_pose(config: Config) -> float:
-    """The training table's median pose spacing (mm), for one acquired slice given with --poses."""
-    table = load_slice_table(config)
-    return float(np.median([np.linalg.norm(table.info(i).affine[:3, 2]) for i in range(table.num_volumes)]))
 
 
 def _classical(args: argparse.Namespace, config: Config, model: Optional[SequenceModel], images: np.ndarray,
