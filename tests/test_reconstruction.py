@@ -342,3 +342,28 @@ def test_reconstruct_from_acquired_slices_only(run_dir: Path, tmp_path: Path) ->
     assert_one_line_error(run_script("reconstruct.py", *base, "--input", *singles, "--contexts", "1,2", "--output", str(new)),
                           r"--input: 2 files; --contexts/--num-contexts take one whole volume")
     assert not new.exists() and not (tmp_path / "new.png").exists()
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("4d", r"4d\.nii\.gz: expected a 3D volume"),
+    ("oblique", r"oblique\.nii\.gz\[0\]: the slices are tilted 20\.0° from axial"),
+    ("not_parallel", r"b\.nii\.gz: not parallel to"),
+    ("duplicate", r"b\.nii\.gz: at the same position as"),
+])
+def test_reconstruct_refuses_bad_acquisitions_and_writes_nothing(run_dir: Path, tmp_path: Path, case: str, pattern: str) -> None:
+    data = head_like((20, 20, 3), seed=1)
+    tilted = np.eye(4)
+    angle = np.radians(20.0 if case == "oblique" else 3.0)
+    tilted[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    if case == "4d":
+        inputs = [write_nifti(tmp_path / "4d.nii.gz", np.stack([data, data], -1))]
+    elif case == "oblique":
+        inputs = [write_nifti(tmp_path / "oblique.nii.gz", data, tilted)]
+    else:
+        inputs = [write_nifti(tmp_path / "a.nii.gz", data[..., :1]),
+                  write_nifti(tmp_path / "b.nii.gz", data[..., 1:2], tilted if case == "not_parallel" else None)]
+    out = tmp_path / "out" / "recon.nii.gz"
+    out.parent.mkdir()
+    assert_one_line_error(run_script("reconstruct.py", "--run", str(run_dir), "--input", *map(str, inputs), "--samples", "2",
+                                     "--output", str(out), "--std", str(tmp_path / "out" / "std.nii.gz")), pattern)
+    assert list(out.parent.iterdir()) == []
