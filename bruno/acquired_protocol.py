@@ -31,11 +31,13 @@ __all__ = ["Acquired", "acquired_inputs"]
 class Acquired(NamedTuple):
     """What the methods get for one (subject, k): ``images`` [N, H, W] with only ``poses`` filled
     (the acquisition's window), and ``to_truth`` mapping any [..., N, H, W] output onto the truth's
-    grid and 0..255 scale; ``pose_error`` the mean |estimated − true| pose and ``pose_error_mm``."""
+    grid and 0..255 scale; ``slice_errors`` |estimated − true| pose of each acquired slice, and
+    ``pose_error`` / ``pose_error_mm`` their mean in poses and mm."""
 
     images: np.ndarray
     poses: list[int]
     to_truth: Callable[[np.ndarray], np.ndarray]
+    slice_errors: list[int]
     pose_error: float
     pose_error_mm: float
 
@@ -92,7 +94,8 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
             return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
 
         true_poses = np.floor((acquisition.positions_mm - lo_true) / step_true)  # as place_slab puts them
-        error = float(np.mean(np.abs(np.asarray(poses) - true_poses)))
-        return Acquired(images, list(poses), to_truth, error, error * abs(step_true))
+        errors = np.abs(np.asarray(poses) - true_poses).astype(int)
+        error = float(errors.mean())
+        return Acquired(images, list(poses), to_truth, errors.tolist(), error, error * abs(step_true))
 
     return acquire

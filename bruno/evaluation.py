@@ -162,7 +162,8 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
                 raise ConfigError(f"{subject.name}: the acquired-slices protocol needs volumes of the slice table")
             acquired = acquire(subject.index, contexts)
             inputs, poses, to_truth = acquired.images, acquired.poses, acquired.to_truth
-            placement = {"poses": poses, "pose_error": acquired.pose_error, "pose_error_mm": acquired.pose_error_mm}
+            placement = {"poses": poses, "slice_pose_errors": acquired.slice_errors, "pose_error": acquired.pose_error,
+                         "pose_error_mm": acquired.pose_error_mm}
         methods = {}
         for name, model in models.items():
             recon = reconstruct(model, inputs, poses, num_samples, seed=seed, progress=False, keep_contexts=keep[name])
@@ -274,6 +275,11 @@ def _pose_lines(results: dict[str, Any]) -> list[str]:
             se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
             cells.append(f"{values.mean():.2f} ± {se:.2f}")
         lines.append(f"| error ({unit}) | " + " | ".join(cells) + " |")
+    cells = []
+    for k in results["ks"]:
+        slices = np.concatenate([r["slice_pose_errors"] for r in records if r["k"] == k])
+        cells.append(f"{np.median(slices):g} / {np.percentile(slices, 90):g} / {slices.max():g} ({np.mean(slices == 0):.0%} exact)")
+    lines.append("| per slice: median / 90th percentile / max (poses) | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -41,6 +41,7 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
         results, _ = evaluate({}, subjects, [2, 4], baselines, lambda k, n: list(np.linspace(0, n - 1, k).round().astype(int)),
                               1, progress=False, acquire=acquire)
         errors = [r["pose_error"] for r in results["per_subject"]]
+        assert all(np.mean(r["slice_pose_errors"]) == r["pose_error"] for r in results["per_subject"])
         if poses_from == "known":
             assert errors == [0.0] * len(errors)
         else:
@@ -66,6 +67,7 @@ def test_evaluate_cli_acquired_protocol(table, tmp_path: Path) -> None:  # type:
     assert result.returncode == 0, result.stderr
     report = (out / "results.md").read_text()
     assert "acquired slices only (poses estimated)" in report and "## Pose placement of the acquired slices" in report
+    assert "| per slice: median / 90th percentile / max (poses) |" in report
     assert json.loads((out / "results.json").read_text())["protocol"] == "acquired"
     assert_one_line_error(run_script("evaluate.py", "--config", str(config_path), "--protocol", "acquired", "--input",
                                      str(tmp_path / "in"), "--contexts-list", "2", "--out", str(tmp_path / "e2")),
