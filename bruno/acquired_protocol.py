@@ -17,13 +17,14 @@ from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 
+from bruno.baselines.simple import population_mean
 from bruno.config import DataConfig
-from bruno.data.acquisition import place_slab, read_acquisition, slab_affine
+from bruno.data.acquisition import acquisition_from
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
 from bruno.model import SequenceModel
-from bruno.poses import atlas_scores, estimate_poses, model_scores, training_pose_spacing
+from bruno.poses import place_acquisition
 
 __all__ = ["Acquired", "acquired_inputs"]
 
@@ -49,14 +50,15 @@ def _nearest_raw_slices(info: VolumeInfo, poses: list[int], volume_affine: np.nd
 
 
 def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["estimated", "known"],
-                    scorer: Optional[SequenceModel], atlas: np.ndarray) -> Callable[[int, list[int]], Acquired]:
+                    scorer: Optional[SequenceModel], atlas: Optional[np.ndarray] = None) -> Callable[[int, list[int]], Acquired]:
     """A function (table volume index, true context poses) → :class:`Acquired` (module docstring).
 
     Args:
-        scorer: the model whose log-likelihood places the slices (None: NCC with ``atlas``).
+        scorer: the model whose log-likelihood places the slices (None: NCC with ``atlas``, by
+            default the table's population mean, computed once here).
     """
-    spacing = training_pose_spacing(table)
-    spacing_range = (float(spacing.min()), float(spacing.max()))
+    if scorer is None and atlas is None and poses_from == "estimated":
+        atlas = population_mean(table)
     num_poses = data.num_poses
 
     def acquire(index: int, contexts: list[int]) -> Acquired:
@@ -64,21 +66,16 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
         if info.source.startswith("phantom://"):
             raise ConfigError(f"{table.path}: the acquired-slices protocol reads each test volume's own NIfTI file; "
                               f"{info.source} is built-in phantom data (use the paper protocol)")
-        volume = load_nifti(info.source, sparse=True)  # for its canonical affine only: no voxel of it is used
-        raw = _nearest_raw_slices(info, contexts, volume.affine)
-        acquisition = read_acquisition([info.source], data, slice_indices=raw)
+        volume = load_nifti(info.source, sparse=True)
+        acquisition = acquisition_from([volume], data, _nearest_raw_slices(info, contexts, volume.affine))
         normal = acquisition.normal
         step_true = float(np.dot(info.affine[:3, 2], normal))
         lo_true = float(np.dot(info.affine[:3, 3], normal)) - 0.5 * step_true
         if poses_from == "known":
-            poses, affine = place_slab(acquisition, (lo_true, lo_true + step_true * num_poses), num_poses)
+            placement = place_acquisition(acquisition, table, slab_mm=(lo_true, lo_true + step_true * num_poses))
         else:
-            scores = (model_scores(scorer, acquisition.images) if scorer is not None
-                      else atlas_scores(atlas, acquisition.images))
-            estimate = estimate_poses(scores, acquisition.positions_mm, spacing_range)
-            poses, affine = estimate.poses, slab_affine(acquisition, estimate.slab_mm, num_poses)
-        images = np.zeros((num_poses,) + acquisition.images.shape[1:], np.uint8)
-        images[poses] = acquisition.images
+            placement = place_acquisition(acquisition, table, scorer, atlas=atlas)
+        poses, affine = placement.poses, placement.affine
         low, high = acquisition.intensity
         truth_low, truth_high = info.intensity
         step, first = float(np.dot(affine[:3, 2], normal)), float(np.dot(affine[:3, 3], normal))
@@ -96,6 +93,6 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
         true_poses = np.floor((acquisition.positions_mm - lo_true) / step_true)  # as place_slab puts them
         errors = np.abs(np.asarray(poses) - true_poses).astype(int)
         error = float(errors.mean())
-        return Acquired(images, list(poses), to_truth, errors.tolist(), error, error * abs(step_true))
+        return Acquired(placement.images, list(poses), to_truth, errors.tolist(), error, error * abs(step_true))
 
     return acquire

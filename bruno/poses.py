@@ -121,10 +121,12 @@ def training_pose_spacing(table: SliceTable) -> np.ndarray:
 
 
 def place_acquisition(acquisition: Acquisition, table: SliceTable, model: Optional[SequenceModel] = None,
-                      slab_mm: Optional[tuple[float, float]] = None, poses: Optional[Sequence[int]] = None) -> Placement:
+                      slab_mm: Optional[tuple[float, float]] = None, poses: Optional[Sequence[int]] = None,
+                      atlas: Optional[np.ndarray] = None) -> Placement:
     """Put acquired slices on the pose grid: by the slab (``slab_mm``), by given ``poses`` (the slab fitted
     to them; one slice: the training median spacing), or else by estimation (the model's likelihood;
-    without a model, NCC with the table's atlas) over the training range of pose spacings.
+    without a model, NCC with ``atlas``, by default the table's population mean) over the training
+    range of pose spacings.
 
     Raises:
         VolumeError: slices outside the slab or sharing a pose, bad poses, or no placement fits.
@@ -140,7 +142,7 @@ def place_acquisition(acquisition: Acquisition, table: SliceTable, model: Option
     else:
         spacing = training_pose_spacing(table)
         scores = (model_scores(model, acquisition.images) if model is not None
-                  else atlas_scores(population_mean(table), acquisition.images))
+                  else atlas_scores(population_mean(table) if atlas is None else atlas, acquisition.images))
         try:
             estimate = estimate_poses(scores, acquisition.positions_mm, (float(spacing.min()), float(spacing.max())))
         except ValueError as err:

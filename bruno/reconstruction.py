@@ -30,7 +30,7 @@ from bruno.files import atomic_output
 from bruno.model import SequenceModel
 
 __all__ = ["FAST_SAMPLES", "FETAL_CONTEXTS", "Reconstruction", "evenly_spread", "parse_contexts", "parse_samples", "reconstruct",
-           "write_volume"]
+           "save_nifti", "write_volume"]
 
 # Table 4a of the paper (fetal, N = 80): hard-coded context slices per k (SPEC §5.3).
 FETAL_CONTEXTS = {1: (40,), 3: (20, 40, 60), 4: (10, 30, 50, 70), 7: (10, 20, 30, 40, 50, 60, 70)}
@@ -175,7 +175,12 @@ def write_volume(path: str, stack: np.ndarray, affine: np.ndarray, intensity: Op
     if intensity is not None:
         low, high = intensity
         array = array * np.float32((high - low) / 255.0) + np.float32(low if offset else 0.0)
-    image = nib.Nifti1Image(array.astype(np.float32), affine)
+    save_nifti(path, array, affine, overwrite)
+
+
+def save_nifti(path: str, array: np.ndarray, affine: np.ndarray, overwrite: bool = False) -> None:
+    """Write a float32 NIfTI array with ``affine`` as both sform and qform (code 1), atomically."""
+    image = nib.Nifti1Image(np.asarray(array, np.float32), affine)
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)
     with atomic_output(path, overwrite) as tmp:

@@ -24,16 +24,15 @@ import argparse
 import logging
 import os
 
-import nibabel as nib
 import numpy as np
 
 from bruno.config import load_config
 from bruno.data.acquisition import read_acquisition
 from bruno.data.phantom import phantom_subject
-from bruno.files import atomic_output, check_output_path
+from bruno.files import check_output_path
 from bruno.plots import save_acquisition_figure
 from bruno.poses import place_acquisition
-from bruno.reconstruction import reconstruct, write_volume
+from bruno.reconstruction import reconstruct, save_nifti, write_volume
 from bruno.training import Trainer, load_slice_table, make_deterministic, prepare_run_dir, restore_model
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
@@ -41,14 +40,6 @@ NUM_ACQUIRED = 5
 OUTPUTS = ("acquired.nii.gz", "truth.nii.gz", "reconstruction.nii.gz", "std.nii.gz", "reconstruction.png")
 
 logger = logging.getLogger("demo")
-
-
-def _save(path: str, data: np.ndarray, affine: np.ndarray, overwrite: bool) -> None:
-    image = nib.Nifti1Image(np.asarray(data, np.float32), affine)
-    image.set_sform(affine, code=1)
-    image.set_qform(affine, code=1)
-    with atomic_output(path, overwrite) as tmp:
-        nib.save(image, tmp)
 
 
 def main() -> None:
@@ -84,8 +75,8 @@ def main() -> None:
     stack_affine = volume.affine.copy()
     stack_affine[:3, 2] *= gap
     stack_affine[:3, 3] = (volume.affine @ [0.0, 0.0, indices[0], 1.0])[:3]
-    _save(paths["acquired.nii.gz"], volume.data[:, :, indices], stack_affine, args.overwrite)
-    _save(paths["truth.nii.gz"], volume.data, volume.affine, args.overwrite)
+    save_nifti(paths["acquired.nii.gz"], volume.data[:, :, indices], stack_affine, args.overwrite)
+    save_nifti(paths["truth.nii.gz"], volume.data, volume.affine, args.overwrite)
 
     acquisition = read_acquisition([paths["acquired.nii.gz"]], config.data)
     placement = place_acquisition(acquisition, table, model)

@@ -36,7 +36,7 @@ import logging
 import os
 
 from bruno.acquired_protocol import acquired_inputs
-from bruno.baselines import load_methods, population_mean
+from bruno.baselines import load_methods
 from bruno.config import load_config
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
@@ -154,7 +154,7 @@ def main() -> None:
     acquire = None
     if args.protocol == "acquired":
         scorer = next((m for m in models.values() if m.config.kind == "bruno"), None)
-        acquire = acquired_inputs(table, config.data, args.poses_from, scorer, population_mean(table))
+        acquire = acquired_inputs(table, config.data, args.poses_from, scorer)
     results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, not args.no_progress,
                               keep_contexts, variants, acquire)
     results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=args.input or args.split,

@@ -8,8 +8,9 @@ slice's pose follows from its world position and the slab (--slab-mm LO HI: mm a
 normal of the training slab's two ends for this patient), or is given (--poses, inferior first; the
 slab is fitted to them), or by default is estimated: the slab (offset, and pose spacing within the
 training range) that maximises the run's log-likelihood of the acquired slices (with --config and no
-run: their NCC with the population-mean atlas), logged with its margin. The output lies on the model's N poses in world coordinates consistent with
-the slices' own positions, with the acquired slices kept at their poses, and a PNG beside it.
+run: their NCC with the population-mean atlas), logged with its margin. The output lies on the
+model's N poses in world coordinates consistent with the slices' own positions, with the acquired
+slices kept at their poses, and a PNG beside it.
 
 Evaluation protocol (--contexts or --num-contexts): --input is a whole volume, preprocessed exactly
 as the training data (its slab and intensity window come from every slice), and the model conditions
@@ -102,7 +103,7 @@ def main() -> None:
         raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
     if not acquired_mode and len(args.input) != 1:
         raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
-                          "(acquired slices in several files need --poses or --slab-mm)")
+                          "(for acquired slices in several files, leave those two out)")
     png = args.png or (_png_beside(args.output) if acquired_mode else None)
     outputs = (args.output, args.decoded_mean, args.std, args.samples_out, png)
     for path in outputs:

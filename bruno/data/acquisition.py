@@ -23,14 +23,13 @@ from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import numpy as np
-from skimage.transform import resize
 
 from bruno.config import DataConfig
 from bruno.data.nifti import Volume, load_nifti
-from bruno.data.slices import intensity_bounds, square_padding, to_uint8, volume_to_slices
+from bruno.data.slices import intensity_bounds, resample_to_grid, to_uint8, volume_to_slices
 from bruno.errors import VolumeError
 
-__all__ = ["MAX_TILT_DEG", "Acquisition", "place_slab", "read_acquisition", "slab_affine", "slab_from_poses"]
+__all__ = ["MAX_TILT_DEG", "Acquisition", "acquisition_from", "place_slab", "read_acquisition", "slab_affine", "slab_from_poses"]
 
 MAX_TILT_DEG = 5.0  # the largest angle between a stack's slice normal and the world's superior axis
 _SAME_POSITION_MM = 1e-3
@@ -105,13 +104,19 @@ def read_acquisition(paths: Sequence[str], data: DataConfig, slice_indices: Opti
     """
     if not paths:
         raise VolumeError("--input: no file given, expected one stack of acquired slices or single-slice files")
-    if slice_indices is not None and len(paths) != 1:
-        raise VolumeError(f"{paths[0]}: slice indices need exactly one input file, got {len(paths)}")
+    return acquisition_from([load_nifti(path, sparse=True) for path in paths], data, slice_indices, intensity)
+
+
+def acquisition_from(volumes: Sequence[Volume], data: DataConfig, slice_indices: Optional[Sequence[int]] = None,
+                     intensity: Optional[tuple[float, float]] = None) -> Acquisition:
+    """:func:`read_acquisition` on stacks already loaded (canonical, ``load_nifti(..., sparse=True)``)."""
+    if slice_indices is not None and len(volumes) != 1:
+        raise VolumeError(f"{volumes[0].source}: slice indices need exactly one input file, got {len(volumes)}")
     slices: list[_Slice] = []
-    for path in paths:
-        slices += _stack_slices(load_nifti(path, sparse=True), slice_indices)
+    for volume in volumes:
+        slices += _stack_slices(volume, slice_indices)
     if not slices:
-        raise VolumeError(f"{paths[0]}: no slice chosen")
+        raise VolumeError(f"{volumes[0].source}: no slice chosen")
     normals = [_normal(s.affine, s.source) for s in slices]
     reference = slices[0]
     for s, n in zip(slices[1:], normals[1:]):
@@ -134,15 +139,8 @@ def read_acquisition(paths: Sequence[str], data: DataConfig, slice_indices: Opti
         low, high = intensity_bounds(voxels, data.intensity, data.intensity_range, slices[0].source)
     else:
         low, high = float(intensity[0]), float(intensity[1])
-    size = data.image_size
     spacing = np.sqrt((reference.affine[:3, :2] ** 2).sum(axis=0))
-    (px, py), (bx, by) = square_padding(reference.data.shape, spacing)
-    padded = np.full((px, py, len(slices)), low, dtype=np.float32)
-    padded[bx:bx + voxels.shape[0], by:by + voxels.shape[1]] = voxels
-    resampled = resize(padded, (size, size, len(slices)), order=1, mode="edge", anti_aliasing=True, preserve_range=True)
-    index_map = np.eye(4)  # output voxel (i, j) samples canonical voxel index (scale·i + offset)
-    index_map[:2, :2] = np.diag([px / size, py / size])
-    index_map[:2, 3] = 0.5 * np.array([px / size, py / size]) - 0.5 - np.array([bx, by])
+    resampled, index_map = resample_to_grid(voxels, spacing, low, data.image_size, len(slices))
     inplane = reference.affine @ index_map
     inplane[:3, 3] -= normal * float(np.dot(inplane[:3, 3], normal))  # the plane through the world origin
     return Acquisition(volume_to_slices(to_uint8(resampled, low, high)), positions, normal, inplane, (low, high),

@@ -35,9 +35,9 @@ __all__ = [
     "extract_slices",
     "foreground_extent",
     "intensity_bounds",
+    "resample_to_grid",
     "slab_bounds",
     "slices_to_volume",
-    "square_padding",
     "to_uint8",
     "volume_to_slices",
 ]
@@ -124,12 +124,32 @@ def foreground_extent(data: np.ndarray, low: float, high: float, source: str) ->
     return int(inside[0]), int(inside[-1]) + 1
 
 
-def square_padding(shape_xy: tuple[int, int], spacing_xy: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+def _square_padding(shape_xy: tuple[int, int], spacing_xy: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
     """Padded in-plane size and leading pad so the field of view is physically square."""
     extent = max(shape_xy[0] * spacing_xy[0], shape_xy[1] * spacing_xy[1])
     padded = tuple(max(n, _round_half_up(extent / s)) for n, s in zip(shape_xy, spacing_xy))
     before = tuple((p - n) // 2 for p, n in zip(padded, shape_xy))
     return (int(padded[0]), int(padded[1])), (int(before[0]), int(before[1]))
+
+
+def resample_to_grid(data: np.ndarray, spacing_xy: np.ndarray, fill: float, size: int,
+                     depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a stack [X, Y, Z] to a physically square field of view (with ``fill``) and resize it to
+    [size, size, depth] with anti-aliasing, in one ``resize`` call.
+
+    Returns:
+        (the resampled float array, M [4, 4]): output voxel (i, j, q) samples the input voxel index
+        M @ (i, j, q, 1) (resize's centre alignment).
+    """
+    (px, py), (bx, by) = _square_padding(data.shape[:2], spacing_xy)
+    padded = np.full((px, py, data.shape[2]), fill, dtype=np.float32)
+    padded[bx : bx + data.shape[0], by : by + data.shape[1]] = data
+    resampled = resize(padded, (size, size, depth), order=1, mode="edge", anti_aliasing=True, preserve_range=True)
+    scale = np.array([px / size, py / size, data.shape[2] / depth])
+    index_map = np.eye(4)
+    index_map[:3, :3] = np.diag(scale)
+    index_map[:3, 3] = 0.5 * scale - 0.5 - np.array([bx, by, 0])
+    return resampled, index_map
 
 
 def extract_slices(volume: Volume, config: DataConfig) -> SlabSlices:
@@ -154,18 +174,8 @@ def extract_slices(volume: Volume, config: DataConfig) -> SlabSlices:
     else:
         start, stop = slab_bounds(data.shape[2], config.slab_fraction)
 
-    spacing = volume.spacing
-    (px, py), (bx, by) = square_padding(data.shape[:2], spacing[:2])
-    padded = np.full((px, py, stop - start), low, dtype=np.float32)
-    padded[bx : bx + data.shape[0], by : by + data.shape[1]] = data[:, :, start:stop]
-    resampled = resize(padded, (size, size, num_poses), order=1, mode="edge", anti_aliasing=True, preserve_range=True)
-
-    # Output voxel (i, j, q) samples the canonical voxel index M @ (i, j, q, 1) (resize's centre alignment).
-    scale = np.array([px / size, py / size, (stop - start) / num_poses])
-    offset = 0.5 * scale - 0.5 - np.array([bx, by, -start])
-    index_map = np.eye(4)
-    index_map[:3, :3] = np.diag(scale)
-    index_map[:3, 3] = offset
+    resampled, index_map = resample_to_grid(data[:, :, start:stop], volume.spacing[:2], low, size, num_poses)
+    index_map[2, 3] += start  # indices of the canonical volume, not of its slab
     images = volume_to_slices(to_uint8(resampled, low, high))
     return SlabSlices(images, volume.affine @ index_map, low, high, start, stop)
 

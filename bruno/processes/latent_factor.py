@@ -56,10 +56,6 @@ class FactorPredictive(NamedTuple):
     variance: tf.Tensor
     factor: tf.Tensor
 
-    @property
-    def df(self) -> None:
-        return None
-
     def distribution(self) -> tfd.Distribution:
         """One D-variate Gaussian per query (batch shape [...])."""
         return tfd.MultivariateNormalDiagPlusLowRankCovariance(self.mean, self.variance, self.factor)
