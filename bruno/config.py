@@ -513,6 +513,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except yaml.YAMLError as err:
         detail = str(err).replace("\n", " ")
         raise ConfigError(f"{path}: not valid YAML ({detail})") from None
+    if mapping is None:  # an empty file, or only comments: surely not meant as "all defaults"
+        raise ConfigError(f"{path}: is empty, expected a mapping with data, model and train sections")
     return parse_config(mapping, path)
 
 

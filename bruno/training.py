@@ -40,7 +40,10 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Optional
@@ -70,18 +73,22 @@ __all__ = [
     "PROCESS_VARIABLES",
     "Trainer",
     "TrainResult",
+    "TrainingInterrupted",
     "UpdateStep",
     "learning_rate_at",
     "load_slice_table",
     "make_model",
     "make_deterministic",
+    "check_init_source",
     "copy_trained_flow",
     "num_context_at",
     "prepare_run_dir",
     "process_grad_scale",
     "iterate_metrics",
     "load_run_config",
+    "restore_checkpoint",
     "restore_model",
+    "check_run_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -148,16 +155,24 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
     return None if a == b else f"{prefix.rstrip('.')} ({a!r} there, {b!r} here)"
 
 
-def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
-    """Create or check the run directory; write ``config.yaml`` and ``versions.json`` for a new run.
+def _checkpoint_step(path: str) -> int:
+    """The step a checkpoint was saved at (its number: ``.../ckpt-<step>``)."""
+    return int(path.rsplit("-", 1)[1])
+
+
+def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
+    """Everything :func:`prepare_run_dir` checks, writing nothing.
+
+    A folder holds a run once it has a checkpoint; run files without one are what a start that
+    failed before its first checkpoint left, and a new start replaces them.
 
     Raises:
         RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; ``resume``
-            without a checkpoint; ``resume`` of a different experiment.
+            without a checkpoint, of a different experiment, or to a step the run has already reached.
     """
-    stored = os.path.join(run_dir, "config.yaml")
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if resume:
-        if tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")) is None:
+        if latest is None:
             raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
         previous = yaml.safe_load(config_to_yaml(load_run_config(run_dir)))
         here = yaml.safe_load(config_to_yaml(config))
@@ -166,23 +181,50 @@ def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool)
         difference = _first_difference(previous, here)
         if difference:
             raise RunDirError(f"{run_dir}: holds a different experiment, {difference}; use another --run-dir")
+        reached = _checkpoint_step(latest)
+        if config.train.max_steps <= reached:
+            raise RunDirError(f"{run_dir}: --resume to max_steps={config.train.max_steps}, but the run is already at step "
+                              f"{reached}; pass a larger --max-steps")
         return
-    if os.path.isdir(run_dir) and any(os.path.exists(os.path.join(run_dir, f)) for f in _RUN_FILES):
-        if not overwrite:
-            raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
-        for name in _RUN_FILES:  # only what a run writes; anything else the user keeps there stays
-            path = os.path.join(run_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+    if latest is not None and not overwrite:
+        raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
+    existing = run_dir
+    while not os.path.isdir(existing):  # the nearest folder that exists must let us create the rest
+        parent = os.path.dirname(os.path.abspath(existing))
+        if parent == os.path.abspath(existing):
+            break
+        existing = parent
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"{run_dir}: is a file, expected a run directory")
+    if not os.access(existing, os.W_OK):
+        raise RunDirError(f"{run_dir}: run directory is not writable" if existing == run_dir else
+                          f"{run_dir}: cannot create the run directory ({existing} is not writable)")
+
+
+def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
+    """Check the run directory (:func:`check_run_dir`); for a new run, replace what an earlier run
+    wrote there (only its files: anything else stays) and write ``config.yaml`` and ``versions.json``.
+
+    ``scripts/train.py`` calls it once the table, the model and the optimiser have been built, so
+    a start that fails leaves no run directory behind.
+
+    Raises:
+        RunDirError: as :func:`check_run_dir`.
+    """
+    check_run_dir(run_dir, config, resume, overwrite)
+    if resume:
+        return
+    for name in _RUN_FILES:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
-    if not os.access(run_dir, os.W_OK):
-        raise RunDirError(f"{run_dir}: run directory is not writable")
-    with atomic_output(stored) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_output(os.path.join(run_dir, "config.yaml")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(config_to_yaml(config))
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__,
                 "tf_keras": keras.__version__, "numpy": np.__version__, "h5py": h5py.__version__}
@@ -219,42 +261,73 @@ def make_model(config: Config, precision: Optional[str] = None) -> SequenceModel
 
 
 def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Config, int]:
-    """The model of a run from its ``best`` or ``latest`` checkpoint.
+    """The model of a run from its ``best`` or ``latest`` checkpoint, every variable restored.
+
+    A run without a best checkpoint (no validation yet) gives its latest, with a warning.
 
     Returns:
         (model, config, step of the checkpoint).
 
     Raises:
-        RunDirError: no such run or checkpoint.
+        RunDirError: no such run or checkpoint; a checkpoint that is unreadable or does not match
+            the run's ``config.yaml`` (a variable missing, left over or of another shape).
     """
     config = load_run_config(run_dir)
-    folder = os.path.join(run_dir, "best" if which == "best" else "checkpoints")
-    path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    path = tf.train.latest_checkpoint(os.path.join(run_dir, "best")) if which == "best" else latest
+    if path is None and which == "best" and latest is not None:
+        logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run_dir, _checkpoint_step(latest))
+        path = latest
     if path is None:
         raise RunDirError(f"{run_dir}: no checkpoint found")
     gpu = bool(tf.config.list_physical_devices("GPU"))
     model = make_model(config, config.train.mixed_precision if gpu else None)  # float32 on CPUs
     model.build()
     step = tf.Variable(-1, dtype=tf.int64)
-    tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
+    restore_checkpoint(tf.train.Checkpoint(model=model, step=step), path, model)
     return model, config, int(step)
 
 
-def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> int:
-    """Copy a trained run's flow, pose embedding and shared process parameters into ``model`` (built).
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: SequenceModel) -> None:
+    """Restore ``path`` into every object of ``checkpoint``; the checkpoint's model values must be
+    exactly ``model``'s variables (none missing, none left over, same shapes).
 
-    The source must be a BRUNO run on the same data section with the same flow architecture; the
-    process parameters both processes have (v, ρ, ℓ, the latent atlas) are copied where their shapes
-    agree, the rest keep their init. Returns the source checkpoint's step.
+    Raises:
+        RunDirError: the files are unreadable or truncated, or do not match (names the first culprit).
+    """
+    what = f"{path}: checkpoint"
+    try:
+        saved = [name for name, _ in tf.train.list_variables(path)
+                 if name.startswith("model/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and ".OPTIMIZER_SLOT" not in name]
+        checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+    except AssertionError as err:
+        names = re.findall(r"<tf.Variable '([^']+)'", str(err))
+        culprit = f"variable {names[0]}" if names else "an object"
+        raise RunDirError(f"{what} has no value for {culprit} of the model that config.yaml builds "
+                          f"(was config.yaml edited after training?)") from None
+    except ValueError as err:  # a shape that differs
+        raise RunDirError(f"{what} does not match the model that config.yaml builds: {err}") from None
+    except (tf.errors.OpError, IndexError, OSError) as err:
+        message = getattr(err, "message", None) or str(err) or type(err).__name__
+        raise RunDirError(f"{what} is unreadable or truncated ({message.splitlines()[0]})") from None
+    expected = len({id(v) for v in model.variables})
+    if len(saved) != expected:
+        raise RunDirError(f"{what} holds {len(saved)} model variables, but config.yaml builds {expected} "
+                          f"(was config.yaml edited after training?)")
+
+
+def check_init_source(config: Config, run_dir: str) -> None:
+    """Check that ``train.init_from``'s run can seed this config: a BRUNO run on the same data section
+    with the same flow architecture (and, with both pose kernels, the same kernel and length floor).
 
     Raises:
         ConfigError: not a BRUNO run on the same data, or another flow architecture.
-        RunDirError: no such run or checkpoint.
+        RunDirError: no such run.
     """
     if not os.path.isdir(run_dir):
         raise RunDirError(f"train.init_from={run_dir!r}: no such run directory (train that run first)")
     source_config = load_run_config(run_dir)
-    if source_config.model.kind != "bruno" or not isinstance(model, ConditionalBruno):
+    if source_config.model.kind != "bruno" or config.model.kind != "bruno":
         raise ConfigError(f"train.init_from={run_dir!r}: expected a BRUNO run (model.kind: bruno)")
     if source_config.data != config.data:
         raise ConfigError(f"train.init_from={run_dir!r}: its data section differs from this config's (expected the "
@@ -267,8 +340,22 @@ def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> 
         if getattr(source_config.model, key) != getattr(config.model, key):
             raise ConfigError(f"train.init_from={run_dir!r}: model.{key}={getattr(source_config.model, key)!r} there, "
                               f"expected {getattr(config.model, key)!r} as here")
+
+
+def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> int:
+    """Copy a trained run's flow, pose embedding and shared process parameters into ``model`` (built).
+
+    The source must pass :func:`check_init_source`; the process parameters both processes have
+    (v, ρ, ℓ, the latent atlas) are copied where their shapes agree, the rest keep their init.
+    Returns the source checkpoint's step.
+
+    Raises:
+        ConfigError: as :func:`check_init_source`.
+        RunDirError: no such run or checkpoint.
+    """
+    check_init_source(config, run_dir)
     source, _, step = restore_model(run_dir)
-    assert isinstance(source, ConditionalBruno)
+    assert isinstance(source, ConditionalBruno) and isinstance(model, ConditionalBruno)
     theirs_flow = list(source.flow.variables) + list(source.embedding.variables)
     ours_flow = list(model.flow.variables) + list(model.embedding.variables)
     if len(theirs_flow) != len(ours_flow):
@@ -412,7 +499,10 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
         self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
         self._eval_step = tf.function(self.update.mean_log_prob)
-        self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+        self._writer: Optional[Any] = None  # created on the first record: a start that fails writes nothing
+        self._pending: list[float] = []  # train losses since the last train record (saved with the data stream)
+        if train.init_from is not None:
+            check_init_source(config, train.init_from)
 
     def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
                     num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -436,20 +526,32 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         with self._writer.as_default(step=record["step"]):
             for key, value in record.items():
                 if key not in ("step", "split", "time") and isinstance(value, (int, float)) and math.isfinite(value):
                     tf.summary.scalar(f"{record['split']}/{key}", value)
 
+    def _keep_data_state(self) -> None:
+        """Put the data stream's position and the losses not yet logged into the checkpointed state."""
+        self.data_state.assign(json.dumps({"sampler": self.sampler.state, "pending_losses": self._pending}))
+
     def save(self) -> str:
-        """Write a checkpoint of everything needed to resume exactly."""
-        self.data_state.assign(self.sampler.state)
+        """Write a checkpoint of everything needed to resume exactly (at the end of a step)."""
+        self._keep_data_state()
         return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
     def restore(self) -> int:
-        """Restore the latest checkpoint (model, optimiser, step, data stream); returns its step."""
-        self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        self.sampler.state = self.data_state.numpy().decode("utf-8")
+        """Restore the latest checkpoint (model, optimiser, step, data stream); returns its step.
+
+        Raises:
+            RunDirError: the checkpoint is unreadable or does not match the config.
+        """
+        restore_checkpoint(self.checkpoint, self.manager.latest_checkpoint, self.model)
+        state = json.loads(self.data_state.numpy().decode("utf-8"))
+        self.sampler.state = state["sampler"]
+        self._pending = [float(v) for v in state["pending_losses"]]
         return int(self.step.numpy())
 
     # ---------------------------------------------------------------------------------- the loop
@@ -475,28 +577,46 @@ class Trainer:
             self._log({"step": step, "split": "val", "loss": val_loss, "bits_per_dim": self.bits_per_dim(val_loss), "time": time.time()})
             if val_loss < float(self.best_val.numpy()):
                 self.best_val.assign(val_loss)
-                self.data_state.assign(self.sampler.state)
+                self._keep_data_state()
                 self.best_manager.save(checkpoint_number=step)
         return val_loss
 
     def train(self, max_steps: Optional[int] = None) -> TrainResult:
         """Train from the current step to ``max_steps`` (default: the config's).
 
+        SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end training at the end of the step they
+        arrive in: a checkpoint of that step is written, then :class:`TrainingInterrupted` is raised,
+        and ``--resume`` continues as if nothing had happened. A second signal stops at once.
+
         Raises:
             TrainingDiverged: the loss became NaN or Inf (the last good checkpoint stays).
+            TrainingInterrupted: SIGINT or SIGTERM (after the checkpoint).
         """
-        train = self.config.train
-        last = train.max_steps if max_steps is None else max_steps
+        last = self.config.train.max_steps if max_steps is None else max_steps
         start_time = time.time()
+        with _StopRequests() as stop:
+            try:
+                loss = self._train_until(last, stop)
+            finally:
+                if self._writer is not None:
+                    self._writer.flush()
+        if not self.val_batches and self.manager.latest_checkpoint:
+            self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+        return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time)
+
+    def _train_until(self, last: int, stop: "_StopRequests") -> float:
+        """The loop of :meth:`train`; returns the last step's loss."""
+        train = self.config.train
         if int(self.step.numpy()) < 0:
             self._initialize()
             self._validate_and_keep_best(0)  # the start of the validation curve
         first = int(self.step.numpy()) + 1
-        losses: list[float] = []
         loss = math.nan
-        bar = tqdm(range(first, last + 1), initial=first - 1, total=last, desc="train", unit="step", disable=not self.progress)
-        try:
+        with tqdm(range(first, last + 1), initial=first - 1, total=last, desc="train", unit="step",
+                  disable=not self.progress) as bar:
             for step in bar:
+                if stop.signum is not None:
+                    break
                 batch = self.sampler.next_batch()
                 rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
                 scale = process_grad_scale(step, train.process_grad_schedule)
@@ -509,29 +629,65 @@ class Trainer:
                     raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint is "
                                            f"{self.manager.latest_checkpoint}")
                 self.step.assign(step)
-                losses.append(loss)
+                self._pending.append(loss)
                 bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self.bits_per_dim(loss):.3f}")
                 if step % train.log_every == 0 or step == last:
-                    mean_loss = float(np.mean(losses))
+                    mean_loss = float(np.mean(self._pending))
                     self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self.bits_per_dim(mean_loss),
                                "learning_rate": rate, "time": time.time(),
                                **({"process_grad_scale": scale} if self.config.model.kind == "bruno" else {}),
                                **self.model.summary()})
-                    losses = []
+                    self._pending = []
                 if step % train.validate_every == 0 or step == last:
                     self._validate_and_keep_best(step)
                 if step % train.checkpoint_every == 0 or step == last:
                     self.save()
-        except KeyboardInterrupt:
+        if stop.signum is not None and int(self.step.numpy()) < last:
             path = self.save()
-            logger.warning("interrupted at step %d: saved %s", int(self.step.numpy()), path)
-            raise
-        finally:
-            bar.close()
-            self._writer.flush()
-        if not self.val_batches and self.manager.latest_checkpoint:
-            self.best_manager.save(checkpoint_number=int(self.step.numpy()))
-        return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time)
+            logger.warning("%s at step %d: saved %s (--resume continues exactly)", signal.Signals(stop.signum).name,
+                           int(self.step.numpy()), path)
+            raise TrainingInterrupted(stop.signum)
+        return loss
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _StopRequests:
+    """While active, SIGINT and SIGTERM only set :attr:`signum` (the loop stops at the end of the
+    step); a second one restores the previous handlers and interrupts at once. Outside the main
+    thread (where handlers cannot be set) signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            self._restore()
+            raise KeyboardInterrupt
+        self.signum = signum
+        logger.warning("%s: stopping at the end of this step (again to stop at once)", signal.Signals(signum).name)
+
+    def _restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
 
 
 def iterate_metrics(run_dir: str) -> Iterator[dict[str, Any]]:

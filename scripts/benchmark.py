@@ -13,9 +13,8 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import json
 import logging
 import shlex
@@ -54,7 +53,7 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__, progress=False)
     parser.add_argument("config", help="experiment YAML file (config_rnn/*.yaml, model.kind: bruno)")
     parser.add_argument("--steps", type=int, default=5, help="timed repeats of each compiled step/pass, after a warm-up; the median counts (default 5)")
     parser.add_argument("--eager-steps", type=int, default=1, help="timed eager training steps (default 1; eager is slow)")

@@ -18,9 +18,8 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import logging
 import os
 
@@ -43,14 +42,13 @@ logger = logging.getLogger("demo")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--run-dir", default="runs/demo", help="where the demo model is trained (reused if trained)")
     parser.add_argument("--out", default="demo", help="folder for the NIfTI files and the PNG (default: demo)")
     parser.add_argument("--samples", type=int, default=20, help="samples per slice (default 20)")
     parser.add_argument("--max-steps", type=int, help="training steps (default: config_rnn/demo.yaml's 400)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training and the samples (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args()
 
     os.makedirs(args.out, exist_ok=True)

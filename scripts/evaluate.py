@@ -28,7 +28,7 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
 import argparse
 import json
@@ -62,7 +62,7 @@ def _sample_counts(text: str) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     runs = parser.add_mutually_exclusive_group(required=True)
     runs.add_argument("--run", nargs="+", help="run directories written by scripts/train.py (same data)")
     runs.add_argument("--config", help="experiment YAML: score only the classical baselines on its table (needs --out)")
@@ -92,7 +92,6 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args()
     if args.protocol == "acquired" and (args.input or args.sample_counts):
         raise ConfigError("--protocol acquired: scores volumes of the run's table (--split), not --input or --sample-counts")
@@ -125,7 +124,7 @@ def main() -> None:
     for name in outputs:
         check_output_path(os.path.join(out, name), args.overwrite)
 
-    table = load_slice_table(config)
+    table = load_slice_table(config, not args.no_progress)
     if args.input:
         subjects = []
         for path in find_inputs(args.input)[: args.max_subjects]:

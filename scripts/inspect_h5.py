@@ -8,9 +8,8 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import logging
 import os
 
@@ -24,7 +23,7 @@ logger = logging.getLogger("inspect_h5")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__, progress=False)
     parser.add_argument("table", help="HDF5 file written by scripts/preprocess.py")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--volume", type=int, default=0, help="row of the volume table to show (default 0)")

@@ -17,9 +17,8 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import logging
 import os
 import re
@@ -47,7 +46,7 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> None:
 
 def main() -> None:
     defaults = MotionSettings()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--run", required=True, help="run directory written by scripts/train.py")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="test", choices=("train", "val", "test"),
@@ -71,7 +70,6 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default RUN/motion_<split or input>)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args()
 
     _positive("--translation-mm", args.translation_mm, allow_zero=True)
@@ -104,7 +102,7 @@ def main() -> None:
             slices = extract_slices(volume, config.data)
             subjects.append((volume.subject, slices.images, voxel_spacing(slices.affine)))
     else:
-        table = load_slice_table(config)
+        table = load_slice_table(config, not args.no_progress)
         indices = table.volumes_in(args.split)[: args.max_subjects]
         if len(indices) == 0:
             raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")

@@ -6,9 +6,8 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import logging
 import time
 
@@ -21,13 +20,12 @@ logger = logging.getLogger("preprocess")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("config", help="experiment YAML file (config_rnn/*.yaml)")
     parser.add_argument("--input", help="folder, glob pattern or file of .nii/.nii.gz volumes (overrides data.input; implies data.source=nifti)")
     parser.add_argument("--output", help="HDF5 file to write (overrides data.output)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     parser.add_argument("--skip-bad", action="store_true", help="skip unusable volumes with a warning instead of stopping")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args()
 
     config = load_config(args.config)

@@ -33,7 +33,7 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
 import argparse
 import logging
@@ -62,7 +62,7 @@ AMBIGUOUS_MARGIN = 10.0  # score units (nats, or 1000 × NCC) below which the po
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run directory written by scripts/train.py")
     source.add_argument("--config", help="experiment YAML, for a classical --method without a trained run")
@@ -123,7 +123,8 @@ def main() -> None:
         slices = extract_slices(load_nifti(args.input[0]), config.data)
         images, affine, intensity = slices.images, slices.affine, (slices.intensity_low, slices.intensity_high)
     if args.method == "bruno":
-        result = reconstruct(model, images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts)
+        result = reconstruct(model, images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts,
+                             progress=not args.no_progress)
         mean, std, samples = result.mean, result.std, result.samples
     else:
         mean, std, samples = _classical(args, config, model, images, contexts, num_samples)
@@ -154,7 +155,7 @@ def _acquired(args: argparse.Namespace, config: Config,
     indices = None if args.slices is None else _integers("--slices", args.slices)
     acquired = read_acquisition(args.input, config.data, indices, args.intensity_window)
     poses = None if args.poses is None else _integers("--poses", args.poses)
-    placement = place_acquisition(acquired, load_slice_table(config), model, args.slab_mm and tuple(args.slab_mm), poses)
+    placement = place_acquisition(acquired, load_slice_table(config, not args.no_progress), model, args.slab_mm and tuple(args.slab_mm), poses)
     if placement.estimate is not None:
         estimate = placement.estimate
         unit = "nats" if model is not None else "(1000 × NCC with the atlas)"
@@ -180,11 +181,11 @@ def _integers(flag: str, text: str) -> list[int]:
 def _classical(args: argparse.Namespace, config: Config, model: Optional[SequenceModel], images: np.ndarray,
                contexts: list[int], num_samples: int) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """(estimate, std or None, samples or None) of a classical method, after checking it can give what was asked."""
-    table = load_slice_table(config)
+    table = load_slice_table(config, not args.no_progress)
     if args.method == "latent_pca_gp":
-        method = load_latent_volume_model(model, table, args.run)[0]
+        method = load_latent_volume_model(model, table, args.run, progress=not args.no_progress)[0]
     else:
-        method = load_methods(table)[0][args.method]
+        method = load_methods(table, progress=not args.no_progress)[0][args.method]
     if len(contexts) < method.min_contexts:
         raise ConfigError(f"--method {args.method}: needs at least {method.min_contexts} given slice(s), got {len(contexts)}")
     if args.std and not method.has_uncertainty:

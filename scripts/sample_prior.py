@@ -8,9 +8,8 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import logging
 import os
 
@@ -23,7 +22,7 @@ logger = logging.getLogger("sample_prior")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("run_dir", help="run directory written by scripts/train.py")
     parser.add_argument("--samples", type=int, default=100, help="samples per slice (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
@@ -38,10 +37,10 @@ def main() -> None:
         check_output_path(path, args.overwrite)
     model, config, step = restore_model(args.run_dir, args.checkpoint)
     make_deterministic(args.seed)
-    table = load_slice_table(config)
+    table = load_slice_table(config, not args.no_progress)
     reference = table.info(int(table.volumes_in("train")[0]))
     images = table.read(table.rows_of(reference.index))
-    result = reconstruct(model, images, [], args.samples, seed=args.seed)
+    result = reconstruct(model, images, [], args.samples, seed=args.seed, progress=not args.no_progress)
     write_volume(output, result.mean, reference.affine, None, args.overwrite)
     save_slice_montage(result.mean, png, f"prior mean of {args.run_dir} (step {step}), {args.samples} samples per slice",
                        overwrite=args.overwrite)

@@ -9,9 +9,8 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ logger = logging.getLogger("test_nll")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("run_dir", help="run directory written by scripts/train.py")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="which volumes (default test)")
     parser.add_argument("--seq-len", type=int, help="T, slices per sequence (default: the run's train.seq_len)")
@@ -43,9 +42,9 @@ def main() -> None:
     num_context = config.train.num_context if args.num_context is None else args.num_context
     if not 0 <= num_context < seq_len <= config.data.num_poses:
         raise ConfigError(f"--num-context {num_context} --seq-len {seq_len}: expected 0 <= n_c < T <= {config.data.num_poses}")
-    table = load_slice_table(config)
+    table = load_slice_table(config, not args.no_progress)
     result = sequence_nll(model, table, args.split, seq_len, num_context, args.num_sequences,
-                          config.train.batch_size, args.seed)
+                          config.train.batch_size, args.seed, not args.no_progress)
     output = os.path.join(args.run_dir, f"nll_{args.split}_T{seq_len}_c{num_context}.json")
     with atomic_output(output, args.overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"checkpoint_step": step, "split": args.split, "seq_len": seq_len, "num_context": num_context,

@@ -2,7 +2,8 @@
 
 Step 0 is the data-dependent initialisation, then NLL steps (−ELBO for the baselines); validation NLL
 every train.validate_every steps (best checkpoint in RUN_DIR/best), checkpoints every
-train.checkpoint_every steps, TensorBoard logs in RUN_DIR/tensorboard, metrics in RUN_DIR/metrics.jsonl.
+train.checkpoint_every steps (and on Ctrl-C or SIGTERM, at the end of the step: --resume then continues
+exactly), TensorBoard logs in RUN_DIR/tensorboard, metrics in RUN_DIR/metrics.jsonl.
 The phantom table is generated if missing; NIfTI experiments need scripts/preprocess.py first.
 
 Examples:
@@ -13,9 +14,8 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import run
+from _cli import make_parser, run
 
-import argparse
 import logging
 import os
 
@@ -23,13 +23,13 @@ import tensorflow as tf
 
 from bruno.config import load_config, override
 from bruno.errors import RunDirError
-from bruno.training import Trainer, make_deterministic, prepare_run_dir
+from bruno.training import Trainer, check_run_dir, make_deterministic, prepare_run_dir
 
 logger = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("config", help="experiment YAML file (config_rnn/*.yaml)")
     parser.add_argument("--run-dir", help="where checkpoints and logs go (default: runs/<config name>)")
     parser.add_argument("--max-steps", type=int, help="train up to this step (overrides train.max_steps)")
@@ -37,19 +37,19 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="delete the run directory's previous run and start again")
     parser.add_argument("--gpus", type=int, default=1, help="number of GPUs to train on (MirroredStrategy when > 1)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args()
 
     config = load_config(args.config)
     config = override(config, "train", **{k: v for k, v in (("max_steps", args.max_steps), ("seed", args.seed)) if v is not None})
     run_dir = args.run_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
-    prepare_run_dir(run_dir, config, resume=args.resume, overwrite=args.overwrite)
+    check_run_dir(run_dir, config, resume=args.resume, overwrite=args.overwrite)
     make_deterministic(config.train.seed)
     gpus = tf.config.list_physical_devices("GPU")
     if args.gpus > max(len(gpus), 1):
         raise RunDirError(f"--gpus {args.gpus}: only {len(gpus)} GPU(s) visible")
     strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)]) if args.gpus > 1 else None
     trainer = Trainer(config, run_dir, strategy=strategy, progress=not args.no_progress)
+    prepare_run_dir(run_dir, config, resume=args.resume, overwrite=args.overwrite)  # written once the run can start
     if args.resume:
         logger.info("resumed %s at step %d", run_dir, trainer.restore())
     result = trainer.train()

@@ -19,7 +19,7 @@ from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.optimizers import AdamTF1, RMSPropTF1
 from bruno.training import (
-    Trainer, iterate_metrics, learning_rate_at, restore_model, make_deterministic, num_context_at, prepare_run_dir, process_grad_scale,
+    Trainer, TrainingInterrupted, iterate_metrics, learning_rate_at, restore_model, make_deterministic, num_context_at, prepare_run_dir, process_grad_scale,
 )
 
 from tests.conftest import REPO
@@ -184,21 +184,32 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Config, tmp_pat
     assert t.manager.latest_checkpoint.endswith("ckpt-4")
 
 
-def test_ctrl_c_saves_a_checkpoint(tiny: Config, tmp_path: Path) -> None:
-    t = trainer(tiny, tmp_path / "run", checkpoint_every=100)
-    draw = t.sampler.next_batch
-    calls = {"n": 0}
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_inside_a_step_saves_that_step_and_resumes_exactly(tiny: Config, tmp_path: Path, signum: int) -> None:
+    """The signal arrives while step 4 runs: the step completes, a checkpoint of step 4 (with the data stream
+    after its batch and the losses not yet logged) is written, and the resumed run matches an uninterrupted one."""
+    settings = dict(checkpoint_every=100, log_every=3, validate_every=3)
+    trainer(tiny, tmp_path / "full", **settings).train(max_steps=8)
+    t = trainer(tiny, tmp_path / "split", **settings)
+    step = t._train_step
 
-    def interrupted() -> dict[str, np.ndarray]:
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return draw()
+    def signalled(*args: object) -> object:
+        result = step(*args)  # type: ignore[arg-type]
+        if int(t.step.numpy()) == 3:  # inside step 4 (its step is set once it completes)
+            os.kill(os.getpid(), signum)
+        return result
 
-    t.sampler.next_batch = interrupted  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        t.train(max_steps=10)
-    assert t.manager.latest_checkpoint.endswith("ckpt-2")
+    t._train_step = signalled  # type: ignore[method-assign]
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        t.train(max_steps=8)
+    assert interrupted.value.signum == signum and t.manager.latest_checkpoint.endswith("ckpt-4")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    resumed = trainer(tiny, tmp_path / "split", resume=True, **settings)
+    assert len(t._pending) == 1 and resumed._pending == t._pending  # step 4's loss, not yet logged
+    resumed.train(max_steps=8)
+    assert losses(tmp_path / "split") == losses(tmp_path / "full")  # bit-identical on CPU
+    assert [r["loss"] for r in iterate_metrics(str(tmp_path / "split")) if r["split"] == "val"] == \
+        [r["loss"] for r in iterate_metrics(str(tmp_path / "full")) if r["split"] == "val"]
 
 
 def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
