@@ -1,14 +1,44 @@
-"""Safe output files: checked before work starts, written to a temporary name, renamed when complete."""
+"""Safe output files: checked before work starts, written to a temporary name, renamed when complete.
+
+A temporary file is named ``.<stem>.<pid>.<hex>.part<ext>`` beside its target; one left by a
+process that was killed (``kill -9``, a power cut) is deleted the next time that target is written.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Optional
 
 from bruno.errors import OutputPathError
 
-__all__ = ["atomic_output", "check_output_path", "write_text_files"]
+__all__ = ["atomic_output", "check_output_dir", "check_output_path", "check_distinct_outputs", "check_extension",
+           "write_text_files"]
+
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+
+
+def _split_name(path: str) -> tuple[str, str, str]:
+    """(folder, stem, extension) with ``.nii.gz`` as one extension."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    if stem.endswith(".nii"):
+        stem, ext = stem[:-4], ".nii" + ext
+    return folder, stem, ext
+
+
+def _check_folder_writable(path: str, folder: str) -> None:
+    """A real write probe: ``os.access`` says yes to root in read-only or virtual file systems (/proc)."""
+    if not os.access(folder, os.W_OK):
+        raise OutputPathError(f"{path}: output folder {folder} is not writable")
+    probe = os.path.join(folder, f".write-probe.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.remove(probe)
+    except OSError as err:
+        raise OutputPathError(f"{path}: cannot write in output folder {folder} ({err.strerror})") from None
 
 
 def check_output_path(path: str, overwrite: bool) -> None:
@@ -21,12 +51,78 @@ def check_output_path(path: str, overwrite: bool) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputPathError(f"{path}: output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputPathError(f"{path}: output folder {folder} is not writable")
+    _check_folder_writable(path, folder)
     if os.path.isdir(path):
         raise OutputPathError(f"{path}: is a folder, expected an output file path")
     if os.path.exists(path) and not overwrite:
         raise OutputPathError(f"{path}: output file exists (pass --overwrite to replace it)")
+
+
+def check_output_dir(folder: str, names: Iterable[str], overwrite: bool) -> None:
+    """Refuse an output folder (and the files ``names`` in it) before any work, creating nothing:
+    a folder that does not exist yet needs a writable parent, and is made only when results are written.
+
+    Raises:
+        OutputPathError: a file where the folder should be, an unwritable parent, or an existing file.
+    """
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputPathError(f"{folder}: is a file, expected an output folder")
+    if os.path.isdir(folder):
+        for name in names:
+            check_output_path(os.path.join(folder, name), overwrite)
+        return
+    parent = os.path.dirname(os.path.abspath(folder))
+    while not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
+    _check_folder_writable(folder, parent)
+
+
+def check_extension(flag: str, path: Optional[str], extensions: tuple[str, ...]) -> None:
+    """Refuse ``path`` (given by ``flag``) unless it ends with one of ``extensions``.
+
+    Raises:
+        OutputPathError: another extension.
+    """
+    if path is not None and not path.lower().endswith(extensions):
+        raise OutputPathError(f"{flag} {path}: expected a file name ending in {' or '.join(extensions)}")
+
+
+def check_distinct_outputs(outputs: Mapping[str, Optional[str]], inputs: Iterable[str] = ()) -> None:
+    """Refuse two outputs that name the same file, and an output that names an input.
+
+    Args:
+        outputs: flag → output path (None: not asked for).
+        inputs: paths the command reads.
+
+    Raises:
+        OutputPathError: naming both flags (or the input).
+    """
+    seen: dict[str, str] = {}
+    for path in inputs:
+        seen.setdefault(os.path.realpath(path), f"the input {path}")
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise OutputPathError(f"{flag} {path}: is also {seen[key]}; give each output its own file")
+        seen[key] = flag
+
+
+def _remove_stale_parts(folder: str, stem: str, ext: str) -> None:
+    """Delete the temporary files of ``stem`` left by processes that no longer run."""
+    pattern = re.compile(rf"^\.{re.escape(stem)}\.(\d+)\.[0-9a-f]{{8}}\.part{re.escape(ext)}$")
+    for name in os.listdir(folder):
+        found = pattern.match(name)
+        if found is None or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+        except OSError:
+            pass  # alive, another user's
 
 
 @contextlib.contextmanager
@@ -39,10 +135,8 @@ def atomic_output(path: str, overwrite: bool = False) -> Iterator[str]:
         OutputPathError: as :func:`check_output_path`.
     """
     check_output_path(path, overwrite)
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    if stem.endswith(".nii"):
-        stem, ext = stem[:-4], ".nii" + ext
+    folder, stem, ext = _split_name(path)
+    _remove_stale_parts(folder, stem, ext)
     tmp = os.path.join(folder, f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part{ext}")
     try:
         yield tmp
@@ -53,11 +147,13 @@ def atomic_output(path: str, overwrite: bool = False) -> Iterator[str]:
 
 
 def write_text_files(out_dir: str, texts: Mapping[str, str], overwrite: bool = False) -> list[str]:
-    """Write each ``name → text`` as ``out_dir/name`` (UTF-8, atomically); return the paths.
+    """Write each ``name → text`` as ``out_dir/name`` (UTF-8, atomically; the folder is made if
+    missing); return the paths.
 
     Raises:
         OutputPathError: as :func:`check_output_path`.
     """
+    os.makedirs(out_dir, exist_ok=True)
     written = []
     for name, text in texts.items():
         path = os.path.join(out_dir, name)

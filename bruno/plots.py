@@ -8,11 +8,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from bruno.data.slices import slices_to_volume  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
 
-__all__ = ["save_acquisition_figure", "save_slice_montage"]
+__all__ = ["save_acquisition_figure", "save_slice_montage", "slice_montage"]
 
 
 def save_slice_montage(
@@ -23,25 +24,38 @@ def save_slice_montage(
     overwrite: bool = False,
     columns: int = 0,
 ) -> None:
-    """Save every slice of one volume as a grid, plus mid-sagittal and mid-coronal reformats.
-
-    Args:
-        images: uint8 or float [N, H, W], pose-ordered axial slices (anterior at the top, subject's
-            left on the left; see :mod:`bruno.data.slices`), shown on a fixed 0..255 grey scale.
-        path: the PNG to write (atomically).
-        title: figure title.
-        spacing: voxel size (mm) of the [W, H, N] volume the slices form, for true-shape reformats.
-        overwrite: replace an existing file.
-        columns: grid width; 0 chooses about √N.
+    """Save :func:`slice_montage` as a PNG at ``path`` (atomically; ``overwrite`` replaces a file).
 
     Raises:
         OutputPathError: ``path`` cannot be written or exists and ``overwrite`` is false.
     """
+    fig = slice_montage(images, title, spacing, columns)
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def slice_montage(images: np.ndarray, title: str, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  columns: int = 0) -> Figure:
+    """Every slice of one volume as a grid, plus mid-sagittal and mid-coronal reformats, under a title
+    (of any number of lines) that nothing overlaps.
+
+    Args:
+        images: uint8 or float [N, H, W], pose-ordered axial slices (anterior at the top, subject's
+            left on the left; see :mod:`bruno.data.slices`), shown on a fixed 0..255 grey scale.
+        title: figure title.
+        spacing: voxel size (mm) of the [W, H, N] volume the slices form, for true-shape reformats.
+        columns: grid width; 0 chooses about √N.
+    """
     count = len(images)
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    fig = plt.figure(figsize=(1.1 * columns + 3.2, 1.1 * rows + 0.8), dpi=100)
-    grid = fig.add_gridspec(rows, columns + 3, wspace=0.05, hspace=0.25)
+    title_inches = 0.2 + 0.18 * (title.count("\n") + 1)  # the title's own band: nothing below it overlaps
+    height = 1.1 * rows + 0.3 + title_inches
+    width = max(1.1 * columns + 3.2, 0.075 * max(len(line) for line in title.splitlines()))  # the title fits across
+    fig = plt.figure(figsize=(width, height), dpi=100)
+    grid = fig.add_gridspec(rows, columns + 3, wspace=0.05, hspace=0.25, top=1 - (title_inches + 0.15) / height,
+                            bottom=0.1 / height)
     for q in range(count):
         ax = fig.add_subplot(grid[q // columns, q % columns])
         ax.imshow(images[q], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -61,10 +75,8 @@ def save_slice_montage(
         ax.imshow(view, cmap="gray", vmin=0, vmax=255, origin="lower", aspect=aspect, interpolation="nearest")
         ax.set_title(name + ", S up", fontsize=8)
         ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    with atomic_output(path, overwrite) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    fig.suptitle(title, fontsize=9, y=1 - 0.1 / height, va="top")
+    return fig
 
 
 def save_acquisition_figure(

@@ -82,7 +82,7 @@ def fetal_contexts(k: int, num_poses: int) -> list[int]:
 
 
 def parse_contexts(text: str, num_poses: int) -> list[int]:
-    """``"20,40,60"`` → [20, 40, 60], checked: integers in [0, N), no repeats, at most N.
+    """``"20,40,60"`` → [20, 40, 60], checked: at least one, integers in [0, N), no repeats.
 
     Raises:
         ConfigError: naming the bad value.
@@ -91,6 +91,9 @@ def parse_contexts(text: str, num_poses: int) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--contexts {text!r}: expected comma-separated slice indices") from None
+    if not values:
+        raise ConfigError(f"--contexts {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
+                          f"scripts/sample_prior.py)")
     bad = [v for v in values if not 0 <= v < num_poses]
     if bad:
         raise ConfigError(f"--contexts {text!r}: {bad[0]} is out of range, expected indices in [0, {num_poses})")

@@ -27,6 +27,7 @@ import numpy as np
 
 from bruno.config import load_config
 from bruno.data.acquisition import read_acquisition
+from bruno.data.nifti import affine_spacing
 from bruno.data.phantom import phantom_subject
 from bruno.files import check_output_path
 from bruno.plots import save_acquisition_figure
@@ -85,10 +86,10 @@ def main() -> None:
     recon = reconstruct(model, placement.images, placement.poses, args.samples, seed=args.seed, progress=not args.no_progress)
     write_volume(paths["reconstruction.nii.gz"], recon.mean, placement.affine, acquisition.intensity, args.overwrite)
     write_volume(paths["std.nii.gz"], recon.std, placement.affine, acquisition.intensity, args.overwrite, offset=False)
-    spacing = tuple(float(v) for v in np.sqrt((placement.affine[:3, :3] ** 2).sum(axis=0)))
+    spacing = affine_spacing(placement.affine)
     save_acquisition_figure(placement.images[placement.poses], placement.poses, recon.mean, recon.std,
                             paths["reconstruction.png"], f"demo ({args.run_dir}, step {step}): {info.subject} from "
-                            f"{NUM_ACQUIRED} acquired slices", spacing, args.overwrite)  # type: ignore[arg-type]
+                            f"{NUM_ACQUIRED} acquired slices", spacing, args.overwrite)
     print("wrote " + ", ".join(paths.values()))
 
 

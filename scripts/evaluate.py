@@ -34,6 +34,7 @@ import argparse
 import json
 import logging
 import os
+from typing import Optional
 
 from bruno.acquired_protocol import acquired_inputs
 from bruno.baselines import load_methods
@@ -42,13 +43,14 @@ from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
-from bruno.files import check_output_path, write_text_files
+from bruno.files import check_output_dir, write_text_files
 from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
 from bruno.sample_budget import sample_count_study, study_markdown
 from bruno.training import load_slice_table, make_deterministic
 
 logger = logging.getLogger("evaluate")
+DEFAULT_KS = (1, 3, 5, 9)
 
 
 def _sample_counts(text: str) -> list[int]:
@@ -61,6 +63,25 @@ def _sample_counts(text: str) -> list[int]:
     return counts
 
 
+def _contexts_list(text: Optional[str], num_poses: int) -> list[int]:
+    """``--contexts-list``: the given ks, each in [1, N]; by default those of 1, 3, 5, 9 below N."""
+    if text is None:
+        ks = [k for k in DEFAULT_KS if k < num_poses]
+        if len(ks) < len(DEFAULT_KS):
+            logger.info("N = %d poses: k = %s (of the default %s)", num_poses, ks, list(DEFAULT_KS))
+        return ks
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(f"--contexts-list {text!r}: expected comma-separated integers") from None
+    if not ks:
+        raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
+    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
+    if bad is not None:
+        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
+    return ks
+
+
 def main() -> None:
     parser = make_parser(__doc__)
     runs = parser.add_mutually_exclusive_group(required=True)
@@ -69,7 +90,7 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", default="test", choices=("train", "val", "test"), help="volumes of the run's table (default test)")
     source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
-    parser.add_argument("--contexts-list", default="1,3,5,9", help="numbers of context slices k (default 1,3,5,9)")
+    parser.add_argument("--contexts-list", help="numbers of context slices k (default: those of 1,3,5,9 below N)")
     parser.add_argument("--context-table", choices=("even", "fetal"), default="even",
                         help="even: idx_i = round((i+1)N/(k+1)); fetal: the paper's Table 4a indices (N = 80)")
     parser.add_argument("--samples", default="100",
@@ -106,23 +127,16 @@ def main() -> None:
         models, steps, config = load_runs(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
-    try:
-        ks = [int(k) for k in args.contexts_list.split(",")]
-    except ValueError:
-        raise ConfigError(f"--contexts-list {args.contexts_list!r}: expected comma-separated integers") from None
-    if any(not 1 <= k <= num_poses for k in ks):
-        raise ConfigError(f"--contexts-list {args.contexts_list!r}: every k must be in [1, N = {num_poses}]")
+    ks = _contexts_list(args.contexts_list, num_poses)
     num_samples = parse_samples(args.samples)
     counts = _sample_counts(args.sample_counts) if args.sample_counts else None
     contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
     out = args.out or os.path.join(args.run[0], "eval_" + ("input" if args.input else args.split))
-    os.makedirs(out, exist_ok=True)
     outputs = (("sample_counts.md", "sample_counts.json") if counts else
                ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png"))
-    for name in outputs:
-        check_output_path(os.path.join(out, name), args.overwrite)
+    check_output_dir(out, outputs, args.overwrite)
 
     table = load_slice_table(config, not args.no_progress)
     if args.input:
@@ -142,6 +156,7 @@ def main() -> None:
         write_text_files(out, {"sample_counts.md": text, "sample_counts.json": json.dumps(study, indent=1)}, args.overwrite)
         print(text)
         return
+    os.makedirs(out, exist_ok=True)  # only now that the inputs have been read
     baselines, settings = load_methods(table, progress=not args.no_progress, required=not models)
     keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
     variants = {}

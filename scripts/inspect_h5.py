@@ -13,8 +13,7 @@ from _cli import make_parser, run
 import logging
 import os
 
-import numpy as np
-
+from bruno.data.nifti import affine_spacing
 from bruno.data.table import SPLITS, SliceTable
 from bruno.errors import DataFileError
 from bruno.plots import save_slice_montage
@@ -47,8 +46,7 @@ def main() -> None:
         raise DataFileError(f"{args.table}: --volume {index} out of range, expected 0..{table.num_volumes - 1}")
     info = table.info(index)
     images = table.read(table.rows_of(index))
-    sx, sy, sz = (float(s) for s in np.sqrt((info.affine[:3, :3] ** 2).sum(axis=0)))
-    spacing = (sx, sy, sz)
+    spacing = affine_spacing(info.affine)
     output = args.output or f"{os.path.splitext(args.table)[0]}_{info.subject}.png"
     title = (f"{info.subject} ({info.split}) {info.source}\n"
              f"slab {info.slab[0]}:{info.slab[1]} of {info.original_shape}, "

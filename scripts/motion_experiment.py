@@ -28,7 +28,7 @@ from tqdm import tqdm
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.files import check_output_path
+from bruno.files import check_output_dir
 from bruno.motion import LAWS, voxel_spacing
 from bruno.motion_experiment import (MotionSettings, default_contexts, motion_markdown, run_subject, save_svr_curves, save_views,
                                      summarise, write_motion_results)
@@ -87,13 +87,9 @@ def main() -> None:
     model, config, step = restore_model(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
-    contexts = parse_contexts(args.contexts, num_poses) if args.contexts else default_contexts(num_poses)
-    if not contexts:
-        raise ConfigError("--contexts: expected at least one slice index")
+    contexts = parse_contexts(args.contexts, num_poses) if args.contexts is not None else default_contexts(num_poses)
     out = args.out or os.path.join(args.run, "motion_" + ("input" if args.input else args.split))
-    os.makedirs(out, exist_ok=True)
-    for name in _RESULT_FILES:
-        check_output_path(os.path.join(out, name), args.overwrite)
+    check_output_dir(out, _RESULT_FILES, args.overwrite)
 
     if args.input:
         subjects = []
@@ -109,8 +105,8 @@ def main() -> None:
         subjects = [(table.info(int(i)).subject, table.read(table.rows_of(int(i))), voxel_spacing(table.info(int(i)).affine))
                     for i in indices]
     views = {name: os.path.join(out, "views_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".png") for name, _, _ in subjects}
-    for path in views.values():
-        check_output_path(path, args.overwrite)
+    check_output_dir(out, [os.path.basename(path) for path in views.values()], args.overwrite)
+    os.makedirs(out, exist_ok=True)  # only now that the inputs have been read
 
     per_subject = []
     progress = tqdm(subjects, desc="motion experiment", unit="subject", disable=args.no_progress)

@@ -38,9 +38,8 @@ def main() -> None:
         table = build_slice_table(config, overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress)
     except ConfigError as err:  # a key the run needed but the file left unset
         raise ConfigError(f"{args.config}: {err}") from None
-    for source, reason in table.skipped:
-        logger.warning("skipped %s: %s", source, reason)
-    logger.info("wrote %r in %.1f s", table, time.perf_counter() - start)
+    skipped = f" ({len(table.skipped)} unusable file(s) skipped, as warned above)" if table.skipped else ""
+    logger.info("wrote %r in %.1f s%s", table, time.perf_counter() - start, skipped)
 
 
 if __name__ == "__main__":

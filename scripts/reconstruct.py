@@ -44,10 +44,10 @@ import numpy as np
 from bruno.baselines import load_methods
 from bruno.config import Config, load_config
 from bruno.data.acquisition import read_acquisition
-from bruno.data.nifti import load_nifti
+from bruno.data.nifti import affine_spacing, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.files import check_output_path
+from bruno.files import NIFTI_EXTENSIONS, check_distinct_outputs, check_extension, check_output_path
 from bruno.latent_volume import load_latent_volume_model
 from bruno.model import SequenceModel
 from bruno.plots import save_acquisition_figure
@@ -105,7 +105,12 @@ def main() -> None:
         raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
                           "(for acquired slices in several files, leave those two out)")
     png = args.png or (_png_beside(args.output) if acquired_mode else None)
-    outputs = (args.output, args.decoded_mean, args.std, args.samples_out, png)
+    flags = {"--output": args.output, "--decoded-mean": args.decoded_mean, "--std": args.std, "--samples-out": args.samples_out}
+    for flag, path in flags.items():
+        check_extension(flag, path, NIFTI_EXTENSIONS)
+    check_extension("--png", png, (".png",))
+    check_distinct_outputs({**flags, "--png": png}, args.input)
+    outputs = (*flags.values(), png)
     for path in outputs:
         if path is not None:
             check_output_path(path, args.overwrite)
@@ -136,10 +141,10 @@ def main() -> None:
     if args.samples_out:
         write_volume(args.samples_out, samples, affine, intensity, args.overwrite)
     if png:
-        spacing = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+        spacing = affine_spacing(affine)
         save_acquisition_figure(images[contexts], contexts, mean, std, png,
                                 f"{args.method}: {len(contexts)} slice(s) at poses {contexts} of {num_poses}",
-                                spacing, args.overwrite)  # type: ignore[arg-type]
+                                spacing, args.overwrite)
     logger.info("conditioned on poses %s of %d; wrote %s", contexts, num_poses,
                 ", ".join(p for p in outputs if p))
 

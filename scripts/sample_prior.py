@@ -13,7 +13,8 @@ from _cli import make_parser, run
 import logging
 import os
 
-from bruno.files import check_output_path
+from bruno.data.nifti import affine_spacing
+from bruno.files import NIFTI_EXTENSIONS, check_extension, check_output_path
 from bruno.plots import save_slice_montage
 from bruno.reconstruction import reconstruct, write_volume
 from bruno.training import load_slice_table, make_deterministic, restore_model
@@ -32,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     output = args.output or os.path.join(args.run_dir, "atlas.nii.gz")
+    check_extension("--output", output, NIFTI_EXTENSIONS)
     png = output.removesuffix(".gz").removesuffix(".nii") + ".png"
     for path in (output, png):
         check_output_path(path, args.overwrite)
@@ -43,7 +45,7 @@ def main() -> None:
     result = reconstruct(model, images, [], args.samples, seed=args.seed, progress=not args.no_progress)
     write_volume(output, result.mean, reference.affine, None, args.overwrite)
     save_slice_montage(result.mean, png, f"prior mean of {args.run_dir} (step {step}), {args.samples} samples per slice",
-                       overwrite=args.overwrite)
+                       spacing=affine_spacing(reference.affine), overwrite=args.overwrite)
     logger.info("wrote %s and %s", output, png)
 
 

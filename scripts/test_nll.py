@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=317070, help="seed of the sequences (default: upstream's 317070)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     args = parser.parse_args()
+    if args.num_sequences < 1:
+        raise ConfigError(f"--num-sequences {args.num_sequences}: expected an integer >= 1")
 
     model, config, step = restore_model(args.run_dir, args.checkpoint)
     make_deterministic(args.seed)

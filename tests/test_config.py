@@ -100,8 +100,24 @@ def test_unsafe_yaml_tags_are_rejected(tmp_path: Path) -> None:
         load_config(write(tmp_path, "data: !!python/object/apply:os.system ['echo hi']"))
 
 
-def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, "")) == Config()
+def test_empty_file_is_refused_but_an_empty_mapping_gives_defaults(tmp_path: Path) -> None:
+    for text in ("", "# only a comment\n"):
+        with pytest.raises(ConfigError, match=r"c\.yaml: is empty, expected a mapping with data, model and train sections"):
+            load_config(write(tmp_path, text))
+    assert load_config(write(tmp_path, "{}")) == Config()
+
+
+def test_readme_lists_every_config_key_and_cites_nothing_outside_the_repository() -> None:
+    import dataclasses
+
+    from bruno import config as module
+
+    readme = (REPO / "README.md").read_text()
+    sections = (module.DataConfig, module.PhantomConfig, module.SplitConfig, module.ModelConfig, module.GQNConfig,
+                module.CVAEConfig, module.TrainConfig)
+    missing = [f"{cls.__name__}.{f.name}" for cls in sections for f in dataclasses.fields(cls) if f"`{f.name}`" not in readme]
+    assert missing == []
+    assert "SPEC" not in readme  # the spec is not shipped: point at modules and docs/ instead
 
 
 def test_override_checks_values() -> None:

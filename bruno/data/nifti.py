@@ -16,10 +16,10 @@ import nibabel as nib
 import numpy as np
 
 from bruno.errors import VolumeError
+from bruno.files import NIFTI_EXTENSIONS
 
-__all__ = ["Volume", "find_inputs", "load_nifti", "subject_id", "to_canonical"]
+__all__ = ["Volume", "affine_spacing", "find_inputs", "load_nifti", "subject_id", "to_canonical"]
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 class Volume(NamedTuple):
@@ -42,7 +42,13 @@ class Volume(NamedTuple):
     @property
     def spacing(self) -> np.ndarray:
         """float64 [3]: voxel size in mm along the three array axes."""
-        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return np.asarray(affine_spacing(self.affine))
+
+
+def affine_spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size (mm) along the three array axes of a voxel → world affine (for a slice stack: W, H, N)."""
+    sx, sy, sz = (float(v) for v in np.sqrt((np.asarray(affine, np.float64)[:3, :3] ** 2).sum(axis=0)))
+    return sx, sy, sz
 
 
 def find_inputs(pattern: str) -> list[str]:
@@ -58,7 +64,7 @@ def find_inputs(pattern: str) -> list[str]:
         paths = [
             os.path.join(pattern, name)
             for name in os.listdir(pattern)
-            if name.endswith(_NIFTI_SUFFIXES) and os.path.isfile(os.path.join(pattern, name))
+            if name.endswith(NIFTI_EXTENSIONS) and os.path.isfile(os.path.join(pattern, name))
         ]
         if not paths:
             raise VolumeError(f"{pattern}: folder contains no .nii or .nii.gz files")
@@ -80,7 +86,7 @@ def subject_id(path: str, pattern: Optional[str] = None) -> str:
         VolumeError: ``pattern`` does not match the file name.
     """
     name = os.path.basename(path)
-    for suffix in _NIFTI_SUFFIXES[::-1]:
+    for suffix in NIFTI_EXTENSIONS[::-1]:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break

@@ -258,13 +258,25 @@ class SliceTable:
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
-        """Keep the file open for many reads: ``with table.reader() as read: images = read(rows)``."""
-        with h5py.File(self.path, "r") as f:
+        """Keep the file open for many reads: ``with table.reader() as read: images = read(rows)``.
+
+        Raises:
+            DataFileError: the file cannot be opened any more, or a chunk of it is corrupt.
+        """
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as err:
+            raise DataFileError(f"{self.path}: cannot open the slice table ({err})") from None
+        with f:
             images = f["images"]
 
             def read(rows: np.ndarray) -> np.ndarray:
                 unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
-                return images[unique][inverse.reshape(np.shape(rows))]
+                try:
+                    return images[unique][inverse.reshape(np.shape(rows))]
+                except OSError as err:  # e.g. a chunk that no longer decompresses
+                    raise DataFileError(f"{self.path}: corrupt image data in slice rows {unique[0]}..{unique[-1]} ({err}); "
+                                        f"preprocess the data again") from None
 
             yield read
 
