@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.optimizers import AdamTF1, RMSPropTF1
 from bruno.training import (
-    Trainer, TrainingInterrupted, iterate_metrics, learning_rate_at, restore_model, make_deterministic, num_context_at, prepare_run_dir, process_grad_scale,
+    Trainer, TrainingInterrupted, check_run_dir, iterate_metrics, learning_rate_at, load_run_config, make_deterministic,
+    num_context_at, prepare_run_dir, process_grad_scale, restore_model,
 )
 
 from tests.conftest import REPO
@@ -212,6 +214,42 @@ def test_a_signal_inside_a_step_saves_that_step_and_resumes_exactly(tiny: Config
         [r["loss"] for r in iterate_metrics(str(tmp_path / "full")) if r["split"] == "val"]
 
 
+def test_sigterm_to_the_script_exits_143_and_resume_matches_an_uninterrupted_run(tiny: Config, tmp_path: Path) -> None:
+    settings = dict(max_steps=400, checkpoint_every=1000, log_every=1, validate_every=1000)
+    config = write_config(tmp_path, tiny, **settings)
+    run_dir = tmp_path / "r"
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts/train.py"), str(config), "--run-dir", str(run_dir),
+                                "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.splitlines()[-1] == "error: interrupted (SIGTERM)"
+    reached = int(tf.train.latest_checkpoint(str(run_dir / "checkpoints")).rsplit("-", 1)[1])
+    assert 4 <= reached < 400
+    result = run_script("train.py", str(config), "--run-dir", str(run_dir), "--resume", "--max-steps", str(reached + 3),
+                        "--no-progress")
+    assert result.returncode == 0, result.stderr
+    trainer(tiny, tmp_path / "full", **settings).train(max_steps=reached + 3)
+    assert losses(run_dir) == losses(tmp_path / "full")
+
+
+def test_best_checkpoint_missing_falls_back_to_latest_with_a_warning(tiny: Config, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    trainer(tiny, tmp_path / "run", checkpoint_every=1).train(max_steps=2)
+    shutil.rmtree(tmp_path / "run" / "best")
+    with caplog.at_level("WARNING", logger="bruno.training"):
+        _, _, step = restore_model(str(tmp_path / "run"), "best")
+    assert step == 2
+    assert "no best checkpoint (not validated yet); using the latest, step 2" in caplog.text
+    with pytest.raises(RunDirError, match=r"run: no checkpoint found"):
+        shutil.rmtree(tmp_path / "run" / "checkpoints")
+        restore_model(str(tmp_path / "run"), "latest")
+
+
 def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with pytest.raises(RunDirError, match=r"run: --resume, but there is no checkpoint to resume from"):
@@ -225,6 +263,18 @@ def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
     prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=50), resume=True, overwrite=False)  # longer is fine
     prepare_run_dir(str(run_dir), other, resume=False, overwrite=True)
     assert not (run_dir / "checkpoints").exists() and "learning_rate: 0.5" in (run_dir / "config.yaml").read_text()
+
+
+def test_run_files_without_a_checkpoint_are_a_failed_start_and_are_replaced(tiny: Config, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("left by a start that failed")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0}\n')
+    (run_dir / "notes.txt").write_text("the user's")
+    check_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
+    prepare_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
+    assert load_run_config(str(run_dir)) == tiny and not (run_dir / "metrics.jsonl").exists()
+    assert (run_dir / "notes.txt").read_text() == "the user's"
 
 
 def test_unwritable_run_dir(tiny: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
