@@ -168,8 +168,10 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert not Path(new).exists()
 
     evaluation = tmp_path / "eval"
-    result = run_script("evaluate.py", "--run", str(run_dir), "--samples", "2", "--contexts-list", "1,3", "--out", str(evaluation))
+    result = run_script("evaluate.py", "--run", str(run_dir), "--samples", "2", "--out", str(evaluation))
     assert result.returncode == 0, result.stderr
+    assert json.loads((evaluation / "results.json").read_text())["ks"] == [1, 3, 5]  # the default ks below N = 8
+    assert "N = 8 poses: k = [1, 3, 5] (of the default [1, 3, 5, 9])" in result.stderr
     assert "| linear interpolation |" in (evaluation / "results.md").read_text()
     report = (evaluation / "results.md").read_text()
     assert "| BRUNO, decoded predictive mean |" in report and "## PSNR (dB)" in report
@@ -178,8 +180,6 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert json.loads((evaluation / "results.json").read_text())["table"]["pca_gp"]["3"]["psnr"] > 0
     for name in ("results.csv", "results.json", "ssim_curves.png", "montage.png"):
         assert (evaluation / name).stat().st_size > 100
-    assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,9", "--out", str(tmp_path / "e2")),
-                          r"every k must be in \[1, N = 8\]")
     assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,3", "--out", str(evaluation)),
                           r"results\.md: output file exists")
 
@@ -210,6 +210,26 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     prior = run_script("sample_prior.py", str(run_dir), "--samples", "2", "--output", str(tmp_path / "atlas.nii.gz"))
     assert prior.returncode == 0, prior.stderr
     assert (tmp_path / "atlas.png").exists() and nib.load(str(tmp_path / "atlas.nii.gz")).shape == (16, 16, 8)
+
+
+def test_atlas_reformats_use_the_voxel_spacing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sample_prior.py draws atlas.png's sagittal and coronal reformats at the table's voxel shape."""
+    import runpy
+    import sys
+
+    import bruno.plots
+    from bruno.data.nifti import affine_spacing
+    from bruno.training import load_slice_table
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(bruno.plots, "save_slice_montage", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(sys, "argv", ["sample_prior.py", str(run_dir), "--samples", "2", "--no-progress",
+                                      "--output", str(tmp_path / "atlas.nii.gz")])
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    runpy.run_path(str(REPO / "scripts/sample_prior.py"), run_name="__main__")
+    table = load_slice_table(restore_model(str(run_dir))[1])
+    expected = affine_spacing(table.info(int(table.volumes_in("train")[0])).affine)
+    assert seen["spacing"] == expected and expected[2] > expected[0]  # thick poses: not the default (1, 1, 1)
 
 
 def test_run_without_checkpoint(tmp_path: Path) -> None:
