@@ -85,6 +85,7 @@ __all__ = [
     "prepare_run_dir",
     "process_grad_scale",
     "iterate_metrics",
+    "latest_step",
     "load_run_config",
     "restore_checkpoint",
     "restore_model",
@@ -160,6 +161,12 @@ def _checkpoint_step(path: str) -> int:
     return int(path.rsplit("-", 1)[1])
 
 
+def latest_step(run_dir: str) -> Optional[int]:
+    """The step of a run directory's latest checkpoint; None before the first one."""
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return None if latest is None else _checkpoint_step(latest)
+
+
 def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
     """Everything :func:`prepare_run_dir` checks, writing nothing.
 
@@ -170,9 +177,9 @@ def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -
         RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; ``resume``
             without a checkpoint, of a different experiment, or to a step the run has already reached.
     """
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    reached = latest_step(run_dir)
     if resume:
-        if latest is None:
+        if reached is None:
             raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
         previous = yaml.safe_load(config_to_yaml(load_run_config(run_dir)))
         here = yaml.safe_load(config_to_yaml(config))
@@ -181,12 +188,11 @@ def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -
         difference = _first_difference(previous, here)
         if difference:
             raise RunDirError(f"{run_dir}: holds a different experiment, {difference}; use another --run-dir")
-        reached = _checkpoint_step(latest)
         if config.train.max_steps <= reached:
             raise RunDirError(f"{run_dir}: --resume to max_steps={config.train.max_steps}, but the run is already at step "
                               f"{reached}; pass a larger --max-steps")
         return
-    if latest is not None and not overwrite:
+    if reached is not None and not overwrite:
         raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
     existing = run_dir
     while not os.path.isdir(existing):  # the nearest folder that exists must let us create the rest
@@ -549,7 +555,10 @@ class Trainer:
             RunDirError: the checkpoint is unreadable or does not match the config.
         """
         restore_checkpoint(self.checkpoint, self.manager.latest_checkpoint, self.model)
-        state = json.loads(self.data_state.numpy().decode("utf-8"))
+        text = self.data_state.numpy().decode("utf-8")
+        state = json.loads(text)
+        if "sampler" not in state:  # written before the unlogged losses were kept: the bare stream state
+            state = {"sampler": text, "pending_losses": []}
         self.sampler.state = state["sampler"]
         self._pending = [float(v) for v in state["pending_losses"]]
         return int(self.step.numpy())

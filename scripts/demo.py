@@ -25,15 +25,16 @@ import os
 
 import numpy as np
 
-from bruno.config import load_config
+from bruno.config import load_config, override
 from bruno.data.acquisition import read_acquisition
 from bruno.data.nifti import affine_spacing
 from bruno.data.phantom import phantom_subject
-from bruno.files import check_output_path
+from bruno.files import check_output_dir
 from bruno.plots import save_acquisition_figure
 from bruno.poses import place_acquisition
 from bruno.reconstruction import reconstruct, save_nifti, write_volume
-from bruno.training import Trainer, load_slice_table, make_deterministic, prepare_run_dir, restore_model
+from bruno.training import (Trainer, check_run_dir, latest_step, load_slice_table, make_deterministic, prepare_run_dir,
+                            restore_model)
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
 NUM_ACQUIRED = 5
@@ -44,7 +45,7 @@ logger = logging.getLogger("demo")
 
 def main() -> None:
     parser = make_parser(__doc__)
-    parser.add_argument("--run-dir", default="runs/demo", help="where the demo model is trained (reused if trained)")
+    parser.add_argument("--run-dir", default="runs/demo", help="where the demo model is trained (reused once trained; an interrupted training is resumed)")
     parser.add_argument("--out", default="demo", help="folder for the NIfTI files and the PNG (default: demo)")
     parser.add_argument("--samples", type=int, default=20, help="samples per slice (default 20)")
     parser.add_argument("--max-steps", type=int, help="training steps (default: config_rnn/demo.yaml's 400)")
@@ -52,19 +53,26 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
     args = parser.parse_args()
 
-    os.makedirs(args.out, exist_ok=True)
     paths = {name: os.path.join(args.out, name) for name in OUTPUTS}
-    for path in paths.values():
-        check_output_path(path, args.overwrite)
+    check_output_dir(args.out, OUTPUTS, args.overwrite)
     config = load_config(CONFIG)
+    if args.max_steps is not None:
+        config = override(config, "train", max_steps=args.max_steps)
     table = load_slice_table(config, progress=not args.no_progress)
-    if not os.path.isdir(os.path.join(args.run_dir, "best")):
-        prepare_run_dir(args.run_dir, config, resume=False, overwrite=False)
+    reached = latest_step(args.run_dir)
+    if reached is None or reached < config.train.max_steps:  # not trained yet, or stopped part-way: (re)start it
+        resume = reached is not None
+        check_run_dir(args.run_dir, config, resume=resume, overwrite=False)
         make_deterministic(args.seed)
-        result = Trainer(config, args.run_dir, progress=not args.no_progress).train(args.max_steps)
+        trainer = Trainer(config, args.run_dir, progress=not args.no_progress)
+        prepare_run_dir(args.run_dir, config, resume=resume, overwrite=False)
+        if resume:
+            logger.info("resumed %s at step %d", args.run_dir, trainer.restore())
+        result = trainer.train()
         logger.info("trained %d steps in %.0f s (best val %.3f nats/image)", result.step, result.seconds, result.best_val_loss)
     model, _, step = restore_model(args.run_dir)
     make_deterministic(args.seed)
+    os.makedirs(args.out, exist_ok=True)
 
     info = table.info(int(table.volumes_in("test")[0]))
     volume = phantom_subject(int(info.subject.rsplit("_", 1)[1]), config.data.phantom)

@@ -26,3 +26,8 @@ def test_demo_writes_a_reconstruction_from_five_acquired_slices(tmp_path: Path) 
     assert (out / "reconstruction.png").stat().st_size > 10_000
     assert_one_line_error(run_script("demo.py", "--run-dir", str(tmp_path / "run"), "--out", str(out), cwd=tmp_path),
                           r"acquired\.nii\.gz: output file exists")
+    # A longer --max-steps (or a demo training that was interrupted) resumes the run instead of reusing it as trained.
+    again = run_script("demo.py", "--run-dir", str(tmp_path / "run"), "--out", str(out), "--max-steps", "3",
+                       "--samples", "2", "--no-progress", "--overwrite", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed {tmp_path / 'run'} at step 2" in again.stderr and "trained 3 steps" in again.stderr
