@@ -15,7 +15,7 @@ from typing import Optional
 from bruno.errors import OutputPathError
 
 __all__ = ["atomic_output", "check_output_dir", "check_output_path", "check_distinct_outputs", "check_extension",
-           "write_text_files"]
+           "check_writable_folder", "write_text_files"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
@@ -29,8 +29,13 @@ def _split_name(path: str) -> tuple[str, str, str]:
     return folder, stem, ext
 
 
-def _check_folder_writable(path: str, folder: str) -> None:
-    """A real write probe: ``os.access`` says yes to root in read-only or virtual file systems (/proc)."""
+def check_writable_folder(path: str, folder: str) -> None:
+    """Refuse ``folder`` (where ``path`` goes) unless a file can really be created in it: ``os.access``
+    says yes to root on read-only or virtual file systems (/proc). The probe file is removed at once.
+
+    Raises:
+        OutputPathError: naming ``path`` and the folder.
+    """
     if not os.access(folder, os.W_OK):
         raise OutputPathError(f"{path}: output folder {folder} is not writable")
     probe = os.path.join(folder, f".write-probe.{os.getpid()}.{uuid.uuid4().hex[:8]}")
@@ -51,7 +56,7 @@ def check_output_path(path: str, overwrite: bool) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputPathError(f"{path}: output folder {folder} does not exist")
-    _check_folder_writable(path, folder)
+    check_writable_folder(path, folder)
     if os.path.isdir(path):
         raise OutputPathError(f"{path}: is a folder, expected an output file path")
     if os.path.exists(path) and not overwrite:
@@ -74,7 +79,7 @@ def check_output_dir(folder: str, names: Iterable[str], overwrite: bool) -> None
     parent = os.path.dirname(os.path.abspath(folder))
     while not os.path.isdir(parent):
         parent = os.path.dirname(parent)
-    _check_folder_writable(folder, parent)
+    check_writable_folder(folder, parent)
 
 
 def check_extension(flag: str, path: Optional[str], extensions: tuple[str, ...]) -> None:
@@ -98,8 +103,8 @@ def check_distinct_outputs(outputs: Mapping[str, Optional[str]], inputs: Iterabl
         OutputPathError: naming both flags (or the input).
     """
     seen: dict[str, str] = {}
-    for path in inputs:
-        seen.setdefault(os.path.realpath(path), f"the input {path}")
+    for source in inputs:
+        seen.setdefault(os.path.realpath(source), f"the input {source}")
     for flag, path in outputs.items():
         if path is None:
             continue

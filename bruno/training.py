@@ -43,6 +43,7 @@ import platform
 import re
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -60,8 +61,8 @@ from bruno.config import Config, TrainConfig, config_to_yaml, parse_config
 from bruno.data.preprocess import build_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
-from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
-from bruno.files import atomic_output
+from bruno.errors import ConfigError, DataFileError, OutputPathError, RunDirError, TrainingDiverged
+from bruno.files import atomic_output, check_writable_folder
 from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
 from bruno.latent_volume import initialize_latent_factors
 from bruno.model import ConditionalBruno, SequenceModel
@@ -205,6 +206,10 @@ def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -
     if not os.access(existing, os.W_OK):
         raise RunDirError(f"{run_dir}: run directory is not writable" if existing == run_dir else
                           f"{run_dir}: cannot create the run directory ({existing} is not writable)")
+    try:
+        check_writable_folder(run_dir, existing)
+    except OutputPathError as err:
+        raise RunDirError(str(err)) from None
 
 
 def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
@@ -317,8 +322,13 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: Sequen
         message = getattr(err, "message", None) or str(err) or type(err).__name__
         raise RunDirError(f"{what} is unreadable or truncated ({message.splitlines()[0]})") from None
     expected = len({id(v) for v in model.variables})
-    if len(saved) != expected:
-        raise RunDirError(f"{what} holds {len(saved)} model variables, but config.yaml builds {expected} "
+    if len(saved) != expected:  # values the model has no place for: name the first (this costs one write of the model)
+        with tempfile.TemporaryDirectory() as folder:
+            written = tf.train.Checkpoint(model=model).write(os.path.join(folder, "model"))
+            ours = {name for name, _ in tf.train.list_variables(written)}
+        extra = sorted(set(saved) - ours)
+        left_over = f": {extra[0].removesuffix('/.ATTRIBUTES/VARIABLE_VALUE')} is left over" if extra else ""
+        raise RunDirError(f"{what} holds {len(saved)} model variables, but config.yaml builds {expected}{left_over} "
                           f"(was config.yaml edited after training?)")
 
 
