@@ -37,7 +37,8 @@ from bruno.errors import ConfigError
 from bruno.model import ConditionalBruno
 from bruno.precision import require_gpu
 from bruno.reconstruction import evenly_spread, reconstruct
-from bruno.training import UpdateStep, learning_rate_at, make_model
+from bruno.runs import make_model
+from bruno.training import UpdateStep, learning_rate_at
 
 __all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb", "synthetic_batch"]
 

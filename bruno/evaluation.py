@@ -48,7 +48,7 @@ from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.metrics import SliceScores, psnr, slice_scores  # noqa: E402
 from bruno.model import SequenceModel  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
-from bruno.training import restore_model  # noqa: E402
+from bruno.runs import restore_model  # noqa: E402
 
 __all__ = ["METRICS", "MODEL_NAMES", "Subject", "by_distance", "evaluate", "load_runs", "method_labels", "paired_differences", "results_markdown",
            "save_curves", "save_montage", "write_results"]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
-from bruno.model import SequenceModel
+from bruno.model import SequenceModel, bits_per_dim
 
 __all__ = ["NLL", "SliceScores", "cross_correlation", "psnr", "sequence_nll", "slice_scores", "ssim"]
 
@@ -50,7 +50,7 @@ def sequence_nll(model: SequenceModel, table: SliceTable, split: str, seq_len: i
     values = [score(tf.constant(b["images"]), tf.constant(b["poses"])).numpy()
               for b in tqdm(sampler.batches(batches), total=batches, desc=f"NLL {split}", disable=not progress)]
     nats = -float(np.mean(values))
-    return NLL(nats, nats / (model.num_dims * math.log(2.0)), batches * batch_size)
+    return NLL(nats, float(bits_per_dim(nats, model.num_dims)), batches * batch_size)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -33,10 +33,9 @@ from tqdm import tqdm
 from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
-from bruno.processes import (ExchangeableProcess, FactorPredictive, LatentFactorProcess, PoseKernelProcess, Predictive,
-                             make_process)
+from bruno.processes import FactorPredictive, Predictive, Process, process_from_config
 
-__all__ = ["ConditionalBruno", "LogProb", "Samples", "SequenceModel"]
+__all__ = ["ConditionalBruno", "LogProb", "Samples", "SequenceModel", "bits_per_dim"]
 
 logger = logging.getLogger(__name__)
 MIN_INIT_IMAGES = 32
@@ -65,6 +64,11 @@ class Samples(NamedTuple):
 
     images: tf.Tensor
     mean: tf.Tensor
+
+
+def bits_per_dim(nats_per_image: float | tf.Tensor, num_dims: int) -> float | tf.Tensor:
+    """Nats per image → bits per dimension: nats / (D · ln 2)."""
+    return nats_per_image / (num_dims * math.log(2.0))
 
 
 def _shape(x: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
@@ -111,6 +115,11 @@ class SequenceModel(tf.Module):
     def summary(self) -> dict[str, float]:
         """Scalars worth logging during training (none by default)."""
         return {}
+
+    @property
+    def process_variables(self) -> tuple[tf.Variable, ...]:
+        """The variables training schedules apart (``train.process_grad_schedule``): BRUNO's process; none by default."""
+        return ()
 
     def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
         raise NotImplementedError
@@ -169,7 +178,8 @@ class ConditionalBruno(SequenceModel):
         ValueError: sizes out of range (e.g. ``image_size`` not a multiple of 2^num_scales).
     """
 
-    def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig()) -> None:
+    def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(),
+                 process: Optional[Process] = None) -> None:
         super().__init__(image_size, num_poses, config, name="conditional_bruno")
         self.embedding = PoseEmbedding(config.embedding_size, name="pose_embedding")
         self.flow = ConditionalRealNVP(image_size, FlowArchitecture(
@@ -180,20 +190,7 @@ class ConditionalBruno(SequenceModel):
             normalize_init_output=not config.upstream_init_passes_raw,
             include_alpha_constant=not config.upstream_logit_log_det,
         ))
-        self.process: ExchangeableProcess | PoseKernelProcess
-        if config.pose_kernel is None:
-            self.process = make_process(config.process, self.num_dims, config.variance_init, config.correlation_init,
-                                        config.df_init)
-        elif config.latent_factors:
-            self.process = LatentFactorProcess(
-                self.num_dims, num_poses, config.latent_factors, config.pose_kernel, config.variance_init,
-                config.correlation_init, config.length_init, config.length_min, config.kernel_nugget,
-                name="latent_factor_process")
-        else:
-            self.process = PoseKernelProcess(
-                self.num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
-                config.correlation_init, config.df_init, config.length_init, config.length_min, config.kernel_nugget,
-                name="pose_kernel_process")
+        self.process = process or process_from_config(config, self.num_dims, num_poses)
 
     def build(self) -> None:
         """Create every variable with a dummy forward pass through the flow."""
@@ -201,18 +198,12 @@ class ConditionalBruno(SequenceModel):
         self.encode(tf.fill([1, 1, size, size, 1], 128.0), tf.one_hot([[0]], poses))
 
     def summary(self) -> dict[str, float]:
-        """Correlation quantiles, variance range, median df (length-scale quantiles, loadings RMS) of the process."""
-        process = self.process
-        correlation, variance = process.correlation.numpy(), process.variance.numpy()
-        summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
-        summary.update(variance_min=float(variance.min()), variance_max=float(variance.max()))
-        if process.df is not None:
-            summary["df_median"] = float(np.median(process.df.numpy()))
-        if isinstance(process, PoseKernelProcess):
-            summary.update({f"length_q{q}": float(np.percentile(process.length_scale.numpy(), q)) for q in (10, 50, 90)})
-        if isinstance(process, LatentFactorProcess):
-            summary["loadings_rms"] = float(np.sqrt(np.mean(np.square(process.prior_loadings.numpy()))))
-        return summary
+        """The process's figures (:meth:`~bruno.processes.Process.summary`)."""
+        return self.process.summary()
+
+    @property
+    def process_variables(self) -> tuple[tf.Variable, ...]:
+        return self.process.parameters
 
     # ------------------------------------------------------------------------------- encoding
     def encode(self, images: tf.Tensor, poses: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
@@ -263,17 +254,9 @@ class ConditionalBruno(SequenceModel):
         """
         self._check_num_context(num_context, self._check_images("images", images)[1])
         z, log_det = self.encode(images, poses)
-        if isinstance(self.process, PoseKernelProcess):
-            index = tf.argmax(poses, axis=-1)
-            predictive = self.process.predictive(z[:, :num_context], index[:, :num_context], index[:, num_context:])
-            log_prob = self.process.log_prob(predictive, z[:, num_context:]) + log_det[:, num_context:]
-        elif num_context == 0:
-            log_prob = self.process.sequential_log_prob(z) + log_det
-        else:
-            state = self.process.condition(z[:, :num_context])
-            log_prob = self.process.log_prob(state, z[:, num_context:]) + log_det[:, num_context:]
-        bits_per_dim = -tf.reduce_mean(log_prob) / (self.num_dims * math.log(2.0))
-        return LogProb(log_prob, bits_per_dim)
+        log_prob = (self.process.sequence_log_prob(z, tf.argmax(poses, axis=-1), num_context)
+                    + log_det[:, num_context:])
+        return LogProb(log_prob, bits_per_dim(-tf.reduce_mean(log_prob), self.num_dims))
 
     # ------------------------------------------------------------------------------- sampling
     @tf.function(reduce_retracing=True)
@@ -294,18 +277,10 @@ class ConditionalBruno(SequenceModel):
             process: a :class:`~bruno.processes.FactorPredictive`). The exchangeable process gives every
             query the same predictive.
         """
-        batch, queries = self._check_query(context_images, context_poses, query_poses)
-        has_contexts = bool(_shape(context_images)[1])
-        if isinstance(self.process, PoseKernelProcess):
-            z = (self.encode(context_images, context_poses)[0] if has_contexts
-                 else tf.zeros([batch, 0, self.num_dims]))
-            return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
-        state = (self.process.condition(self.encode(context_images, context_poses)[0]) if has_contexts
-                 else self.process.initial_state(batch))
-        mean, variance, df = self.process.predictive_parameters(state)
-        shape = [batch, queries, self.num_dims]
-        return Predictive(tf.broadcast_to(mean[:, None], shape), tf.broadcast_to(variance[:, None], shape),
-                          None if df is None else df[..., None, :])
+        batch, _ = self._check_query(context_images, context_poses, query_poses)
+        z = (self.encode(context_images, context_poses)[0] if _shape(context_images)[1]
+             else tf.zeros([batch, 0, self.num_dims]))
+        return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
 
     def _decode_all(self, latents: tf.Tensor, poses: tf.Tensor, batch_size: int, progress: bool) -> tf.Tensor:
         """Latents [M, D] with one-hot poses [M, N] → images [M, H, W, 1] clipped to [0, 256], in chunks."""

@@ -25,7 +25,7 @@ from bruno.benchmark import MODES, benchmark
 from bruno.config import load_config
 from bruno.errors import ConfigError
 from bruno.files import atomic_output, check_output_path
-from bruno.training import make_deterministic
+from bruno.runs import make_deterministic
 
 logger = logging.getLogger("benchmark")
 

@@ -33,8 +33,9 @@ from bruno.files import check_output_dir
 from bruno.plots import save_acquisition_figure
 from bruno.poses import place_acquisition
 from bruno.reconstruction import reconstruct, save_nifti, write_volume
-from bruno.training import (Trainer, check_run_dir, latest_step, load_slice_table, make_deterministic, prepare_run_dir,
-                            restore_model)
+from bruno.data.preprocess import load_slice_table
+from bruno.runs import check_run_dir, latest_step, make_deterministic, prepare_run_dir, restore_model
+from bruno.training import Trainer
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
 NUM_ACQUIRED = 5

@@ -47,7 +47,8 @@ from bruno.files import check_output_dir, write_text_files
 from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
 from bruno.sample_budget import sample_count_study, study_markdown
-from bruno.training import load_slice_table, make_deterministic
+from bruno.data.preprocess import load_slice_table
+from bruno.runs import make_deterministic
 
 logger = logging.getLogger("evaluate")
 DEFAULT_KS = (1, 3, 5, 9)

@@ -33,7 +33,8 @@ from bruno.motion import LAWS, voxel_spacing
 from bruno.motion_experiment import (MotionSettings, default_contexts, motion_markdown, run_subject, save_svr_curves, save_views,
                                      summarise, write_motion_results)
 from bruno.reconstruction import parse_contexts
-from bruno.training import load_slice_table, make_deterministic, restore_model
+from bruno.data.preprocess import load_slice_table
+from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("motion_experiment")
 _RESULT_FILES = ("results.md", "results.csv", "results.json", "svr_curves.png")

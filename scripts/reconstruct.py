@@ -53,7 +53,8 @@ from bruno.model import SequenceModel
 from bruno.plots import save_acquisition_figure
 from bruno.poses import AMBIGUOUS_POSES, place_acquisition
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, parse_contexts, parse_samples, reconstruct, write_volume
-from bruno.training import load_slice_table, make_deterministic, restore_model
+from bruno.data.preprocess import load_slice_table
+from bruno.runs import make_deterministic, restore_model
 
 METHODS = ("bruno", "latent_pca_gp", "linear", "population_mean", "pca", "atlas_gp", "pca_gp")
 

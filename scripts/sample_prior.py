@@ -17,7 +17,8 @@ from bruno.data.nifti import affine_spacing
 from bruno.files import NIFTI_EXTENSIONS, check_extension, check_output_path
 from bruno.plots import save_slice_montage
 from bruno.reconstruction import reconstruct, write_volume
-from bruno.training import load_slice_table, make_deterministic, restore_model
+from bruno.data.preprocess import load_slice_table
+from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("sample_prior")
 

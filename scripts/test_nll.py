@@ -19,7 +19,8 @@ import os
 from bruno.errors import ConfigError
 from bruno.files import atomic_output
 from bruno.metrics import sequence_nll
-from bruno.training import load_slice_table, make_deterministic, restore_model
+from bruno.data.preprocess import load_slice_table
+from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("test_nll")
 

@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from bruno.config import load_config, override
 from bruno.errors import RunDirError
-from bruno.training import Trainer, check_run_dir, make_deterministic, prepare_run_dir
+from bruno.runs import check_run_dir, make_deterministic, prepare_run_dir
+from bruno.training import Trainer
 
 logger = logging.getLogger("train")
 

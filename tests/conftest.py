@@ -71,7 +71,8 @@ def shared_ixi() -> Path:
 def train_tiny_run(folder: Path, max_steps: int) -> Path:
     """``config_rnn/tiny.yaml`` trained for ``max_steps`` steps in ``folder/run`` (its table in ``folder``)."""
     from bruno.config import load_config, override
-    from bruno.training import Trainer, make_deterministic, prepare_run_dir
+    from bruno.runs import make_deterministic, prepare_run_dir
+    from bruno.training import Trainer
 
     config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
     run = folder / "run"

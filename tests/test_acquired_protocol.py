@@ -48,7 +48,7 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
             assert np.mean(errors) <= 1.5
         assert 0.3 < results["table"]["linear"]["4"]["ssim"] <= 1.0
     phantom = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(Path(table.path).parent / "tiny.h5"))
-    from bruno.training import load_slice_table
+    from bruno.data.preprocess import load_slice_table
 
     tiny = load_slice_table(phantom, progress=False)
     with pytest.raises(ConfigError, match="built-in phantom data"):

@@ -12,8 +12,9 @@ from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
 from bruno.baselines.gqn import pixel_sigma_at
 from bruno.config import CVAEConfig, GQNConfig, ModelConfig, load_config, override, parse_config
 from bruno.errors import ConfigError
-from bruno.optimizers import make_optimizer
-from bruno.training import Trainer, make_deterministic, prepare_run_dir, restore_model
+from bruno.training.optimizers import make_optimizer
+from bruno.runs import make_deterministic, prepare_run_dir, restore_model
+from bruno.training import Trainer
 
 from tests.conftest import REPO
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script

@@ -39,7 +39,7 @@ def test_log_prob_shapes_and_definition(model: ConditionalBruno) -> None:
     assert result.log_prob.shape == (3, 2)
     z, log_det = model.encode(images, poses)
     state = model.process.condition(z[:, :3])
-    expected = model.process.log_prob(state, z[:, 3:]) + log_det[:, 3:]
+    expected = model.process.state_log_prob(state, z[:, 3:]) + log_det[:, 3:]
     np.testing.assert_allclose(result.log_prob.numpy(), expected.numpy(), rtol=1e-6)
     np.testing.assert_allclose(float(result.bits_per_dim), -expected.numpy().mean() / (SIZE * SIZE * math.log(2)), rtol=1e-6)
     unconditional = model.log_prob(images, poses, num_context=0)

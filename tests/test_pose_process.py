@@ -88,7 +88,7 @@ def test_short_length_scale_is_the_exchangeable_process() -> None:
     np.testing.assert_allclose(predictive.variance.numpy(), np.repeat(variance.numpy()[:, None], 2, 1), rtol=1e-10)
     np.testing.assert_allclose(np.broadcast_to(predictive.df.numpy(), (2, 2, dims)), np.broadcast_to(df.numpy()[:, None], (2, 2, dims)))
     np.testing.assert_allclose(process.log_prob(predictive, tf.constant(z[:, 5:])).numpy(),
-                               exchangeable.log_prob(exchangeable.condition(tf.constant(z[:, :5])), tf.constant(z[:, 5:])).numpy(),
+                               exchangeable.state_log_prob(exchangeable.condition(tf.constant(z[:, :5])), tf.constant(z[:, 5:])).numpy(),
                                rtol=1e-10)
 
 

@@ -11,7 +11,7 @@ from bruno.baselines import population_mean
 from bruno.config import load_config, override
 from bruno.poses import atlas_scores, estimate_poses
 from bruno.reconstruction import evenly_spread
-from bruno.training import load_slice_table
+from bruno.data.preprocess import load_slice_table
 from tests.conftest import REPO
 
 

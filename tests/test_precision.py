@@ -16,7 +16,8 @@ from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError
 from bruno.model import ConditionalBruno
 from bruno.precision import DynamicLossScale
-from bruno.training import Trainer, UpdateStep, make_deterministic, make_model, prepare_run_dir
+from bruno.runs import make_deterministic, make_model, prepare_run_dir
+from bruno.training import Trainer, UpdateStep
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="checks the CPU refusal and CPU numerics")

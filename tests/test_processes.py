@@ -88,7 +88,7 @@ def test_recursion_equals_closed_form(kind: str) -> None:
         for a, b in zip(state, closed):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
     targets = rng.normal(0, 1, (3, 4, 7))
-    by_state = process.log_prob(state, targets).numpy()
+    by_state = process.state_log_prob(state, targets).numpy()
     by_sequence = [sequential_log_prob(tf.concat([z, targets[:, t : t + 1]], axis=1), process.prior_mean,
                                        process.variance, process.correlation, process.df)[:, -1].numpy()
                    for t in range(4)]
@@ -119,7 +119,7 @@ def test_samples_have_the_predictive_mean_and_variance(kind: str) -> None:
     state = process.condition(rng.normal(0.7, 1.0, (2, 4, 3)))
     samples = process.sample(state, 200_000, seed=11).numpy()
     assert samples.shape == (200_000, 2, 3)
-    predictive = process.predictive(state)
+    predictive = process.state_distribution(state)
     np.testing.assert_allclose(samples.mean(0), predictive.mean().numpy(), atol=0.02)
     np.testing.assert_allclose(samples.var(0), predictive.variance().numpy(), rtol=0.05)
     if kind == "student_t":  # the variance parameterisation: Var = (ν0+β−2)/(ν0+n−2)·k

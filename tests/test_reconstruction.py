@@ -20,7 +20,7 @@ from bruno.reconstruction import (
     FAST_SAMPLES, evenly_spread, fetal_contexts, parse_contexts, parse_samples, reconstruct, write_volume,
 )
 from bruno.sample_budget import cheapest_within
-from bruno.training import prepare_run_dir, restore_model
+from bruno.runs import prepare_run_dir, restore_model
 
 from tests.conftest import REPO, head_like, train_tiny_run, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
@@ -132,7 +132,7 @@ def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
 
 
 def test_population_mean(run_dir: Path) -> None:
-    from bruno.training import load_slice_table
+    from bruno.data.preprocess import load_slice_table
 
     _, config, _ = restore_model(str(run_dir))
     table = load_slice_table(config)
@@ -219,7 +219,7 @@ def test_atlas_reformats_use_the_voxel_spacing(run_dir: Path, tmp_path: Path, mo
 
     import bruno.plots
     from bruno.data.nifti import affine_spacing
-    from bruno.training import load_slice_table
+    from bruno.data.preprocess import load_slice_table
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(bruno.plots, "save_slice_montage", lambda *args, **kwargs: seen.update(kwargs))
@@ -300,7 +300,7 @@ def test_paired_differences_and_distance_table() -> None:
 
 def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
     from bruno.latent_volume import SETTINGS_FILE, load_latent_volume_model
-    from bruno.training import load_slice_table
+    from bruno.data.preprocess import load_slice_table
 
     model, config, _ = restore_model(str(run_dir))
     table = load_slice_table(config)

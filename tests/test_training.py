@@ -18,11 +18,11 @@ import tensorflow as tf
 
 from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
-from bruno.optimizers import AdamTF1, RMSPropTF1
-from bruno.training import (
-    Trainer, TrainingInterrupted, check_run_dir, iterate_metrics, learning_rate_at, load_run_config, make_deterministic,
-    num_context_at, prepare_run_dir, process_grad_scale, restore_model,
+from bruno.training.optimizers import AdamTF1, RMSPropTF1
+from bruno.runs import (
+    check_run_dir, iterate_metrics, load_run_config, make_deterministic, prepare_run_dir, restore_model,
 )
+from bruno.training import Trainer, TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 
 from tests.conftest import REPO
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
@@ -33,7 +33,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """tiny.yaml with its phantom table in a temporary folder (built once)."""
     folder = tmp_path_factory.mktemp("tiny")
     config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
-    from bruno.training import load_slice_table
+    from bruno.data.preprocess import load_slice_table
 
     load_slice_table(config, progress=False)
     return config
@@ -241,7 +241,7 @@ def test_best_checkpoint_missing_falls_back_to_latest_with_a_warning(tiny: Confi
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     trainer(tiny, tmp_path / "run", checkpoint_every=1).train(max_steps=2)
     shutil.rmtree(tmp_path / "run" / "best")
-    with caplog.at_level("WARNING", logger="bruno.training"):
+    with caplog.at_level("WARNING", logger="bruno.runs"):
         _, _, step = restore_model(str(tmp_path / "run"), "best")
     assert step == 2
     assert "no best checkpoint (not validated yet); using the latest, step 2" in caplog.text
@@ -282,7 +282,7 @@ def test_unwritable_run_dir(tiny: Config, tmp_path: Path, monkeypatch: pytest.Mo
     locked.mkdir()
     locked.chmod(0o555)
     if os.geteuid() == 0:  # root may write anywhere; simulate what a normal user meets
-        monkeypatch.setattr("bruno.training.os.access", lambda path, mode: False)
+        monkeypatch.setattr("bruno.runs.os.access", lambda path, mode: False)
     try:
         with pytest.raises(RunDirError, match=r"locked/r: (run directory is not writable|cannot create the run directory)"):
             prepare_run_dir(str(locked / "r"), tiny, resume=False, overwrite=False)
@@ -291,7 +291,7 @@ def test_unwritable_run_dir(tiny: Config, tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_table_must_exist_and_match(tiny: Config, tmp_path: Path) -> None:
-    from bruno.training import load_slice_table
+    from bruno.data.preprocess import load_slice_table
 
     nifti = dataclasses.replace(tiny, data=dataclasses.replace(tiny.data, source="nifti", output=str(tmp_path / "none.h5")))
     with pytest.raises(DataFileError, match=r"none\.h5: no such file; preprocess the data first"):
@@ -356,7 +356,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from bruno.config import load_config, override
-from bruno.training import Trainer, make_deterministic, prepare_run_dir
+from bruno.runs import make_deterministic, prepare_run_dir
+from bruno.training import Trainer
 folder = sys.argv[1]
 config = override(load_config(sys.argv[2]), "data", output=os.path.join(folder, "tiny.h5"))
 for name, strategy in [("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from typing import Callable
 
@@ -13,9 +14,9 @@ from bruno.data.phantom import phantom_subject
 from bruno.data.slices import extract_slices
 from bruno.data.table import SliceTable, SliceTableWriter
 from bruno.files import check_output_path
-from bruno.errors import ConfigError, VolumeError
+from bruno.errors import ConfigError, DataFileError, VolumeError
 
-__all__ = ["build_slice_table"]
+__all__ = ["build_slice_table", "load_slice_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,4 +71,25 @@ def build_slice_table(
         if writer.num_volumes == 0:
             raise VolumeError(f"{config.data.input}: all {len(loaders)} input files were unusable, nothing to write")
     return SliceTable(output)
+
+
+def load_slice_table(config: Config, progress: bool = True) -> SliceTable:
+    """Open the experiment's HDF5 table; build it first if it is the (missing) phantom table.
+
+    Raises:
+        DataFileError: the file is missing (for user data) or does not match the config.
+    """
+    data = config.data
+    if not os.path.exists(data.output):
+        if data.source != "phantom":
+            raise DataFileError(f"{data.output}: no such file; preprocess the data first "
+                                f"(python scripts/preprocess.py <config> --input <your NIfTI folder>)")
+        logger.info("%s is missing: generating the phantom population", data.output)
+        return build_slice_table(config, progress=progress)
+    table = SliceTable(data.output)
+    if (table.image_size, table.num_poses) != (data.image_size, data.num_poses):
+        raise DataFileError(
+            f"{data.output}: holds {table.num_poses} poses of {table.image_size}x{table.image_size}, but the config asks "
+            f"for {data.num_poses} of {data.image_size}x{data.image_size} (preprocess again with --overwrite)")
+    return table
 

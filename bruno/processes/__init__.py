@@ -1,8 +1,8 @@
-"""Latent processes over the slices of one subject: the paper's exchangeable Student-t/Gaussian
-processes (:mod:`.exchangeable`, SPEC §1), our pose-aware generalisation (:mod:`.pose_kernel`, SPEC §8)
-and its latent factor extension (:mod:`.latent_factor`, SPEC §9.3)."""
+"""Latent processes over the slices of one subject, one interface (:class:`~bruno.processes.base.Process`):
+the paper's exchangeable Student-t/Gaussian processes (:mod:`.exchangeable`, SPEC §1), our pose-aware
+generalisation (:mod:`.pose_kernel`, SPEC §8) and its latent factor extension (:mod:`.latent_factor`, SPEC §9.3)."""
+from bruno.processes.base import DF_MIN, Process
 from bruno.processes.exchangeable import (
-    DF_MIN,
     ExchangeableProcess,
     GaussianProcess,
     Predictive,
@@ -14,6 +14,7 @@ from bruno.processes.exchangeable import (
 )
 from bruno.processes.latent_factor import FactorPredictive, LatentFactorProcess
 from bruno.processes.pose_kernel import KERNELS, PoseKernelProcess
+from bruno.config import ModelConfig
 
 __all__ = [
     "DF_MIN",
@@ -24,9 +25,25 @@ __all__ = [
     "LatentFactorProcess",
     "PoseKernelProcess",
     "Predictive",
+    "Process",
     "ProcessState",
     "StudentTProcess",
     "make_process",
+    "process_from_config",
     "predictive_distribution",
     "sequential_log_prob",
 ]
+
+
+def process_from_config(config: ModelConfig, num_dims: int, num_poses: int) -> Process:
+    """The process a ``model`` config section asks for: exchangeable (no ``pose_kernel``), pose-kernel,
+    or latent factor (``latent_factors``), over D = ``num_dims`` latents and N = ``num_poses`` poses."""
+    if config.pose_kernel is None:
+        return make_process(config.process, num_dims, config.variance_init, config.correlation_init, config.df_init)
+    if config.latent_factors:
+        return LatentFactorProcess(num_dims, num_poses, config.latent_factors, config.pose_kernel, config.variance_init,
+                                   config.correlation_init, config.length_init, config.length_min, config.kernel_nugget,
+                                   name="latent_factor_process")
+    return PoseKernelProcess(num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
+                             config.correlation_init, config.df_init, config.length_init, config.length_min,
+                             config.kernel_nugget, name="pose_kernel_process")

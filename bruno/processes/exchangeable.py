@@ -20,7 +20,9 @@ Predictive of z_{n+1} given z_{1:n} (SPEC §1.3), with e_i = z_i − μ0, S = Σ
 **Variance, not scale**: the Student-t predictive is parameterised by its variance σ², so its TFP
 scale is √(σ²(ν−2)/ν) (SPEC §1.5). The state of a process is an immutable :class:`ProcessState`;
 :meth:`ExchangeableProcess.update` is the upstream O(D) recurrent update (SPEC §1.4) and
-:meth:`ExchangeableProcess.condition` the closed form from sums; they agree exactly.
+:meth:`ExchangeableProcess.condition` the closed form from sums; they agree exactly. Through the
+common interface (:class:`~bruno.processes.base.Process`) the poses are ignored: every query pose
+gets the same predictive, and n_c = 0 in training scores each item given the ones before it.
 
 References:
     Korshunova et al., "BRUNO: A Deep Recurrent Model for Exchangeable Data", NeurIPS 2018.
@@ -34,6 +36,7 @@ from typing import NamedTuple, Optional
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
+from bruno.processes.base import DF_MIN, Process
 
 __all__ = [
     "ExchangeableProcess",
@@ -45,8 +48,6 @@ __all__ = [
     "predictive_distribution",
     "sequential_log_prob",
 ]
-
-DF_MIN = 2.0  # ν0 = exp(b) + 2 > 2, so the variance exists
 
 
 class ProcessState(NamedTuple):
@@ -151,11 +152,7 @@ def sequential_log_prob(
     return tf.reduce_sum(predictive_distribution(m, predictive_variance, df0 + count).log_prob(z), axis=-1)
 
 
-def softplus_inverse(y: float) -> float:
-    return math.log(-math.expm1(-y)) + y
-
-
-class ExchangeableProcess(tf.Module):
+class ExchangeableProcess(Process):
     """Shared machinery of the Student-t and Gaussian exchangeable processes.
 
     Args:
@@ -178,33 +175,12 @@ class ExchangeableProcess(tf.Module):
             raise ValueError(f"correlation_init={correlation_init}, expected in (0, 1)")
         self.num_dims, self.dtype = num_dims, dtype
         self.prior_mean = tf.zeros([num_dims], dtype=dtype)  # μ0: constant, not trained
-        self.prior_var = tf.Variable(
-            tf.fill([num_dims], tf.constant(softplus_inverse(math.sqrt(variance_init)), dtype)), name="prior_var"
-        )
-        self.prior_corr = tf.Variable(
-            tf.fill([num_dims], tf.constant(math.log(correlation_init / (1.0 - correlation_init)), dtype)),
-            name="prior_corr",
-        )
-
-    @property
-    def variance(self) -> tf.Tensor:
-        """v = softplus(a)², [D]."""
-        return tf.square(tf.nn.softplus(self.prior_var))
-
-    @property
-    def correlation(self) -> tf.Tensor:
-        """ρ = sigmoid(r), [D]."""
-        return tf.sigmoid(self.prior_corr)
+        self._create_parameters(variance_init, correlation_init, None)
 
     @property
     def covariance(self) -> tf.Tensor:
         """c = ρ·v, [D]."""
         return self.correlation * self.variance
-
-    @property
-    def df(self) -> Optional[tf.Tensor]:
-        """ν0, [D]; None for the Gaussian process."""
-        return None
 
     def initial_state(self, batch_size: int) -> ProcessState:
         """The prior: n = 0, m = μ0, k = v, β = 0, S = 0, each [batch_size, D]."""
@@ -251,11 +227,29 @@ class ExchangeableProcess(tf.Module):
         """The predictive of the next item: mean and variance [batch, D] (and df)."""
         return Predictive(state.mean, state.gaussian_variance, None)
 
-    def predictive(self, state: ProcessState) -> tfd.Distribution:
+    def state_distribution(self, state: ProcessState) -> tfd.Distribution:
         """The per-dimension predictive of the next item, batch shape [batch, D]."""
         return self.predictive_parameters(state).distribution()
 
-    def log_prob(self, state: ProcessState, z: tf.Tensor) -> tf.Tensor:
+    def predictive(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Predictive:
+        """The predictive of each query given the contexts (poses ignored: the same for every query),
+        mean and variance [batch, Q, D]."""
+        context_z = tf.convert_to_tensor(context_z, self.dtype)
+        batch, queries = int(context_z.shape[0]), int(query_poses.shape[1])
+        state = self.condition(context_z) if context_z.shape[1] else self.initial_state(batch)
+        mean, variance, df = self.predictive_parameters(state)
+        shape = [batch, queries, self.num_dims]
+        return Predictive(tf.broadcast_to(mean[:, None], shape), tf.broadcast_to(variance[:, None], shape),
+                          None if df is None else df[..., None, :])
+
+    def sequence_log_prob(self, z: tf.Tensor, poses: tf.Tensor, num_context: int) -> tf.Tensor:
+        """Training's score (upstream): the targets given the first n_c items; n_c = 0 scores every item
+        given the ones before it (:meth:`sequential_log_prob`)."""
+        if num_context == 0:
+            return self.sequential_log_prob(z)
+        return self.state_log_prob(self.condition(z[:, :num_context]), z[:, num_context:])
+
+    def state_log_prob(self, state: ProcessState, z: tf.Tensor) -> tf.Tensor:
         """Σ_j log p(z_j | state) of items that do *not* update the state.
 
         Args:
@@ -268,7 +262,7 @@ class ExchangeableProcess(tf.Module):
         z = tf.convert_to_tensor(z, self.dtype)
         if z.shape.rank == 3:  # one predictive per sequence, broadcast over its m targets
             state = ProcessState(*(t[:, None] for t in state))
-        return tf.reduce_sum(self.predictive(state).log_prob(z), axis=-1)
+        return tf.reduce_sum(self.state_distribution(state).log_prob(z), axis=-1)
 
     def prior_log_prob(self, z: tf.Tensor) -> tf.Tensor:
         """Σ_j log p(z_j) under the prior (μ0, v, ν0), z [..., D] → [...]."""
@@ -277,7 +271,7 @@ class ExchangeableProcess(tf.Module):
 
     def sample(self, state: ProcessState, num_samples: int, seed: Optional[int | tf.Tensor] = None) -> tf.Tensor:
         """Independent draws from the predictive, float [num_samples, batch, D]."""
-        return self.predictive(state).sample(num_samples, seed=seed)
+        return self.state_distribution(state).sample(num_samples, seed=seed)
 
     def sequential_log_prob(self, z: tf.Tensor) -> tf.Tensor:
         """log p(z_i | z_<i) for sequences z [batch, n, D] → [batch, n] (unconditional BRUNO, SPEC §1.7)."""
@@ -305,15 +299,11 @@ class StudentTProcess(ExchangeableProcess):
         super().__init__(num_dims, variance_init, correlation_init, dtype, name)
         if df_init <= DF_MIN:
             raise ValueError(f"df_init={df_init}, expected > {DF_MIN}")
-        self.prior_nu = tf.Variable(tf.fill([num_dims], tf.constant(math.log(df_init - DF_MIN), dtype)), name="prior_nu")
-
-    @property
-    def df(self) -> tf.Tensor:
-        """ν0 = exp(b) + 2, [D]."""
-        return tf.exp(self.prior_nu) + DF_MIN
+        self.prior_nu = self._per_dim(math.log(df_init - DF_MIN), "prior_nu")
 
     def predictive_parameters(self, state: ProcessState) -> Predictive:
         df0 = self.df
+        assert df0 is not None
         n = state.num_observed[..., None]
         variance = (df0 + state.beta - 2.0) / (df0 + n - 2.0) * state.gaussian_variance
         return Predictive(state.mean, variance, df0 + n)

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
-from bruno.processes.exchangeable import softplus_inverse
+from bruno.processes.base import softplus_inverse
 from bruno.processes.pose_kernel import PoseKernelProcess
 
 __all__ = ["FactorPredictive", "LatentFactorProcess"]
@@ -118,6 +118,10 @@ class LatentFactorProcess(PoseKernelProcess):
         whitened = tf.linalg.triangular_solve(chol_a, tf.transpose(flat, [0, 2, 1]), lower=True)  # L⁻¹ (W(a) − G_a)ᵀ
         factor = tf.reshape(tf.transpose(whitened, [0, 2, 1]), [batch, queries, self.num_dims, self.num_factors])
         return FactorPredictive(mean, solve.gaussian_variance, factor)
+
+    def summary(self) -> dict[str, float]:
+        """The pose-kernel figures and the RMS of the loadings."""
+        return {**super().summary(), "loadings_rms": float(np.sqrt(np.mean(np.square(self.prior_loadings.numpy()))))}
 
     def set_from_pca(self, loadings: np.ndarray, mean: Optional[np.ndarray] = None,
                      residual_variance: Optional[np.ndarray] = None) -> None:

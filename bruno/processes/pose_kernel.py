@@ -32,8 +32,11 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional
 
+import numpy as np
 import tensorflow as tf
-from bruno.processes.exchangeable import DF_MIN, Predictive, softplus_inverse
+
+from bruno.processes.base import DF_MIN, Process, softplus_inverse
+from bruno.processes.exchangeable import Predictive
 
 __all__ = ["KERNELS", "PoseKernelProcess"]
 
@@ -61,7 +64,7 @@ def _kernel(kind: str, distance: tf.Tensor) -> tf.Tensor:
     return tf.exp(-0.5 * tf.square(distance))
 
 
-class PoseKernelProcess(tf.Module):
+class PoseKernelProcess(Process):
     """The process of SPEC §8.
 
     Args:
@@ -95,29 +98,9 @@ class PoseKernelProcess(tf.Module):
         self.num_dims, self.num_poses, self.kernel, self.student = num_dims, num_poses, kernel, student
         self.length_min, self.nugget, self.dtype = length_min, nugget, dtype
 
-        def per_dim(value: float, variable_name: str) -> tf.Variable:
-            return tf.Variable(tf.fill([num_dims], tf.constant(value, dtype)), name=variable_name)
-
-        self.prior_var = per_dim(softplus_inverse(math.sqrt(variance_init)), "prior_var")
-        self.prior_corr = per_dim(math.log(correlation_init / (1.0 - correlation_init)), "prior_corr")
-        self.prior_nu = per_dim(math.log(df_init - DF_MIN), "prior_nu") if student else None
-        self.prior_length = per_dim(softplus_inverse(length_init - length_min), "prior_length")
+        self._create_parameters(variance_init, correlation_init, df_init if student else None)  # ρ: the subject-level share
+        self.prior_length = self._per_dim(softplus_inverse(length_init - length_min), "prior_length")
         self.prior_atlas = tf.Variable(tf.zeros([num_poses, num_dims], dtype), name="prior_atlas")
-
-    @property
-    def variance(self) -> tf.Tensor:
-        """v, [D]."""
-        return tf.square(tf.nn.softplus(self.prior_var))
-
-    @property
-    def correlation(self) -> tf.Tensor:
-        """ρ, the subject-level (pose-independent) share of the correlation, [D]."""
-        return tf.sigmoid(self.prior_corr)
-
-    @property
-    def df(self) -> Optional[tf.Tensor]:
-        """ν0, [D]; None for the Gaussian process."""
-        return None if self.prior_nu is None else tf.exp(self.prior_nu) + DF_MIN
 
     @property
     def length_scale(self) -> tf.Tensor:
@@ -180,6 +163,7 @@ class PoseKernelProcess(tf.Module):
         variance = ((df0 + beta - 2.0) / (df0 + n - 2.0))[:, None, :] * solve.gaussian_variance
         return Predictive(mean, variance, (df0 + n)[None, None, :])
 
-    def log_prob(self, predictive: Predictive, z: tf.Tensor) -> tf.Tensor:
-        """Σ_j log p(z_j | contexts) of targets z [batch, Q, D] at the predictive's query poses → [batch, Q]."""
-        return predictive.log_prob(z)
+    def summary(self) -> dict[str, float]:
+        """The base figures and the length-scale quantiles."""
+        length = self.length_scale.numpy()
+        return {**super().summary(), **{f"length_q{q}": float(np.percentile(length, q)) for q in (10, 50, 90)}}

@@ -1,0 +1,101 @@
+"""The interface every latent process gives the model (:class:`~bruno.model.ConditionalBruno`).
+
+A process scores and predicts the latents z [batch, n, D] of one subject's slices, each with its
+pose index [batch, n]:
+
+* :meth:`Process.predictive` (context latents, context poses, query poses) → the predictive of each
+  query, a :class:`~bruno.processes.Predictive` (independent per dimension) or a
+  :class:`~bruno.processes.FactorPredictive` (correlated dimensions); its ``distribution()`` samples;
+* :meth:`Process.log_prob` (predictive, z) → Σ_j log p(z_j) of each query [batch, Q];
+* :meth:`Process.sequence_log_prob` (z, poses, n_c) → training's score of the T − n_c targets of
+  each sequence given its first n_c items;
+* :attr:`Process.parameters` (the trainable variables, which training schedules apart from the
+  flow's) and :meth:`Process.summary` (figures logged while training).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+__all__ = ["DF_MIN", "Process", "softplus_inverse"]
+
+DF_MIN = 2.0  # ν0 = exp(b) + 2 > 2, so the variance exists
+
+
+def softplus_inverse(y: float) -> float:
+    """softplus⁻¹(y) in float64 (TFP's), for initial values of softplus-parameterised variables."""
+    return float(tfp.math.softplus_inverse(tf.constant(y, tf.float64)))
+
+
+class Process(tf.Module):
+    """Base class of the latent processes; subclasses implement :meth:`predictive`.
+
+    Every process has per-dimension parameters in the upstream parameterisation, created by
+    :meth:`_create_parameters`: variance v = softplus(a)² (variable ``prior_var``), correlation
+    ρ = sigmoid(r) (``prior_corr``) and, for a Student-t process, ν0 = exp(b) + 2 (``prior_nu``).
+    """
+
+    num_dims: int
+    dtype: tf.DType
+    prior_nu: Optional[tf.Variable] = None
+
+    def _per_dim(self, value: float, name: str) -> tf.Variable:
+        return tf.Variable(tf.fill([self.num_dims], tf.constant(value, self.dtype)), name=name)
+
+    def _create_parameters(self, variance_init: float, correlation_init: float, df_init: Optional[float]) -> None:
+        """a0 = softplus⁻¹(√var_init), r0 = logit(corr_init), b0 = log(df_init − 2) (no ν0 when ``df_init`` is None)."""
+        self.prior_var = self._per_dim(softplus_inverse(math.sqrt(variance_init)), "prior_var")
+        self.prior_corr = self._per_dim(math.log(correlation_init / (1.0 - correlation_init)), "prior_corr")
+        if df_init is not None:
+            self.prior_nu = self._per_dim(math.log(df_init - DF_MIN), "prior_nu")
+
+    @property
+    def variance(self) -> tf.Tensor:
+        """v = softplus(a)², [D]."""
+        return tf.square(tf.nn.softplus(self.prior_var))
+
+    @property
+    def correlation(self) -> tf.Tensor:
+        """ρ = sigmoid(r), [D]."""
+        return tf.sigmoid(self.prior_corr)
+
+    @property
+    def df(self) -> Optional[tf.Tensor]:
+        """ν0 = exp(b) + 2, [D]; None for a Gaussian process."""
+        return None if self.prior_nu is None else tf.exp(self.prior_nu) + DF_MIN
+
+    def predictive(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Any:
+        """The latent predictive at each query pose given the contexts (k = 0: the prior).
+
+        Args:
+            context_z: [batch, k, D]; context_poses: int [batch, k]; query_poses: int [batch, Q].
+        """
+        raise NotImplementedError
+
+    def log_prob(self, predictive: Any, z: tf.Tensor) -> tf.Tensor:
+        """Σ_j log p(z_j) of latents z [batch, Q, D] under ``predictive`` → [batch, Q]."""
+        return predictive.log_prob(z)
+
+    def sequence_log_prob(self, z: tf.Tensor, poses: tf.Tensor, num_context: int) -> tf.Tensor:
+        """log p(z_t | z_1..z_{n_c}) of each target t > n_c of sequences z [batch, T, D] with poses int
+        [batch, T] → [batch, T − n_c]: the targets do not condition each other."""
+        predictive = self.predictive(z[:, :num_context], poses[:, :num_context], poses[:, num_context:])
+        return self.log_prob(predictive, z[:, num_context:])
+
+    @property
+    def parameters(self) -> tuple[tf.Variable, ...]:
+        """The trainable variables of the process."""
+        return tuple(self.trainable_variables)
+
+    def summary(self) -> dict[str, float]:
+        """Correlation quantiles, variance range and median df of the process (subclasses add theirs)."""
+        correlation, variance = self.correlation.numpy(), self.variance.numpy()
+        summary = {f"correlation_q{q}": float(np.percentile(correlation, q)) for q in (10, 50, 90)}
+        summary.update(variance_min=float(variance.min()), variance_max=float(variance.max()))
+        if self.df is not None:
+            summary["df_median"] = float(np.median(self.df.numpy()))
+        return summary

@@ -1,0 +1,310 @@
+"""The training loop (SPEC §3): init pass, NLL steps, validation, checkpoints, exact resume and stop.
+
+The same loop trains the paper's GQN and C-VAE baselines (``model.kind``, :func:`bruno.runs.make_model`): their
+"log-prob" is the ELBO, so the loss is −ELBO and validation compares bounds; the model is told the
+step before each update (:meth:`~bruno.model.SequenceModel.set_step`, the GQN's σ annealing).
+
+Semantics (upstream ``config_conditional/train.py``):
+
+* step 0 runs the data-dependent initialisation on the first batch (or, with ``train.init_from``,
+  copies a trained run's flow: fine-tuning) and takes no gradient step; a latent factor process is
+  then initialised by a PCA of the train split's latents;
+  steps 1..max_steps each draw a fresh batch of B sequences of T slices;
+* loss = −mean over the B·(T − n_c) targets of [log p(z_t | contexts) + J_t] (nats per image),
+  reported as bits/dim = loss/(D·ln 2);
+* the learning rate at step t is lr·decay^(t+1); the gradients of the process parameters
+  (``prior_var``, ``prior_corr``, ``prior_nu``, and ``prior_length``/``prior_atlas`` of the pose
+  process) are scaled by ``process_grad_schedule``, and their rate by ``process_learning_rate_scale``;
+* with ``num_context_min`` set, step t uses n_c drawn from a generator seeded by (seed, t), so a
+  resumed run draws the same n_c (one traced step per distinct n_c);
+* a NaN/Inf loss stops training with :class:`~bruno.errors.TrainingDiverged`, keeping the last good
+  checkpoint; SIGINT/SIGTERM end the step in flight, save it and stop (:meth:`Trainer.train`).
+
+Beyond the upstream: a validation NLL on a fixed set of ``val`` sequences every
+``validate_every`` steps, with the best checkpoint kept in ``<run>/best``; checkpoints hold the
+model, the optimiser slots, the step and the exact position of the data stream, so a resumed run on
+CPU reproduces the losses of an uninterrupted one. The run directory holds ``config.yaml`` (the
+resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``, ``best/`` and
+``tensorboard/``.
+
+Several GPUs: pass a ``tf.distribute.MirroredStrategy``; each step splits the batch across the
+replicas, averages the gradients across them and applies one update (the default strategy on a
+single device runs the same code). ``train.mixed_precision`` (GPUs only) runs BRUNO's s/t networks
+in float16 or bfloat16 (:mod:`bruno.precision`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from bruno.config import Config
+from bruno.data.preprocess import load_slice_table
+from bruno.data.sampler import SequenceSampler
+from bruno.errors import RunDirError, TrainingDiverged
+from bruno.latent_volume import initialize_latent_factors
+from bruno.model import ConditionalBruno, bits_per_dim
+from bruno.precision import require_gpu
+from bruno.processes import LatentFactorProcess
+from bruno.runs import make_model, restore_checkpoint
+from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
+from bruno.training.step import UpdateStep
+from bruno.training.warm_start import check_init_source, copy_trained_flow
+
+__all__ = ["TrainResult", "Trainer", "TrainingInterrupted"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainResult(NamedTuple):
+    """Where a training run ended: last step, last train loss (nats/image), best val loss, seconds."""
+
+    step: int
+    train_loss: float
+    best_val_loss: float
+    seconds: float
+
+
+
+class Trainer:
+    """One training run in a prepared run directory (see :func:`prepare_run_dir`).
+
+    Args:
+        config: the experiment config.
+        run_dir: the run directory.
+        strategy: a ``tf.distribute`` strategy (default: the current, single-device one).
+        progress: show a tqdm bar.
+    """
+
+    def __init__(self, config: Config, run_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
+                 progress: bool = True) -> None:
+        self.config, self.run_dir, self.progress = config, run_dir, progress
+        self.strategy = strategy or tf.distribute.get_strategy()
+        train = config.train
+        table = self.table = load_slice_table(config, progress)
+        replicas = self.strategy.num_replicas_in_sync
+        if train.batch_size % replicas:
+            raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
+        self.sampler = SequenceSampler(table, "train", train.batch_size, train.seq_len, train.seed)
+        val_split = "val" if len(table.volumes_in("val")) else None
+        if val_split is None:
+            logger.warning("%s has no validation volumes: no validation NLL, the best checkpoint is the latest", table.path)
+        self.val_batches = ([] if val_split is None else
+                            list(SequenceSampler(table, "val", train.batch_size, train.seq_len, train.seed + 1)
+                                 .batches(train.num_val_batches)))
+        require_gpu(train.mixed_precision)
+        with self.strategy.scope():
+            self.model = make_model(config, train.mixed_precision)
+            self.update = UpdateStep(self.model, train, self.strategy)
+            self.step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="step")
+            self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
+        self.optimizer = self.update.optimizer
+        self.data_state = tf.Variable("", dtype=tf.string, trainable=False, name="data_state")
+        extra = {} if self.update.loss_scale is None else {"loss_scale": self.update.loss_scale}
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                              best_val=self.best_val, data_state=self.data_state, **extra)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
+        self._eval_step = tf.function(self.update.mean_log_prob)
+        self._writer: Optional[Any] = None  # created on the first record: a start that fails writes nothing
+        self._pending: list[float] = []  # train losses since the last train record (saved with the data stream)
+        if train.init_from is not None:
+            check_init_source(config, train.init_from)
+
+    def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
+                    num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``)."""
+        return self.update.compiled(num_context, self.config.train.jit_compile)(images, poses, learning_rate, process_scale)
+
+    def validate(self) -> float:
+        """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""
+        if not self.val_batches:
+            return math.nan
+        num_context = self.config.train.num_context
+        values = [float(self._eval_step(tf.constant(b["images"]), tf.constant(b["poses"]), num_context)[0])
+                  for b in self.val_batches]
+        return -float(np.mean(values))
+
+    # ------------------------------------------------------------------------------ bookkeeping
+    def bits_per_dim(self, loss: float) -> float:
+        """Nats per image → bits per dimension."""
+        return float(bits_per_dim(loss, self.model.num_dims))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+        with self._writer.as_default(step=record["step"]):
+            for key, value in record.items():
+                if key not in ("step", "split", "time") and isinstance(value, (int, float)) and math.isfinite(value):
+                    tf.summary.scalar(f"{record['split']}/{key}", value)
+
+    def _keep_data_state(self) -> None:
+        """Put the data stream's position and the losses not yet logged into the checkpointed state."""
+        self.data_state.assign(json.dumps({"sampler": self.sampler.state, "pending_losses": self._pending}))
+
+    def save(self) -> str:
+        """Write a checkpoint of everything needed to resume exactly (at the end of a step)."""
+        self._keep_data_state()
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint (model, optimiser, step, data stream); returns its step.
+
+        Raises:
+            RunDirError: the checkpoint is unreadable or does not match the config.
+        """
+        restore_checkpoint(self.checkpoint, self.manager.latest_checkpoint, self.model)
+        text = self.data_state.numpy().decode("utf-8")
+        state = json.loads(text)
+        if "sampler" not in state:  # written before the unlogged losses were kept: the bare stream state
+            state = {"sampler": text, "pending_losses": []}
+        self.sampler.state = state["sampler"]
+        self._pending = [float(v) for v in state["pending_losses"]]
+        return int(self.step.numpy())
+
+    # ---------------------------------------------------------------------------------- the loop
+    def _initialize(self) -> None:
+        """Step 0: the data-dependent init on the first batch, or a copy of ``train.init_from``'s flow;
+        then the PCA init of a latent factor process."""
+        batch = self.sampler.next_batch()
+        init_from = self.config.train.init_from
+        if init_from is None:
+            self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
+            logger.info("step 0: initialisation pass on %d images", batch["images"].shape[0] * batch["images"].shape[1])
+        else:
+            source_step = copy_trained_flow(self.model, self.config, init_from)  # type: ignore[arg-type]
+            logger.info("step 0: flow, pose embedding and process copied from %s (step %d)", init_from, source_step)
+        if isinstance(self.model, ConditionalBruno) and isinstance(self.model.process, LatentFactorProcess):
+            initialize_latent_factors(self.model, self.table, self.validate, init_from is None, self.config.train.seed,
+                                      self.progress)
+        self.step.assign(0)
+
+    def _validate_and_keep_best(self, step: int) -> float:
+        val_loss = self.validate()
+        if math.isfinite(val_loss):
+            self._log({"step": step, "split": "val", "loss": val_loss, "bits_per_dim": self.bits_per_dim(val_loss), "time": time.time()})
+            if val_loss < float(self.best_val.numpy()):
+                self.best_val.assign(val_loss)
+                self._keep_data_state()
+                self.best_manager.save(checkpoint_number=step)
+        return val_loss
+
+    def train(self, max_steps: Optional[int] = None) -> TrainResult:
+        """Train from the current step to ``max_steps`` (default: the config's).
+
+        SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end training at the end of the step they
+        arrive in: a checkpoint of that step is written, then :class:`TrainingInterrupted` is raised,
+        and ``--resume`` continues as if nothing had happened. A second signal stops at once.
+
+        Raises:
+            TrainingDiverged: the loss became NaN or Inf (the last good checkpoint stays).
+            TrainingInterrupted: SIGINT or SIGTERM (after the checkpoint).
+        """
+        last = self.config.train.max_steps if max_steps is None else max_steps
+        start_time = time.time()
+        with _StopRequests() as stop:
+            try:
+                loss = self._train_until(last, stop)
+            finally:
+                if self._writer is not None:
+                    self._writer.flush()
+        if not self.val_batches and self.manager.latest_checkpoint:
+            self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+        return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time)
+
+    def _train_until(self, last: int, stop: "_StopRequests") -> float:
+        """The loop of :meth:`train`; returns the last step's loss."""
+        train = self.config.train
+        if int(self.step.numpy()) < 0:
+            self._initialize()
+            self._validate_and_keep_best(0)  # the start of the validation curve
+        first = int(self.step.numpy()) + 1
+        loss = math.nan
+        with tqdm(range(first, last + 1), initial=first - 1, total=last, desc="train", unit="step",
+                  disable=not self.progress) as bar:
+            for step in bar:
+                if stop.signum is not None:
+                    break
+                batch = self.sampler.next_batch()
+                rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
+                scale = process_grad_scale(step, train.process_grad_schedule)
+                self.model.set_step(step)
+                loss_t, _ = self._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]),
+                                             tf.constant(rate, tf.float32), tf.constant(scale, tf.float32),
+                                             num_context_at(step, train))
+                loss = float(loss_t)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint is "
+                                           f"{self.manager.latest_checkpoint}")
+                self.step.assign(step)
+                self._pending.append(loss)
+                bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self.bits_per_dim(loss):.3f}")
+                if step % train.log_every == 0 or step == last:
+                    mean_loss = float(np.mean(self._pending))
+                    self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self.bits_per_dim(mean_loss),
+                               "learning_rate": rate, "time": time.time(),
+                               **({"process_grad_scale": scale} if self.config.model.kind == "bruno" else {}),
+                               **self.model.summary()})
+                    self._pending = []
+                if step % train.validate_every == 0 or step == last:
+                    self._validate_and_keep_best(step)
+                if step % train.checkpoint_every == 0 or step == last:
+                    self.save()
+        if stop.signum is not None and int(self.step.numpy()) < last:
+            path = self.save()
+            logger.warning("%s at step %d: saved %s (--resume continues exactly)", signal.Signals(stop.signum).name,
+                           int(self.step.numpy()), path)
+            raise TrainingInterrupted(stop.signum)
+        return loss
+
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _StopRequests:
+    """While active, SIGINT and SIGTERM only set :attr:`signum` (the loop stops at the end of the
+    step); a second one restores the previous handlers and interrupts at once. Outside the main
+    thread (where handlers cannot be set) signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            self._restore()
+            raise KeyboardInterrupt
+        self.signum = signum
+        logger.warning("%s: stopping at the end of this step (again to stop at once)", signal.Signals(signum).name)
+
+    def _restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()

@@ -1,0 +1,94 @@
+"""One parameter update, shared by the training loop and the benchmark."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from bruno.config import TrainConfig
+from bruno.model import SequenceModel
+from bruno.precision import DynamicLossScale
+from bruno.training.optimizers import make_optimizer
+
+__all__ = ["UpdateStep"]
+
+
+class UpdateStep:
+    """The parameter update of one training step, shared by :class:`Trainer` and the benchmark.
+
+    Builds the model's variables and the optimiser in the strategy's scope. Each call splits the
+    batch across the replicas, averages the gradients, scales those of the process parameters by
+    the schedule value and applies one update; :meth:`compiled` traces it once per n_c. With
+    ``train.mixed_precision: float16`` the gradients come from a dynamically scaled loss, and a step
+    whose gradients overflow is skipped.
+
+    Args:
+        model: the model (variables not yet built).
+        train: the ``train`` config section (optimiser, process learning-rate scale, batch size).
+        strategy: a ``tf.distribute`` strategy (default: the current, single-device one).
+    """
+
+    def __init__(self, model: SequenceModel, train: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) -> None:
+        self.model, self.train = model, train
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            model.build()
+            self.variables = model.trainable_variables
+            self.optimizer = make_optimizer(train.optimizer)
+            self.optimizer.build(self.variables)
+            self.loss_scale = DynamicLossScale() if train.mixed_precision == "float16" else None
+        process = {v.ref() for v in model.process_variables}
+        self._is_process = [v.ref() in process for v in self.variables]
+        self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
+        self._compiled: dict[tuple[int, bool], Any] = {}
+
+    def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Mean target log-probability (nats per image) and bits/dim of a batch."""
+        result = self.model.log_prob(images, poses, num_context)
+        return tf.reduce_mean(result.log_prob), result.bits_per_dim
+
+    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+        with tf.GradientTape() as tape:
+            mean_log_prob, bits = self.mean_log_prob(images, poses, num_context)
+            loss = -mean_log_prob
+            scaled = loss if self.loss_scale is None else loss * self.loss_scale.scale
+        gradients = tape.gradient(scaled, self.variables)
+        return loss, bits, [tf.zeros_like(v) if g is None else g for g, v in zip(gradients, self.variables)]
+
+    def __call__(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
+                 num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """One update (eager unless called through :meth:`compiled`); returns (loss, bits/dim)."""
+        strategy = self.strategy
+        replicas = strategy.num_replicas_in_sync
+
+        def shard(values: tf.Tensor) -> Any:
+            size = self.train.batch_size // replicas
+            return strategy.experimental_distribute_values_from_function(
+                lambda context: values[context.replica_id_in_sync_group * size:(context.replica_id_in_sync_group + 1) * size])
+
+        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context))
+        mean = tf.distribute.ReduceOp.MEAN
+        loss = strategy.reduce(mean, per_replica[0], axis=None)
+        bits = strategy.reduce(mean, per_replica[1], axis=None)
+        gradients = [strategy.reduce(mean, g, axis=None) for g in per_replica[2]]
+        gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
+        if self.loss_scale is None:
+            self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
+            return loss, bits
+        gradients, finite = self.loss_scale.unscale(gradients)
+
+        def apply() -> tf.Tensor:
+            self.optimizer.apply(gradients, self.variables, learning_rate, self._rate_scales)
+            return tf.constant(True)
+        tf.cond(finite, apply, lambda: tf.constant(False))  # a float16 overflow skips the update
+        self.loss_scale.update(finite)
+        return loss, bits
+
+    def compiled(self, num_context: int, jit_compile: bool = False) -> Any:
+        """The update as a ``tf.function`` for this n_c (XLA-compiled with ``jit_compile``), traced on first use."""
+        key = (num_context, jit_compile)
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(functools.partial(self, num_context=num_context), jit_compile=jit_compile or None)
+        return self._compiled[key]
+

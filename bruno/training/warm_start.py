@@ -1,0 +1,70 @@
+"""``train.init_from``: start a run from a trained run's flow (fine-tuning), checked before anything is written."""
+from __future__ import annotations
+
+import os
+
+from bruno.config import Config
+from bruno.errors import ConfigError, RunDirError
+from bruno.model import ConditionalBruno
+from bruno.runs import load_run_config, restore_model
+
+__all__ = ["check_init_source", "copy_trained_flow"]
+
+_SHARED_PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_length", "prior_atlas")  # §8 and §9.3 alike
+
+
+def check_init_source(config: Config, run_dir: str) -> None:
+    """Check that ``train.init_from``'s run can seed this config: a BRUNO run on the same data section
+    with the same flow architecture (and, with both pose kernels, the same kernel and length floor).
+
+    Raises:
+        ConfigError: not a BRUNO run on the same data, or another flow architecture.
+        RunDirError: no such run.
+    """
+    if not os.path.isdir(run_dir):
+        raise RunDirError(f"train.init_from={run_dir!r}: no such run directory (train that run first)")
+    source_config = load_run_config(run_dir)
+    if source_config.model.kind != "bruno" or config.model.kind != "bruno":
+        raise ConfigError(f"train.init_from={run_dir!r}: expected a BRUNO run (model.kind: bruno)")
+    if source_config.data != config.data:
+        raise ConfigError(f"train.init_from={run_dir!r}: its data section differs from this config's (expected the "
+                          f"same table and split, so no val or test volume was trained on)")
+    flow_keys: tuple[str, ...] = ("num_scales", "num_filters", "num_residual_blocks", "num_dense_couplings", "dense_units", "embedding_size",
+                 "upstream_first_conv_3x3", "upstream_label_heads", "upstream_init_passes_raw", "upstream_logit_log_det")
+    if source_config.model.pose_kernel is not None and config.model.pose_kernel is not None:
+        flow_keys += ("pose_kernel", "length_min")  # ℓ = softplus(l) + ℓ_min: the raw variable means ℓ only with the same floor
+    for key in flow_keys:
+        if getattr(source_config.model, key) != getattr(config.model, key):
+            raise ConfigError(f"train.init_from={run_dir!r}: model.{key}={getattr(source_config.model, key)!r} there, "
+                              f"expected {getattr(config.model, key)!r} as here")
+
+
+def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> int:
+    """Copy a trained run's flow, pose embedding and shared process parameters into ``model`` (built).
+
+    The source must pass :func:`check_init_source`; the process parameters both processes have
+    (v, ρ, ℓ, the latent atlas) are copied where their shapes agree, the rest keep their init.
+    Returns the source checkpoint's step.
+
+    Raises:
+        ConfigError: as :func:`check_init_source`.
+        RunDirError: no such run or checkpoint.
+    """
+    check_init_source(config, run_dir)
+    source, _, step = restore_model(run_dir)
+    assert isinstance(source, ConditionalBruno) and isinstance(model, ConditionalBruno)
+    theirs_flow = list(source.flow.variables) + list(source.embedding.variables)
+    ours_flow = list(model.flow.variables) + list(model.embedding.variables)
+    if len(theirs_flow) != len(ours_flow):
+        raise ConfigError(f"train.init_from={run_dir!r}: {len(theirs_flow)} flow variables there, expected {len(ours_flow)}")
+    pairs = list(zip(theirs_flow, ours_flow))
+    pairs += [(getattr(source.process, n), getattr(model.process, n)) for n in _SHARED_PROCESS_VARIABLES
+              if hasattr(source.process, n) and hasattr(model.process, n)
+              and getattr(source.process, n).shape == getattr(model.process, n).shape]
+    for theirs, ours in pairs:
+        if theirs.shape != ours.shape:
+            raise ConfigError(f"train.init_from={run_dir!r}: variable {theirs.name} has shape {theirs.shape}, "
+                              f"expected {ours.shape}")
+        ours.assign(theirs)
+    return step
+
