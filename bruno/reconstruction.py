@@ -29,7 +29,7 @@ from bruno.errors import ConfigError
 from bruno.files import atomic_output
 from bruno.model import SequenceModel
 
-__all__ = ["FAST_SAMPLES", "FETAL_CONTEXTS", "Reconstruction", "evenly_spread", "parse_contexts", "parse_samples", "reconstruct",
+__all__ = ["FAST_SAMPLES", "FETAL_CONTEXTS", "Reconstruction", "check_contexts", "evenly_spread", "parse_contexts", "parse_samples", "reconstruct",
            "save_nifti", "write_volume"]
 
 # Table 4a of the paper (fetal, N = 80): hard-coded context slices per k (SPEC §5.3).
@@ -82,10 +82,10 @@ def fetal_contexts(k: int, num_poses: int) -> list[int]:
 
 
 def parse_contexts(text: str, num_poses: int) -> list[int]:
-    """``"20,40,60"`` → [20, 40, 60], checked: at least one, integers in [0, N), no repeats.
+    """``--contexts "20,40,60"`` → [20, 40, 60], checked by :func:`check_contexts`, at least one.
 
     Raises:
-        ConfigError: naming the bad value.
+        ConfigError: naming the flag and the bad value.
     """
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -94,11 +94,24 @@ def parse_contexts(text: str, num_poses: int) -> list[int]:
     if not values:
         raise ConfigError(f"--contexts {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
                           f"scripts/sample_prior.py)")
+    try:
+        return check_contexts(values, num_poses)
+    except ConfigError as err:
+        raise ConfigError(f"--{err}") from None
+
+
+def check_contexts(contexts: Sequence[int], num_poses: int) -> list[int]:
+    """The context poses as a list of ints, checked: in [0, N), no repeats (empty: the prior).
+
+    Raises:
+        ConfigError: naming the bad value.
+    """
+    values = [int(c) for c in contexts]
     bad = [v for v in values if not 0 <= v < num_poses]
     if bad:
-        raise ConfigError(f"--contexts {text!r}: {bad[0]} is out of range, expected indices in [0, {num_poses})")
+        raise ConfigError(f"contexts {values}: {bad[0]} is out of range, expected indices in [0, {num_poses})")
     if len(set(values)) != len(values):
-        raise ConfigError(f"--contexts {text!r}: repeated slice index")
+        raise ConfigError(f"contexts {values}: repeated slice index")
     return values
 
 
@@ -141,8 +154,8 @@ def reconstruct(model: SequenceModel, images: np.ndarray, contexts: Sequence[int
     """
     num_poses = model.num_poses
     if num_samples < 1:
-        raise ConfigError(f"--samples {num_samples}: expected >= 1")
-    contexts = parse_contexts(",".join(str(c) for c in contexts), num_poses) if contexts else []
+        raise ConfigError(f"num_samples={num_samples}: expected >= 1")
+    contexts = check_contexts(contexts, num_poses)
     rng = np.random.default_rng(seed)
     size = model.image_size
     context_images = np.asarray(images, np.float32)[contexts] + rng.random((len(contexts), size, size), dtype=np.float32)

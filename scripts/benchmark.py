@@ -21,7 +21,7 @@ import shlex
 import sys
 from typing import Any
 
-from bruno.benchmark import MODES, benchmark
+from bruno.experiments.benchmark import MODES, benchmark
 from bruno.config import load_config
 from bruno.errors import ConfigError
 from bruno.files import atomic_output, check_output_path

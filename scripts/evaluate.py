@@ -36,17 +36,17 @@ import logging
 import os
 from typing import Optional
 
-from bruno.acquired_protocol import acquired_inputs
+from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.baselines import load_methods
 from bruno.config import load_config
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
+from bruno.experiments.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
 from bruno.files import check_output_dir, write_text_files
 from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
-from bruno.sample_budget import sample_count_study, study_markdown
+from bruno.experiments.sample_budget import sample_count_study, study_markdown
 from bruno.data.preprocess import load_slice_table
 from bruno.runs import make_deterministic
 

@@ -29,8 +29,8 @@ from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.files import check_output_dir
-from bruno.motion import LAWS, voxel_spacing
-from bruno.motion_experiment import (MotionSettings, default_contexts, motion_markdown, run_subject, save_svr_curves, save_views,
+from bruno.experiments.motion.simulate import LAWS, voxel_spacing
+from bruno.experiments.motion.study import (MotionSettings, default_contexts, motion_markdown, run_subject, save_svr_curves, save_views,
                                      summarise, write_motion_results)
 from bruno.reconstruction import parse_contexts
 from bruno.data.preprocess import load_slice_table

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bruno.benchmark import synthetic_batch
+from bruno.experiments.benchmark import synthetic_batch
 from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError
 from bruno.model import ConditionalBruno

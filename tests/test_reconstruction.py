@@ -19,7 +19,7 @@ from bruno.metrics import cross_correlation, psnr, slice_scores, ssim
 from bruno.reconstruction import (
     FAST_SAMPLES, evenly_spread, fetal_contexts, parse_contexts, parse_samples, reconstruct, write_volume,
 )
-from bruno.sample_budget import cheapest_within
+from bruno.experiments.sample_budget import cheapest_within
 from bruno.runs import prepare_run_dir, restore_model
 
 from tests.conftest import REPO, head_like, train_tiny_run, write_nifti
@@ -280,7 +280,7 @@ def test_sample_count_study_script(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_paired_differences_and_distance_table() -> None:
-    from bruno.evaluation import by_distance, paired_differences
+    from bruno.experiments.evaluation import by_distance, paired_differences
 
     def subject(ours: float, pca: float, linear: float) -> dict:
         per_slice = [1.0, ours, ours, 1.0, ours]

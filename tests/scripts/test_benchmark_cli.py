@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bruno.benchmark import graph_flops
+from bruno.experiments.benchmark import graph_flops
 from tests.conftest import REPO
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 

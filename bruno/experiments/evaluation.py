@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bruno.acquired_protocol import Acquired  # noqa: E402
+from bruno.experiments.acquired_protocol import Acquired  # noqa: E402
 from bruno.baselines import ClassicalMethod  # noqa: E402
 from bruno.config import Config  # noqa: E402
 from bruno.errors import ConfigError  # noqa: E402

@@ -26,7 +26,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 from tqdm import tqdm
 
-from bruno.motion import Stack, gaussian_average, sample_volume
+from bruno.experiments.motion.simulate import Stack, gaussian_average, sample_volume
 
 __all__ = ["PATTERN_STEPS", "SVRResult", "normalised_cross_correlation", "register_stack", "slice_to_volume"]
 

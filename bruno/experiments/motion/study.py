@@ -1,11 +1,11 @@
 """The motion experiment (SPEC §5.4): which initial volume for slice-to-volume reconstruction?
 
 Per subject: three orthogonal stacks are simulated with random slice translations
-(:mod:`bruno.motion`); the Gaussian average of the stacks at their nominal positions is the usual
+(:mod:`bruno.experiments.motion.simulate`); the Gaussian average of the stacks at their nominal positions is the usual
 initial volume; BRUNO's is the mean of S samples per pose conditioned on motion-free slices (by
-default 4: the fetal table's k = 4 set, scaled to N); translation-only SVR (:mod:`bruno.svr`) is then run from
+default 4: the fetal table's k = 4 set, scaled to N); translation-only SVR (:mod:`bruno.experiments.motion.svr`) is then run from
 each. Every volume is scored against the truth with SSIM and CC (mean over its axial slices, as in
-:mod:`bruno.evaluation`), and each SVR iteration's corrections by their mean distance to the true
+:mod:`bruno.experiments.evaluation`), and each SVR iteration's corrections by their mean distance to the true
 translations (mm). Reference rows: the Gaussian average of motion-free stacks at both σ (what the
 initialisation, and SVR at best, would give without motion), the Gaussian average of the moved stacks
 at SVR's σ without registration (how much of SVR's gain is the narrower kernel alone), and linear
@@ -31,9 +31,9 @@ from bruno.baselines import linear_interpolation  # noqa: E402
 from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
 from bruno.model import SequenceModel  # noqa: E402
-from bruno.motion import gaussian_average, simulate_stacks  # noqa: E402
+from bruno.experiments.motion.simulate import gaussian_average, simulate_stacks  # noqa: E402
 from bruno.reconstruction import FETAL_CONTEXTS, reconstruct  # noqa: E402
-from bruno.svr import slice_to_volume  # noqa: E402
+from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
 
 __all__ = ["INITS", "MotionSettings", "default_contexts", "motion_markdown", "run_subject", "save_svr_curves", "save_views",
            "summarise", "write_motion_results"]

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bruno.acquired_protocol import acquired_inputs
+from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.baselines import population_mean
 from bruno.baselines.classical import Atlas, LinearInterpolation
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
 from bruno.errors import ConfigError
-from bruno.evaluation import Subject, evaluate
+from bruno.experiments.evaluation import Subject, evaluate
 from tests.conftest import REPO, head_like, nifti_config, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 

@@ -10,9 +10,9 @@ from scipy import ndimage
 
 from bruno.errors import ConfigError
 from bruno.metrics import cross_correlation, slice_scores
-from bruno.motion import STACK_AXES, acquire_stack, gaussian_average, random_translations, simulate_stacks, voxel_spacing
-from bruno.motion_experiment import default_contexts
-from bruno.svr import normalised_cross_correlation, register_stack, slice_to_volume
+from bruno.experiments.motion.simulate import STACK_AXES, acquire_stack, gaussian_average, random_translations, simulate_stacks, voxel_spacing
+from bruno.experiments.motion.study import default_contexts
+from bruno.experiments.motion.svr import normalised_cross_correlation, register_stack, slice_to_volume
 from tests.conftest import head_like, train_tiny_run, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 
