@@ -39,10 +39,9 @@ from typing import Optional
 from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.baselines import load_methods
 from bruno.config import load_config
-from bruno.data.nifti import find_inputs, load_nifti
-from bruno.data.slices import extract_slices
+from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
-from bruno.experiments.evaluation import Subject, evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
+from bruno.experiments.evaluation import evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
 from bruno.files import check_output_dir, write_text_files
 from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
@@ -140,16 +139,7 @@ def main() -> None:
     check_output_dir(out, outputs, args.overwrite)
 
     table = load_slice_table(config, not args.no_progress)
-    if args.input:
-        subjects = []
-        for path in find_inputs(args.input)[: args.max_subjects]:
-            volume = load_nifti(path, config.data.subject_pattern)
-            subjects.append(Subject(volume.subject, extract_slices(volume, config.data).images))
-    else:
-        indices = table.volumes_in(args.split)[: args.max_subjects]
-        if len(indices) == 0:
-            raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
-        subjects = [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i))), int(i)) for i in indices]
+    subjects = load_subjects(table, config.data, args.split, args.input, args.max_subjects)
     if counts:
         name, model = next(iter(models.items()))
         study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, not args.no_progress)

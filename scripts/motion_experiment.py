@@ -25,8 +25,7 @@ import re
 
 from tqdm import tqdm
 
-from bruno.data.nifti import find_inputs, load_nifti
-from bruno.data.slices import extract_slices
+from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
 from bruno.files import check_output_dir
 from bruno.experiments.motion.simulate import LAWS, voxel_spacing
@@ -92,19 +91,9 @@ def main() -> None:
     out = args.out or os.path.join(args.run, "motion_" + ("input" if args.input else args.split))
     check_output_dir(out, _RESULT_FILES, args.overwrite)
 
-    if args.input:
-        subjects = []
-        for path in find_inputs(args.input)[: args.max_subjects]:
-            volume = load_nifti(path, config.data.subject_pattern)
-            slices = extract_slices(volume, config.data)
-            subjects.append((volume.subject, slices.images, voxel_spacing(slices.affine)))
-    else:
-        table = load_slice_table(config, not args.no_progress)
-        indices = table.volumes_in(args.split)[: args.max_subjects]
-        if len(indices) == 0:
-            raise ConfigError(f"{table.path}: split {args.split!r} has no volumes")
-        subjects = [(table.info(int(i)).subject, table.read(table.rows_of(int(i))), voxel_spacing(table.info(int(i)).affine))
-                    for i in indices]
+    table = load_slice_table(config, not args.no_progress)
+    subjects = [(s.name, s.images, voxel_spacing(s.affine))
+                for s in load_subjects(table, config.data, args.split, args.input, args.max_subjects)]
     views = {name: os.path.join(out, "views_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".png") for name, _, _ in subjects}
     check_output_dir(out, [os.path.basename(path) for path in views.values()], args.overwrite)
     os.makedirs(out, exist_ok=True)  # only now that the inputs have been read

@@ -30,7 +30,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import matplotlib
 
@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bruno.data.subjects import Subject  # noqa: E402
 from bruno.experiments.acquired_protocol import Acquired  # noqa: E402
 from bruno.baselines import ClassicalMethod  # noqa: E402
 from bruno.config import Config  # noqa: E402
@@ -50,7 +51,7 @@ from bruno.model import SequenceModel  # noqa: E402
 from bruno.reconstruction import Reconstruction, reconstruct  # noqa: E402
 from bruno.runs import restore_model  # noqa: E402
 
-__all__ = ["METRICS", "MODEL_NAMES", "Subject", "by_distance", "evaluate", "load_runs", "method_labels", "paired_differences", "results_markdown",
+__all__ = ["METRICS", "MODEL_NAMES", "by_distance", "evaluate", "load_runs", "method_labels", "paired_differences", "results_markdown",
            "save_curves", "save_montage", "write_results"]
 
 MODEL_NAMES = {"bruno": "BRUNO", "gqn": "GQN", "cvae": "C-VAE"}
@@ -71,15 +72,6 @@ def method_labels(models: dict[str, SequenceModel], baselines: dict[str, Classic
         labels.update({f"{name}_mean": f"{display}, mean image", f"{name}_mode": f"{display}, {deterministic}",
                        f"{name}_sample": f"{display}, single sample"})
     return {**labels, **{key: method.label for key, method in baselines.items()}}
-
-
-class Subject(NamedTuple):
-    """One test volume: a name, its pose-ordered slices uint8 [N, H, W], and its slice-table row
-    (needed by the acquired-slices protocol)."""
-
-    name: str
-    images: np.ndarray
-    index: Optional[int] = None
 
 
 def _summary(scores: SliceScores) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bruno.experiments.evaluation import Subject
+from bruno.data.subjects import Subject
 from bruno.metrics import slice_scores
 from bruno.model import SequenceModel
 from bruno.reconstruction import reconstruct

@@ -13,7 +13,8 @@ from bruno.baselines.classical import Atlas, LinearInterpolation
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
 from bruno.errors import ConfigError
-from bruno.experiments.evaluation import Subject, evaluate
+from bruno.data.subjects import Subject
+from bruno.experiments.evaluation import evaluate
 from tests.conftest import REPO, head_like, nifti_config, write_nifti
 from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
 
@@ -34,7 +35,7 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
     table, config = table
     atlas = population_mean(table)
     test = [int(i) for i in table.volumes_in("test")] + [int(i) for i in table.volumes_in("val")]
-    subjects = [Subject(str(i), table.read(table.rows_of(i)), i) for i in test]
+    subjects = [Subject(str(i), table.read(table.rows_of(i)), index=i) for i in test]
     baselines = {"linear": LinearInterpolation(), "population_mean": Atlas(atlas)}
     for poses_from in ("known", "estimated"):
         acquire = acquired_inputs(table, config.data, poses_from, None, atlas)

@@ -1,0 +1,50 @@
+"""Test subjects, from a split of the slice table or from NIfTI files never seen in training.
+
+Files are preprocessed exactly as the training data (their slab and intensity window from every
+slice: the paper's evaluation protocol), so both sources give the same kind of volume.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from bruno.config import DataConfig
+from bruno.data.nifti import find_inputs, load_nifti
+from bruno.data.slices import extract_slices
+from bruno.data.table import SliceTable
+from bruno.errors import ConfigError
+
+__all__ = ["Subject", "load_subjects"]
+
+
+class Subject(NamedTuple):
+    """One test volume: a name, its pose-ordered slices uint8 [N, H, W], the slab's voxel → world
+    affine, and its slice-table row (None for a file; the acquired-slices protocol needs it)."""
+
+    name: str
+    images: np.ndarray
+    affine: Optional[np.ndarray] = None
+    index: Optional[int] = None
+
+
+def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", files: Optional[str] = None,
+                  max_subjects: Optional[int] = None) -> list[Subject]:
+    """The first ``max_subjects`` volumes of ``split``, or of the NIfTI folder/glob/file ``files``.
+
+    Raises:
+        ConfigError: the split has no volumes.
+        VolumeError: no file matches, or a file is unusable.
+    """
+    if files is not None:
+        subjects = []
+        for path in find_inputs(files)[:max_subjects]:
+            volume = load_nifti(path, data.subject_pattern)
+            slices = extract_slices(volume, data)
+            subjects.append(Subject(volume.subject, slices.images, slices.affine))
+        return subjects
+    indices = table.volumes_in(split)[:max_subjects]
+    if len(indices) == 0:
+        raise ConfigError(f"{table.path}: split {split!r} has no volumes")
+    return [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i))), table.info(int(i)).affine, int(i))
+            for i in indices]
