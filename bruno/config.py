@@ -27,6 +27,8 @@ from bruno.errors import ConfigError
 
 __all__ = [
     "Config",
+    "data_to_yaml",
+    "parse_data_section",
     "CVAEConfig",
     "DataConfig",
     "GQNConfig",
@@ -457,9 +459,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
 
-def _build(cls: Any, mapping: dict[str, Any], prefix: str) -> Any:
+def _build(cls: Any, mapping: dict[str, Any], prefix: str, lenient: bool = False) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    if lenient:  # keys this version does not know (written by a newer one, or since renamed) are dropped
+        mapping = {k: v for k, v in mapping.items() if k in names}
     for key in mapping:
         if key not in names:
             where = prefix.rstrip(".") or "top level"
@@ -544,6 +548,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def parse_data_section(mapping: Any, source: str) -> DataConfig:
+    """The ``data`` section stored in a slice table, read leniently: unknown top-level keys of the
+    section are ignored (its values are still checked), so tables outlive renamed config keys.
+
+    Raises:
+        ConfigError: with ``source`` at the start of the one-line message.
+    """
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{source}: expected a mapping (the data section), got {type(mapping).__name__}")
+    try:
+        return _build(DataConfig, mapping, "data.", lenient=True)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def data_to_yaml(data: DataConfig) -> str:
+    """The ``data`` section as YAML text; :func:`parse_data_section` of it gives ``data`` back."""
+    return yaml.safe_dump(_plain(dataclasses.asdict(data)), sort_keys=False)
 
 
 def config_to_yaml(config: Config) -> str:

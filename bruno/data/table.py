@@ -14,7 +14,11 @@ Layout (``FORMAT_VERSION`` 1; S slices, V volumes, N poses, H = W = image size):
     /volumes/slab               int32   [V, 2]      [start, stop) slice range in the canonical volume
     /volumes/intensity          float64 [V, 2]      input intensities mapped to 0 and 255
     /skipped/source, /reason    str     [K]         files skipped with --skip-bad
-    attrs: format_version, num_poses, image_size, slab_fraction, config (resolved YAML)
+    attrs: format_version, num_poses, image_size, slab_fraction, data (the resolved data: section, YAML)
+
+Only what describes the data is stored, and read leniently (keys this version does not know are
+ignored), so renaming a model or train key never makes a table unreadable. Version 1 files (which
+stored the whole config as ``config``) still open: only their data section is read.
 
 Slices are stored volume by volume in pose order, so the rows of volume v are
 ``v*N .. v*N + N - 1``. See :mod:`bruno.data.slices` for the image orientation.
@@ -32,7 +36,7 @@ import h5py
 import numpy as np
 import yaml
 
-from bruno.config import Config, SplitConfig, config_to_yaml, parse_config
+from bruno.config import Config, DataConfig, SplitConfig, data_to_yaml, parse_data_section
 from bruno.data.nifti import Volume
 from bruno.data.slices import SlabSlices
 from bruno.errors import DataFileError, OutputPathError
@@ -40,7 +44,8 @@ from bruno.files import atomic_output
 
 __all__ = ["FORMAT_VERSION", "SPLITS", "SliceTable", "SliceTableWriter", "assign_splits"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: the whole config in attrs['config']
 SPLITS = ("train", "val", "test")
 _STR = h5py.string_dtype("utf-8")
 _NUMERIC_COLUMNS: dict[str, tuple[type, tuple[int, ...]]] = {
@@ -149,7 +154,7 @@ class SliceTableWriter:
         f.attrs["num_poses"] = data.num_poses
         f.attrs["image_size"] = data.image_size
         f.attrs["slab_fraction"] = data.slab_fraction
-        f.attrs["config"] = config_to_yaml(self.config)
+        f.attrs["data"] = data_to_yaml(data)
 
     def __exit__(
         self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
@@ -201,11 +206,15 @@ class SliceTable:
         try:
             with h5py.File(path, "r") as f:
                 version = int(f.attrs.get("format_version", -1))
-                if version != FORMAT_VERSION:
-                    raise DataFileError(f"{path}: format_version={version}, expected {FORMAT_VERSION}")
+                if version not in _READABLE_VERSIONS:
+                    raise DataFileError(f"{path}: format_version={version}, expected one of {_READABLE_VERSIONS}")
                 self.num_poses = int(f.attrs["num_poses"])
                 self.image_size = int(f.attrs["image_size"])
-                self.config = parse_config(yaml.safe_load(f.attrs["config"]), f"{path}:config")
+                if version == 1:
+                    section = (yaml.safe_load(f.attrs["config"]) or {}).get("data", {})
+                else:
+                    section = yaml.safe_load(f.attrs["data"])
+                self.data: DataConfig = parse_data_section(section, f"{path}:data")
                 num_slices, num_poses_listed = f["volume"].shape[0], f["pose"].shape[0]
                 table = f["volumes"]
                 self.splits = np.array(_strings(table["split"]))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bruno.config import SplitConfig, parse_config
+from bruno.config import SplitConfig, parse_data_section
 from bruno.data.preprocess import build_slice_table
 from bruno.data.table import FORMAT_VERSION, SliceTable, assign_splits
 from bruno.errors import ConfigError, DataFileError, OutputPathError, VolumeError
@@ -36,8 +36,8 @@ def test_layout(tmp_path: Path) -> None:
         assert set(table_group["split"].asstr()[()]) <= {"train", "val", "test"}
         assert f.attrs["format_version"] == FORMAT_VERSION
         assert (f.attrs["num_poses"], f.attrs["image_size"], f.attrs["slab_fraction"]) == (8, 16, 0.75)
-        assert parse_config(yaml.safe_load(f.attrs["config"])) == config
-    assert table.num_volumes == 6 and table.config == config
+        assert parse_data_section(yaml.safe_load(f.attrs["data"]), "t") == config.data and "config" not in f.attrs
+    assert table.num_volumes == 6 and table.data == config.data
     info = table.info(2)
     assert info.subject == "phantom_0002" and info.source == "phantom://seed3/2"
     np.testing.assert_allclose(info.spacing, [8.0, 8.0, 8.0])
@@ -166,8 +166,30 @@ def test_slice_table_rejects_bad_files(tmp_path: Path) -> None:
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["x"] = 1
-    with pytest.raises(DataFileError, match=r"other\.h5: format_version=-1, expected 1"):
+    with pytest.raises(DataFileError, match=r"other\.h5: format_version=-1, expected one of \(1, 2\)"):
         SliceTable(str(other))
+
+
+FIXTURE_V1 = Path(__file__).resolve().parent.parent / "fixtures" / "tiny_v1.h5"  # written by the code before format 2
+
+
+def test_a_version_1_table_still_opens_and_keys_it_does_not_know_are_ignored(tmp_path: Path) -> None:
+    table = SliceTable(str(FIXTURE_V1))
+    assert (table.num_volumes, table.num_poses, table.image_size, table.data.num_poses) == (8, 8, 16, 8)
+    assert table.data.phantom.num_subjects == 8 and table.read(table.rows_of(0)).shape == (8, 16, 16)
+    renamed = tmp_path / "renamed.h5"
+    renamed.write_bytes(FIXTURE_V1.read_bytes())
+    with h5py.File(renamed, "r+") as f:  # a model key renamed since, and a data key from a newer version
+        stored = yaml.safe_load(f.attrs["config"])
+        stored["model"]["a_key_renamed_since"] = 1
+        stored["data"]["a_key_from_the_future"] = True
+        f.attrs["config"] = yaml.safe_dump(stored)
+    assert SliceTable(str(renamed)).data == table.data
+    with h5py.File(renamed, "r+") as f:  # values of keys it knows are still checked
+        stored["data"]["num_poses"] = "eight"
+        f.attrs["config"] = yaml.safe_dump(stored)
+    with pytest.raises(DataFileError, match=r"renamed\.h5: not a readable slice table .*data\.num_poses='eight'"):
+        SliceTable(str(renamed))
 
 
 def test_volumes_written_in_world_coordinates(tmp_path: Path) -> None:
