@@ -211,9 +211,7 @@ def test_evaluate_scores_bruno_and_baselines_in_one_table(runs: dict[str, Path],
                   "C-VAE, single sample", "linear interpolation", "population mean (atlas)"):
         assert f"| {label} |" in table
     assert (out / "montage.png").stat().st_size > 1000
-    other = tmp_path / "other.yaml"
-    other.write_text((REPO / "config_rnn/tiny_cvae.yaml").read_text().replace("num_poses: 8", "num_poses: 6"))
-    config = load_config(other)
+    config = override(load_config(REPO / "config_rnn/tiny_cvae.yaml"), "data", num_poses=6)
     run = tmp_path / "other"
     prepare_run_dir(str(run), override(config, "data", output=str(tmp_path / "six.h5")), False, False)
     Trainer(override(config, "data", output=str(tmp_path / "six.h5")), str(run), progress=False).train(max_steps=1)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,28 @@ def test_override_checks_values() -> None:
         override(Config(), "data", num_poses=1)
     with pytest.raises(ConfigError, match=r"unknown key data\.bogus"):
         override(Config(), "data", bogus=1)
+
+
+def test_base_shares_the_sections_a_file_leaves_out(tmp_path: Path) -> None:
+    (tmp_path / "parent.yaml").write_text("data: {num_poses: 12, image_size: 16}\nmodel: {num_scales: 2}\ntrain: {seq_len: 5, num_context: 3}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("base: ../parent.yaml\nmodel: {num_filters: 8}\n")
+    child = load_config(tmp_path / "sub" / "child.yaml")
+    assert (child.data.num_poses, child.train.seq_len) == (12, 5)
+    assert (child.model.num_filters, child.model.num_scales) == (8, 3)  # the child's model section replaces the base's whole
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match=r"loop\.yaml: base='loop\.yaml' leads back to itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
+        load_config(tmp_path / "orphan.yaml")
+    (tmp_path / "odd.yaml").write_text("base: [1]\n")
+    with pytest.raises(ConfigError, match=r"odd\.yaml: base=\[1\], expected the path of another config file"):
+        load_config(tmp_path / "odd.yaml")
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "base:" in p.read_text()], ids=lambda p: p.name)
+def test_variants_share_their_base_data_section(path: Path) -> None:
+    base = yaml.safe_load(path.read_text())["base"]
+    assert load_config(path).data == load_config(path.parent / base).data
+    assert not re.search(r"^data:", path.read_text(), re.M)

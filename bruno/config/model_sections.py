@@ -1,0 +1,166 @@
+"""The ``model:`` section: BRUNO's flow sizes, process, pose kernel and upstream quirk switches, and the
+sub-sections of the paper's GQN and C-VAE baselines.
+
+The section stays flat (one level of keys) so that every run's stored ``config.yaml`` and every
+experiment file keep loading; the flow's own :class:`~bruno.flows.realnvp.FlowArchitecture` is built
+from it in :mod:`bruno.model`, so :mod:`bruno.flows` does not depend on configs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from bruno.config.schema_base import fail as _fail
+
+__all__ = ["CVAEConfig", "GQNConfig", "ModelConfig"]
+
+
+@dataclass(frozen=True)
+class GQNConfig:
+    """The GQN baseline (SPEC §5.5; ogroth/tf-gqn's defaults, sizes configurable so it runs at 32×32).
+
+    Attributes:
+        representation: ``tower`` (r_i is H/4 × W/4 × C) or ``pool`` (its spatial mean, broadcast back).
+        representation_channels: C of r_i (the tower's halves use C/2).
+        hidden_channels: ConvLSTM state channels of the generator and the inference core.
+        latent_channels: z channels per DRAW step.
+        canvas_channels: channels of the full-resolution canvas.
+        num_steps: L, DRAW steps.
+        kernel_size: of the ConvLSTM gates and the prior/posterior heads.
+        sigma_start, sigma_end, sigma_anneal_steps: the pixel σ falls linearly from start to end over
+            that many steps, then stays (on [0, 1] intensities).
+    """
+
+    representation: Literal["tower", "pool"] = "tower"
+    representation_channels: int = 256
+    hidden_channels: int = 256
+    latent_channels: int = 64
+    canvas_channels: int = 256
+    num_steps: int = 8
+    kernel_size: int = 5
+    sigma_start: float = 2.0
+    sigma_end: float = 0.7
+    sigma_anneal_steps: int = 200_000
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_channels", "latent_channels", "canvas_channels", "num_steps", "sigma_anneal_steps"):
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "an integer >= 1")
+        if self.representation_channels < 2 or self.representation_channels % 2:
+            _fail("representation_channels", self.representation_channels, "an even integer >= 2")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            _fail("kernel_size", self.kernel_size, "an odd integer >= 1")
+        if not 0.0 < self.sigma_end <= self.sigma_start:
+            _fail("sigma_end", self.sigma_end, f"a number in (0, sigma_start = {self.sigma_start}]")
+
+
+@dataclass(frozen=True)
+class CVAEConfig:
+    """The paper's conditional VAE baseline (SPEC §5.5).
+
+    Attributes:
+        representation_channels: C of the GQN tower encoder whose context outputs are averaged.
+        filters: conv widths of the 4 resolutions of the encoder/generator (2 convs 3×3 each).
+        latent_size: size of z (N(0, I) prior).
+        sigma_init: initial pixel σ of the Gaussian likelihood (learned, one scalar, on [0, 1] intensities).
+    """
+
+    representation_channels: int = 256
+    filters: tuple[int, int, int, int] = (32, 64, 128, 256)
+    latent_size: int = 128
+    sigma_init: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.representation_channels < 2 or self.representation_channels % 2:
+            _fail("representation_channels", self.representation_channels, "an even integer >= 2")
+        if min(self.filters) < 1:
+            _fail("filters", list(self.filters), "4 integers >= 1")
+        if self.latent_size < 1:
+            _fail("latent_size", self.latent_size, "an integer >= 1")
+        if not 0.0 < self.sigma_init < 1.0:
+            _fail("sigma_init", self.sigma_init, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Conditional BRUNO: the flow's sizes, the exchangeable process, and upstream quirks (SPEC §1, §2).
+
+    The defaults are the paper's model (upstream ``m1_shapenet``: 3 scales, 64 filters, 6 residual
+    blocks, 6 dense couplings of 256 units, a 32-d pose embedding, Student-t process).
+
+    Attributes:
+        kind: ``bruno`` (this model), or one of the paper's baselines trained by the same pipeline:
+            ``gqn`` (section ``gqn``) or ``cvae`` (section ``cvae``); the flow/process keys then do nothing.
+        num_scales: multi-scale levels S; ``data.image_size`` must be a multiple of 2^S.
+        num_filters: width F of the conv s/t networks.
+        num_residual_blocks: R per conv s/t network.
+        num_dense_couplings: dense couplings after the conv part.
+        dense_units: width U of the dense s/t networks (even).
+        embedding_size: size of the shared pose embedding.
+        process: ``student_t`` (the paper) or ``gaussian`` (upstream m1_shapenet).
+        variance_init, correlation_init, df_init: initial process parameters (1, 0.1, 1000).
+        upstream_first_conv_3x3: quirk Q1, the first conv of each s/t network is 3×3 (not 1×1).
+        upstream_label_heads: quirk Q2, the pose projections of the s/t heads start orthogonal, not 0.
+        upstream_init_passes_raw: quirk Q3, the init pass hands on un-normalised activations.
+        upstream_logit_log_det: quirk Q4, omit the constant D·ln(1−α) from the logit log-det.
+        pose_kernel: None (the paper's exchangeable process) or ``matern32``/``rbf``: our pose-aware
+            process of SPEC §8, whose covariance decays with the distance between poses and whose
+            prior mean is a learned latent atlas (one row per pose).
+        length_init: initial length scale ℓ of the pose kernel, in poses.
+        length_min: lower bound of ℓ.
+        kernel_nugget: per-slice white noise ε of the pose kernel, relative to the variance.
+        latent_factors: 0, or r >= 1: the latent factor process of SPEC §9.3 (a rank-r subject code
+            shared by every pose and latent dimension on top of the pose kernel; needs ``pose_kernel``
+            and ``process: gaussian``), initialised by a PCA of the training latents.
+        keep_contexts: reconstructions return the acquired slices unchanged at their own poses
+            (instead of the model's samples there).
+    """
+
+    kind: Literal["bruno", "gqn", "cvae"] = "bruno"
+    num_scales: int = 3
+    num_filters: int = 64
+    num_residual_blocks: int = 6
+    num_dense_couplings: int = 6
+    dense_units: int = 256
+    embedding_size: int = 32
+    process: Literal["student_t", "gaussian"] = "student_t"
+    variance_init: float = 1.0
+    correlation_init: float = 0.1
+    df_init: float = 1000.0
+    upstream_first_conv_3x3: bool = True
+    upstream_label_heads: bool = True
+    upstream_init_passes_raw: bool = True
+    upstream_logit_log_det: bool = False
+    pose_kernel: Optional[Literal["matern32", "rbf"]] = None
+    length_init: float = 3.0
+    length_min: float = 0.5
+    kernel_nugget: float = 1e-3
+    latent_factors: int = 0
+    keep_contexts: bool = False
+    gqn: GQNConfig = field(default_factory=GQNConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("num_scales", "num_filters", "num_residual_blocks", "embedding_size"):
+            if getattr(self, key) < 1:
+                _fail(key, getattr(self, key), "an integer >= 1")
+        if self.num_dense_couplings < 0:
+            _fail("num_dense_couplings", self.num_dense_couplings, "an integer >= 0")
+        if self.dense_units < 2 or self.dense_units % 2:
+            _fail("dense_units", self.dense_units, "an even integer >= 2")
+        if self.variance_init <= 0:
+            _fail("variance_init", self.variance_init, "a number > 0")
+        if not 0.0 < self.correlation_init < 1.0:
+            _fail("correlation_init", self.correlation_init, "a number in (0, 1)")
+        if self.df_init <= 2.0:
+            _fail("df_init", self.df_init, "a number > 2 (the variance must exist)")
+        if self.length_min <= 0:
+            _fail("length_min", self.length_min, "a number > 0")
+        if self.length_init <= self.length_min:
+            _fail("length_init", self.length_init, f"a number > length_min = {self.length_min}")
+        if self.kernel_nugget < 0:
+            _fail("kernel_nugget", self.kernel_nugget, "a number >= 0")
+        if self.latent_factors < 0:
+            _fail("latent_factors", self.latent_factors, "an integer >= 0")
+        if self.latent_factors and (self.pose_kernel is None or self.process != "gaussian"):
+            _fail("latent_factors", self.latent_factors, "0 unless pose_kernel is set and process is 'gaussian'")
