@@ -402,3 +402,15 @@ def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_pat
         trainer(other, tmp_path / "bad", **settings)._initialize()
     with pytest.raises(ConfigError, match="model.num_filters=8 there, expected 16"):
         trainer(override(config, "model", num_filters=16), tmp_path / "bad2", **settings)._initialize()
+
+
+def test_a_run_checkpointed_before_the_training_package_split_still_restores() -> None:
+    """tests/fixtures/tiny_run_v1: tiny.yaml trained 20 steps (seed 0) by the code before issue 19, saved model-only;
+    the log-probabilities of a fixed batch were recorded then."""
+    model, config, step = restore_model(str(REPO / "tests/fixtures/tiny_run_v1"))
+    assert step == 20 and config.model.num_dense_couplings == 2
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (2, 4, 16, 16, 1)), tf.float32)
+    poses = tf.one_hot([[0, 3, 5, 7], [1, 2, 4, 6]], 8)
+    np.testing.assert_allclose(model.log_prob(images, poses, 3).log_prob.numpy(), [[-1890.0543212890625], [-1716.9437255859375]],
+                               rtol=1e-6)
