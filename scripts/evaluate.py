@@ -41,7 +41,8 @@ from bruno.baselines import load_methods
 from bruno.config import load_config
 from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
-from bruno.experiments.evaluation import evaluate, load_runs, results_markdown, save_curves, save_montage, write_results
+from bruno.experiments.evaluation import evaluate, load_runs
+from bruno.experiments.report import results_markdown, save_curves, save_montage, write_results
 from bruno.files import check_output_dir, write_text_files
 from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
