@@ -96,8 +96,8 @@ def parse_contexts(text: str, num_poses: int) -> list[int]:
                           f"scripts/sample_prior.py)")
     try:
         return check_contexts(values, num_poses)
-    except ConfigError as err:
-        raise ConfigError(f"--{err}") from None
+    except ConfigError as err:  # the flag and the text as typed, then the reason
+        raise ConfigError(f"--contexts {text!r}: {str(err).split(': ', 1)[1]}") from None
 
 
 def check_contexts(contexts: Sequence[int], num_poses: int) -> list[int]:

@@ -47,7 +47,7 @@ class Volume(NamedTuple):
 
 def affine_spacing(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size (mm) along the three array axes of a voxel → world affine (for a slice stack: W, H, N)."""
-    sx, sy, sz = (float(v) for v in np.sqrt((np.asarray(affine, np.float64)[:3, :3] ** 2).sum(axis=0)))
+    sx, sy, sz = (float(v) for v in nib.affines.voxel_sizes(np.asarray(affine, np.float64)))
     return sx, sy, sz
 
 

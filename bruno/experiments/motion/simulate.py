@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from bruno.data.nifti import affine_spacing
 from bruno.errors import ConfigError
 
 __all__ = ["LAWS", "STACK_AXES", "Stack", "acquire_stack", "gaussian_average", "plane_points", "random_translations",
@@ -41,7 +42,7 @@ LAWS = ("uniform", "sphere")
 
 def voxel_spacing(affine: np.ndarray) -> np.ndarray:
     """(dN, dH, dW) mm of the [N, H, W] stack whose [W, H, N] volume has this voxel → world affine."""
-    return np.linalg.norm(np.asarray(affine, np.float64)[:3, :3], axis=0)[::-1].copy()
+    return np.array(affine_spacing(affine)[::-1])
 
 
 def random_translations(count: int, magnitude_mm: float, rng: np.random.Generator, law: str = "uniform") -> np.ndarray:
