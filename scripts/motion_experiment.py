@@ -21,22 +21,17 @@ from _cli import make_parser, run
 
 import logging
 import os
-import re
 
-from tqdm import tqdm
-
+from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
+from bruno.experiments.motion.simulate import LAWS
+from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, default_contexts, motion_markdown, run_study
 from bruno.files import check_output_dir
-from bruno.experiments.motion.simulate import LAWS, voxel_spacing
-from bruno.experiments.motion.study import (MotionSettings, default_contexts, motion_markdown, run_subject, save_svr_curves, save_views,
-                                     summarise, write_motion_results)
 from bruno.reconstruction import parse_contexts
-from bruno.data.preprocess import load_slice_table
 from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("motion_experiment")
-_RESULT_FILES = ("results.md", "results.csv", "results.json", "svr_curves.png")
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -89,31 +84,15 @@ def main() -> None:
     num_poses = config.data.num_poses
     contexts = parse_contexts(args.contexts, num_poses) if args.contexts is not None else default_contexts(num_poses)
     out = args.out or os.path.join(args.run, "motion_" + ("input" if args.input else args.split))
-    check_output_dir(out, _RESULT_FILES, args.overwrite)
+    check_output_dir(out, RESULT_FILES, args.overwrite)
 
-    table = load_slice_table(config, not args.no_progress)
-    subjects = [(s.name, s.images, voxel_spacing(s.affine))
-                for s in load_subjects(table, config.data, args.split, args.input, args.max_subjects)]
-    views = {name: os.path.join(out, "views_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".png") for name, _, _ in subjects}
-    check_output_dir(out, [os.path.basename(path) for path in views.values()], args.overwrite)
-    os.makedirs(out, exist_ok=True)  # only now that the inputs have been read
-
-    per_subject = []
-    progress = tqdm(subjects, desc="motion experiment", unit="subject", disable=args.no_progress)
-    for index, (name, images, spacing) in enumerate(progress):
-        result = run_subject(model, images, spacing, contexts, settings, index)
-        per_subject.append({"subject": name, "spacing_mm": spacing.tolist(), "scores": result.scores, "svr": result.svr})
-        ssims = {k: v["ssim"] for k, v in result.scores.items()} | {f"svr_{k}": v["ssim"][-1] for k, v in result.svr.items()}
-        save_views(f"{name}: voxel {spacing[2]:.2f} x {spacing[1]:.2f} x {spacing[0]:.2f} mm (W x H x N)", images, result.volumes,
-                   spacing, ssims, views[name], args.overwrite)
-    results = {"run": args.run, "checkpoint_step": step, "source": args.input or args.split, "num_subjects": len(subjects),
-               "contexts": contexts, "settings": settings._asdict(), **summarise(per_subject), "per_subject": per_subject}
+    subjects = load_subjects(load_slice_table(config, not args.no_progress), config.data, args.split, args.input,
+                             args.max_subjects)
     title = f"Motion experiment: {os.path.basename(os.path.normpath(args.run))} (step {step}), {args.input or args.split}"
-    write_motion_results(results, out, title, args.overwrite)
-    save_svr_curves(results, os.path.join(out, "svr_curves.png"), args.overwrite)
+    about = {"run": args.run, "checkpoint_step": step, "source": args.input or args.split}
+    results = run_study(model, subjects, contexts, settings, out, title, about, args.overwrite, not args.no_progress)
     print(motion_markdown(results, title))
-    logger.info("wrote %s and %d views_*.png to %s", ", ".join(_RESULT_FILES), len(views), out)
-
+    logger.info("wrote %s and %d views_*.png to %s", ", ".join(RESULT_FILES), len(subjects), out)
 
 if __name__ == "__main__":
     run(main)

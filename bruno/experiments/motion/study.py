@@ -17,6 +17,8 @@ import csv
 import io
 import json
 import math
+import os
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -26,17 +28,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from bruno.baselines import linear_interpolation  # noqa: E402
-from bruno.files import atomic_output, write_text_files  # noqa: E402
+from bruno.data.subjects import Subject  # noqa: E402
+from bruno.experiments.motion.simulate import gaussian_average, simulate_stacks, voxel_spacing  # noqa: E402
+from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
+from bruno.files import atomic_output, check_output_dir, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
 from bruno.model import SequenceModel  # noqa: E402
-from bruno.experiments.motion.simulate import gaussian_average, simulate_stacks  # noqa: E402
 from bruno.reconstruction import FETAL_CONTEXTS, reconstruct  # noqa: E402
-from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
 
-__all__ = ["INITS", "MotionSettings", "default_contexts", "motion_markdown", "run_subject", "save_svr_curves", "save_views",
-           "summarise", "write_motion_results"]
+__all__ = ["INITS", "RESULT_FILES", "MotionSettings", "default_contexts", "motion_markdown", "run_study", "run_subject",
+           "save_svr_curves", "save_views", "summarise", "write_motion_results"]
 
 INITS = {"gaussian": "Gaussian average", "bruno": "BRUNO"}
 _LABELS = {"motion_free_average": "Gaussian average of motion-free stacks, initialisation σ (reference)",
@@ -246,3 +250,38 @@ def save_svr_curves(results: dict[str, Any], path: str, overwrite: bool = False)
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
+
+
+RESULT_FILES = ("results.md", "results.csv", "results.json", "svr_curves.png")
+
+
+def run_study(model: SequenceModel, subjects: Sequence[Subject], contexts: Sequence[int], settings: MotionSettings,
+              out: str, title: str, about: dict[str, Any], overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run every subject (:func:`run_subject`) and write ``out``: :data:`RESULT_FILES` and one
+    ``views_<subject>.png`` each (checked before any work; the folder is made once they can be written).
+
+    Args:
+        about: what the results record first (the run, its checkpoint step, the source of the subjects).
+
+    Returns:
+        The results (``results.json``'s content).
+
+    Raises:
+        OutputPathError: an output exists and ``overwrite`` is false, or ``out`` cannot be written.
+    """
+    views = {s.name: os.path.join(out, "views_" + re.sub(r"[^A-Za-z0-9_.-]", "_", s.name) + ".png") for s in subjects}
+    check_output_dir(out, [*RESULT_FILES, *(os.path.basename(path) for path in views.values())], overwrite)
+    os.makedirs(out, exist_ok=True)
+    per_subject = []
+    for index, subject in enumerate(tqdm(subjects, desc="motion experiment", unit="subject", disable=not progress)):
+        spacing = voxel_spacing(subject.affine)
+        result = run_subject(model, subject.images, spacing, contexts, settings, index)
+        per_subject.append({"subject": subject.name, "spacing_mm": spacing.tolist(), "scores": result.scores, "svr": result.svr})
+        ssims = {k: v["ssim"] for k, v in result.scores.items()} | {f"svr_{k}": v["ssim"][-1] for k, v in result.svr.items()}
+        save_views(f"{subject.name}: voxel {spacing[2]:.2f} x {spacing[1]:.2f} x {spacing[0]:.2f} mm (W x H x N)",
+                   subject.images, result.volumes, spacing, ssims, views[subject.name], overwrite)
+    results = {**about, "num_subjects": len(subjects), "contexts": list(contexts), "settings": settings._asdict(),
+               **summarise(per_subject), "per_subject": per_subject}
+    write_motion_results(results, out, title, overwrite)
+    save_svr_curves(results, os.path.join(out, "svr_curves.png"), overwrite)
+    return results
