@@ -42,7 +42,7 @@ from bruno.config import load_config
 from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
 from bruno.experiments.evaluation import evaluate, load_runs
-from bruno.experiments.report import results_markdown, save_curves, save_montage, write_results
+from bruno.experiments.report import REPORT_FILES, write_report
 from bruno.files import check_output_dir, write_text_files
 from bruno.latent_volume import load_latent_volume_model
 from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
@@ -135,8 +135,7 @@ def main() -> None:
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
     out = args.out or os.path.join(args.run[0], "eval_" + ("input" if args.input else args.split))
-    outputs = (("sample_counts.md", "sample_counts.json") if counts else
-               ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png"))
+    outputs = ("sample_counts.md", "sample_counts.json") if counts else REPORT_FILES
     check_output_dir(out, outputs, args.overwrite)
 
     table = load_slice_table(config, not args.no_progress)
@@ -170,13 +169,8 @@ def main() -> None:
     title = f"{runs or 'classical baselines on ' + table.path}: {args.input or args.split}"
     if acquire:
         title += f", acquired slices only (poses {args.poses_from})"
-    write_results(results, out, title, args.overwrite)
-    save_curves(results, os.path.join(out, "ssim_curves.png"), args.overwrite)
-    k_shown = 3 if 3 in ks else ks[0]
-    save_montage(subjects[0], first.get(k_shown, {}), results["labels"], os.path.join(out, "montage.png"), {**variants, **baselines},
-                 contexts_for(k_shown, num_poses), overwrite=args.overwrite)
-    print(results_markdown(results, title))
-    logger.info("wrote results.md, results.csv, results.json, ssim_curves.png, montage.png to %s", out)
+    print(write_report(results, first, subjects[0], {**variants, **baselines}, contexts_for, out, title, args.overwrite))
+    logger.info("wrote %s to %s", ", ".join(REPORT_FILES), out)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import math
+import os
+from collections.abc import Callable
 from typing import Any, Optional
 
 import matplotlib
@@ -24,7 +26,30 @@ from bruno.experiments.evaluation import METRICS  # noqa: E402
 from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.reconstruction import Reconstruction  # noqa: E402
 
-__all__ = ["by_distance", "paired_differences", "results_markdown", "save_curves", "save_montage", "write_results"]
+__all__ = ["REPORT_FILES", "by_distance", "paired_differences", "results_markdown", "save_curves", "save_montage",
+           "write_report", "write_results"]
+
+REPORT_FILES = ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png")
+
+
+def write_report(results: dict[str, Any], first: dict[int, dict[str, Reconstruction]], subject: Subject,
+                 methods: dict[str, ClassicalMethod], contexts_for: Callable[[int, int], list[int]], out_dir: str, title: str,
+                 overwrite: bool = False) -> str:
+    """Write :data:`REPORT_FILES` into ``out_dir`` (the montage shows ``subject``, the first, at k = 3 or the
+    smallest k) and return the markdown tables.
+
+    Args:
+        results, first: what :func:`~bruno.experiments.evaluation.evaluate` returned.
+        methods: the classical methods and latent variants, by key, for the montage.
+        contexts_for: k, N → the context poses (as evaluated).
+    """
+    write_results(results, out_dir, title, overwrite)
+    save_curves(results, os.path.join(out_dir, "ssim_curves.png"), overwrite)
+    ks = results["ks"]
+    k_shown = 3 if 3 in ks else ks[0]
+    save_montage(subject, first.get(k_shown, {}), results["labels"], os.path.join(out_dir, "montage.png"), methods,
+                 contexts_for(k_shown, len(subject.images)), overwrite=overwrite)
+    return results_markdown(results, title)
 
 
 def _display(labels: dict[str, str], name: str) -> str:
