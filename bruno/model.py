@@ -18,7 +18,13 @@ With ``model.pose_kernel`` set, the exchangeable process is replaced by the pose
 SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its own
 predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
 that process's prior (the latent atlas). ``model.latent_factors`` adds a subject code shared by
-every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3).
+every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3). The model is
+handed its process (or builds the one ``model`` asks for) and only speaks the common interface
+(:class:`~bruno.processes.base.Process`).
+
+At ~350 lines this module holds two things that belong together: :class:`SequenceModel`, the
+interface (input checks, log-likelihood, predictive, sampling) the GQN and C-VAE baselines share
+with BRUNO, and :class:`ConditionalBruno` itself.
 """
 from __future__ import annotations
 

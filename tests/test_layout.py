@@ -25,3 +25,9 @@ def test_the_library_never_imports_the_experiments() -> None:
 def test_run_restoring_does_not_import_training() -> None:
     for name in ("runs.py", "model.py", "reconstruction.py"):
         assert not any(m.startswith("bruno.training") for m in imported_modules(REPO / "bruno" / name)), name
+
+
+def test_no_library_module_is_long_without_saying_why() -> None:
+    long = [str(p.relative_to(REPO)) for p in (REPO / "bruno").rglob("*.py")
+            if len(p.read_text().splitlines()) > 320 and "lines" not in (ast.get_docstring(ast.parse(p.read_text())) or "")]
+    assert long == []

@@ -24,6 +24,8 @@ scale is √(σ²(ν−2)/ν) (SPEC §1.5). The state of a process is an immutab
 common interface (:class:`~bruno.processes.base.Process`) the poses are ignored: every query pose
 gets the same predictive, and n_c = 0 in training scores each item given the ones before it.
 
+The module is a little over 300 lines because the maths above is its documentation.
+
 References:
     Korshunova et al., "BRUNO: A Deep Recurrent Model for Exchangeable Data", NeurIPS 2018.
     Shah, Wilson and Ghahramani, "Student-t Processes as Alternatives to Gaussian Processes", AISTATS 2014.
