@@ -127,7 +127,7 @@ def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
     np.testing.assert_allclose(kept.samples[:, 3], a.samples[:, 3])
     prior = reconstruct(model, images, [], 2, progress=False)
     assert prior.samples.shape == (2, 8, 16, 16)
-    with pytest.raises(ConfigError, match=r"--samples 0: expected >= 1"):
+    with pytest.raises(ConfigError, match=r"num_samples=0: expected >= 1"):
         reconstruct(model, images, [1], 0)
 
 
