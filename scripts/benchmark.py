@@ -19,9 +19,8 @@ import json
 import logging
 import shlex
 import sys
-from typing import Any
 
-from bruno.experiments.benchmark import MODES, benchmark
+from bruno.experiments.benchmark import MODES, benchmark, summary
 from bruno.config import load_config
 from bruno.errors import ConfigError
 from bruno.files import atomic_output, check_output_path
@@ -36,20 +35,6 @@ def _modes(text: str) -> tuple[str, ...]:
     if bad or not modes:
         raise ConfigError(f"--modes {text!r}: expected a comma-separated subset of {','.join(MODES)}")
     return modes
-
-
-def summary(results: dict[str, Any]) -> str:
-    """The headline figures, one per line."""
-    train, flow, sampling = results["training"], results["flow"], results["sampling"]
-    lines = [f"{mode:>8} training: {train[mode]['images_per_s']:8.1f} images/s, {train[mode]['gflop_per_s']:6.1f} GFLOP/s, "
-             f"first call {train[mode]['first_call_s']:.1f} s" for mode in MODES if mode in train]
-    lines += [f"    flow: forward {flow['forward']['images_per_s']:.1f} images/s; fused forward+log-det "
-              f"{flow['fused_over_forward']:.2f}x the forward time, TFP bijector methods {flow['bijector_api_over_forward']:.2f}x",
-              f" inverse: {sampling['inverse']['images_per_s']:.1f} images/s, {sampling['inverse']['gflop_per_s']:.1f} GFLOP/s",
-              f"  volume: {sampling['volume']['poses']} poses x {sampling['volume']['samples']} samples in "
-              f"{sampling['volume']['seconds']:.1f} s",
-              f"  memory: peak RSS {results['peak_rss_mb']:.0f} MiB"]
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from bruno.reconstruction import evenly_spread, reconstruct
 from bruno.runs import make_model
 from bruno.training import UpdateStep, learning_rate_at
 
-__all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb", "synthetic_batch"]
+__all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb", "summary", "synthetic_batch"]
 
 MODES = ("eager", "function", "xla")
 _CONV_GRADIENTS = ("Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -273,3 +273,17 @@ def benchmark(config: Config, steps: int = 5, eager_steps: int = 1, modes: tuple
     results["sampling"] = benchmark_sampling(config, model, steps, decode_batch, num_samples, num_contexts, seed)
     results["peak_rss_mb"] = peak_rss_mb()
     return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The headline figures, one per line."""
+    train, flow, sampling = results["training"], results["flow"], results["sampling"]
+    lines = [f"{mode:>8} training: {train[mode]['images_per_s']:8.1f} images/s, {train[mode]['gflop_per_s']:6.1f} GFLOP/s, "
+             f"first call {train[mode]['first_call_s']:.1f} s" for mode in MODES if mode in train]
+    lines += [f"    flow: forward {flow['forward']['images_per_s']:.1f} images/s; fused forward+log-det "
+              f"{flow['fused_over_forward']:.2f}x the forward time, TFP bijector methods {flow['bijector_api_over_forward']:.2f}x",
+              f" inverse: {sampling['inverse']['images_per_s']:.1f} images/s, {sampling['inverse']['gflop_per_s']:.1f} GFLOP/s",
+              f"  volume: {sampling['volume']['poses']} poses x {sampling['volume']['samples']} samples in "
+              f"{sampling['volume']['seconds']:.1f} s",
+              f"  memory: peak RSS {results['peak_rss_mb']:.0f} MiB"]
+    return "\n".join(lines)
