@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bruno.config import SplitConfig, parse_data_section
+from bruno.config import Config, SplitConfig, config_to_yaml, parse_data_section
 from bruno.data.preprocess import build_slice_table
 from bruno.data.table import FORMAT_VERSION, SliceTable, assign_splits
 from bruno.errors import ConfigError, DataFileError, OutputPathError, VolumeError
@@ -170,26 +170,34 @@ def test_slice_table_rejects_bad_files(tmp_path: Path) -> None:
         SliceTable(str(other))
 
 
-FIXTURE_V1 = Path(__file__).resolve().parent.parent / "fixtures" / "tiny_v1.h5"  # written by the code before format 2
+def _format_1(config: Config) -> Path:
+    """A table as the code before format 2 wrote it: the same datasets, with the whole resolved config in
+    attrs['config'] and format_version 1 (no attrs['data'])."""
+    build_slice_table(config, progress=False)
+    with h5py.File(config.data.output, "r+") as f:
+        del f.attrs["data"]
+        f.attrs["format_version"] = 1
+        f.attrs["config"] = config_to_yaml(config)
+    return Path(config.data.output)
 
 
 def test_a_version_1_table_still_opens_and_keys_it_does_not_know_are_ignored(tmp_path: Path) -> None:
-    table = SliceTable(str(FIXTURE_V1))
-    assert (table.num_volumes, table.num_poses, table.image_size, table.data.num_poses) == (8, 8, 16, 8)
-    assert table.data.phantom.num_subjects == 8 and table.read(table.rows_of(0)).shape == (8, 16, 16)
-    renamed = tmp_path / "renamed.h5"
-    renamed.write_bytes(FIXTURE_V1.read_bytes())
-    with h5py.File(renamed, "r+") as f:  # a model key renamed since, and a data key from a newer version
+    config = phantom_config(tmp_path)
+    old = _format_1(config)
+    table = SliceTable(str(old))
+    assert (table.num_volumes, table.num_poses, table.image_size) == (6, 8, 16) and table.data == config.data
+    assert table.read(table.rows_of(0)).shape == (8, 16, 16)
+    with h5py.File(old, "r+") as f:  # a model key renamed since, and a data key from a newer version
         stored = yaml.safe_load(f.attrs["config"])
         stored["model"]["a_key_renamed_since"] = 1
         stored["data"]["a_key_from_the_future"] = True
         f.attrs["config"] = yaml.safe_dump(stored)
-    assert SliceTable(str(renamed)).data == table.data
-    with h5py.File(renamed, "r+") as f:  # values of keys it knows are still checked
+    assert SliceTable(str(old)).data == config.data
+    with h5py.File(old, "r+") as f:  # values of keys it knows are still checked
         stored["data"]["num_poses"] = "eight"
         f.attrs["config"] = yaml.safe_dump(stored)
-    with pytest.raises(DataFileError, match=r"renamed\.h5: not a readable slice table .*data\.num_poses='eight'"):
-        SliceTable(str(renamed))
+    with pytest.raises(DataFileError, match=r"phantom\.h5: not a readable slice table .*data\.num_poses='eight'"):
+        SliceTable(str(old))
 
 
 def test_volumes_written_in_world_coordinates(tmp_path: Path) -> None:
