@@ -57,6 +57,10 @@ def check_output_path(path: str, overwrite: bool) -> None:
     if not os.path.isdir(folder):
         raise OutputPathError(f"{path}: output folder {folder} does not exist")
     check_writable_folder(path, folder)
+    _check_target(path, overwrite)
+
+
+def _check_target(path: str, overwrite: bool) -> None:
     if os.path.isdir(path):
         raise OutputPathError(f"{path}: is a folder, expected an output file path")
     if os.path.exists(path) and not overwrite:
@@ -73,8 +77,9 @@ def check_output_dir(folder: str, names: Iterable[str], overwrite: bool) -> None
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise OutputPathError(f"{folder}: is a file, expected an output folder")
     if os.path.isdir(folder):
+        check_writable_folder(folder, folder)  # one probe for all the files
         for name in names:
-            check_output_path(os.path.join(folder, name), overwrite)
+            _check_target(os.path.join(folder, name), overwrite)
         return
     parent = os.path.dirname(os.path.abspath(folder))
     while not os.path.isdir(parent):

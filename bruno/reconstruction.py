@@ -94,24 +94,22 @@ def parse_contexts(text: str, num_poses: int) -> list[int]:
     if not values:
         raise ConfigError(f"--contexts {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
                           f"scripts/sample_prior.py)")
-    try:
-        return check_contexts(values, num_poses)
-    except ConfigError as err:  # the flag and the text as typed, then the reason
-        raise ConfigError(f"--contexts {text!r}: {str(err).split(': ', 1)[1]}") from None
+    return check_contexts(values, num_poses, label=f"--contexts {text!r}")
 
 
-def check_contexts(contexts: Sequence[int], num_poses: int) -> list[int]:
+def check_contexts(contexts: Sequence[int], num_poses: int, label: Optional[str] = None) -> list[int]:
     """The context poses as a list of ints, checked: in [0, N), no repeats (empty: the prior).
 
     Raises:
-        ConfigError: naming the bad value.
+        ConfigError: starting with ``label`` (default: ``contexts [...]``), naming the bad value.
     """
     values = [int(c) for c in contexts]
+    label = label or f"contexts {values}"
     bad = [v for v in values if not 0 <= v < num_poses]
     if bad:
-        raise ConfigError(f"contexts {values}: {bad[0]} is out of range, expected indices in [0, {num_poses})")
+        raise ConfigError(f"{label}: {bad[0]} is out of range, expected indices in [0, {num_poses})")
     if len(set(values)) != len(values):
-        raise ConfigError(f"contexts {values}: repeated slice index")
+        raise ConfigError(f"{label}: repeated slice index")
     return values
 
 

@@ -29,13 +29,13 @@ from bruno.config import load_config, override
 from bruno.data.acquisition import read_acquisition
 from bruno.data.nifti import affine_spacing
 from bruno.data.phantom import phantom_subject
+from bruno.data.preprocess import load_slice_table
 from bruno.files import check_output_dir
 from bruno.plots import save_acquisition_figure
 from bruno.poses import place_acquisition
 from bruno.reconstruction import reconstruct, save_nifti, write_volume
-from bruno.data.preprocess import load_slice_table
-from bruno.runs import check_run_dir, latest_step, make_deterministic, prepare_run_dir, restore_model
-from bruno.training import Trainer
+from bruno.runs import latest_step, make_deterministic, restore_model
+from bruno.training import open_run
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
 NUM_ACQUIRED = 5
@@ -62,14 +62,8 @@ def main() -> None:
     table = load_slice_table(config, progress=not args.no_progress)
     reached = latest_step(args.run_dir)
     if reached is None or reached < config.train.max_steps:  # not trained yet, or stopped part-way: (re)start it
-        resume = reached is not None
-        check_run_dir(args.run_dir, config, resume=resume, overwrite=False)
         make_deterministic(args.seed)
-        trainer = Trainer(config, args.run_dir, progress=not args.no_progress)
-        prepare_run_dir(args.run_dir, config, resume=resume, overwrite=False)
-        if resume:
-            logger.info("resumed %s at step %d", args.run_dir, trainer.restore())
-        result = trainer.train()
+        result = open_run(config, args.run_dir, reached is not None, False, progress=not args.no_progress).train()
         logger.info("trained %d steps in %.0f s (best val %.3f nats/image)", result.step, result.seconds, result.best_val_loss)
     model, _, step = restore_model(args.run_dir)
     make_deterministic(args.seed)

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from bruno.config import load_config, override
 from bruno.errors import RunDirError
-from bruno.runs import check_run_dir, make_deterministic, prepare_run_dir
-from bruno.training import Trainer
+from bruno.runs import make_deterministic
+from bruno.training import open_run
 
 logger = logging.getLogger("train")
 
@@ -43,16 +43,12 @@ def main() -> None:
     config = load_config(args.config)
     config = override(config, "train", **{k: v for k, v in (("max_steps", args.max_steps), ("seed", args.seed)) if v is not None})
     run_dir = args.run_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
-    check_run_dir(run_dir, config, resume=args.resume, overwrite=args.overwrite)
     make_deterministic(config.train.seed)
     gpus = tf.config.list_physical_devices("GPU")
     if args.gpus > max(len(gpus), 1):
         raise RunDirError(f"--gpus {args.gpus}: only {len(gpus)} GPU(s) visible")
     strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)]) if args.gpus > 1 else None
-    trainer = Trainer(config, run_dir, strategy=strategy, progress=not args.no_progress)
-    prepare_run_dir(run_dir, config, resume=args.resume, overwrite=args.overwrite)  # written once the run can start
-    if args.resume:
-        logger.info("resumed %s at step %d", run_dir, trainer.restore())
+    trainer = open_run(config, run_dir, args.resume, args.overwrite, strategy, progress=not args.no_progress)
     result = trainer.train()
     logger.info("step %d: train %.4f bits/dim, best val %.4f bits/dim, %.0f s; checkpoints in %s",
                 result.step, trainer.bits_per_dim(result.train_loss), trainer.bits_per_dim(result.best_val_loss), result.seconds, run_dir)

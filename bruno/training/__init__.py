@@ -3,10 +3,10 @@
 Run directories, model building and restoring live in :mod:`bruno.runs`, which inference uses
 without importing this package.
 """
-from bruno.training.loop import TrainResult, Trainer, TrainingInterrupted
+from bruno.training.loop import TrainResult, Trainer, TrainingInterrupted, open_run
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.warm_start import check_init_source, copy_trained_flow
 
 __all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "UpdateStep", "check_init_source",
-           "copy_trained_flow", "learning_rate_at", "num_context_at", "process_grad_scale"]
+           "copy_trained_flow", "learning_rate_at", "num_context_at", "open_run", "process_grad_scale"]

@@ -55,12 +55,12 @@ from bruno.latent_volume import initialize_latent_factors
 from bruno.model import ConditionalBruno, bits_per_dim
 from bruno.precision import require_gpu
 from bruno.processes import LatentFactorProcess
-from bruno.runs import make_model, restore_checkpoint
+from bruno.runs import check_run_dir, make_model, prepare_run_dir, restore_checkpoint
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.warm_start import check_init_source, copy_trained_flow
 
-__all__ = ["TrainResult", "Trainer", "TrainingInterrupted"]
+__all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "open_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +268,23 @@ class Trainer:
             raise TrainingInterrupted(stop.signum)
         return loss
 
+
+
+def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,
+             strategy: Optional[tf.distribute.Strategy] = None, progress: bool = True) -> Trainer:
+    """A :class:`Trainer` for ``run_dir``, ready to :meth:`~Trainer.train`: the folder is checked, the table,
+    model and optimiser are built, and only then is the run directory written (and, with ``resume``, its
+    latest checkpoint restored), so a start that fails leaves nothing behind. Seed first (:func:`bruno.runs.make_deterministic`).
+
+    Raises:
+        RunDirError, DataFileError, ConfigError: as :func:`bruno.runs.check_run_dir` and :class:`Trainer`.
+    """
+    check_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    trainer = Trainer(config, run_dir, strategy=strategy, progress=progress)
+    prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    if resume:
+        logger.info("resumed %s at step %d", run_dir, trainer.restore())
+    return trainer
 
 
 class TrainingInterrupted(KeyboardInterrupt):
