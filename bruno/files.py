@@ -14,8 +14,8 @@ from typing import Optional
 
 from bruno.errors import OutputPathError
 
-__all__ = ["atomic_output", "check_output_dir", "check_output_path", "check_distinct_outputs", "check_extension",
-           "check_writable_folder", "write_text_files"]
+__all__ = ["atomic_output", "check_distinct_outputs", "check_extension", "check_output_dir", "check_output_path",
+           "check_outputs", "check_writable_folder", "png_beside", "write_text_files"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 
@@ -117,6 +117,30 @@ def check_distinct_outputs(outputs: Mapping[str, Optional[str]], inputs: Iterabl
         if key in seen:
             raise OutputPathError(f"{flag} {path}: is also {seen[key]}; give each output its own file")
         seen[key] = flag
+
+
+def check_outputs(niftis: Mapping[str, Optional[str]], pngs: Mapping[str, Optional[str]], overwrite: bool,
+                  inputs: Iterable[str] = ()) -> None:
+    """All checks of a command's output files before any work: NIfTI and PNG extensions, distinct
+    files that are not inputs, each writable (and absent unless ``overwrite``). Keys label the outputs
+    (e.g. their flags) in the errors; None values are outputs not asked for.
+
+    Raises:
+        OutputPathError: the first output that fails.
+    """
+    for label, path in niftis.items():
+        check_extension(label, path, NIFTI_EXTENSIONS)
+    for label, path in pngs.items():
+        check_extension(label, path, (".png",))
+    check_distinct_outputs({**niftis, **pngs}, inputs)
+    for path in (*niftis.values(), *pngs.values()):
+        if path is not None:
+            check_output_path(path, overwrite)
+
+
+def png_beside(path: str) -> str:
+    """``scan.nii.gz`` → ``scan.png``: the figure that goes with a NIfTI output."""
+    return path.removesuffix(".gz").removesuffix(".nii") + ".png"
 
 
 def _remove_stale_parts(folder: str, stem: str, ext: str) -> None:

@@ -167,7 +167,7 @@ def initialize_latent_factors(model: ConditionalBruno, table: SliceTable, val_lo
     """
     process = model.process
     if not isinstance(process, LatentFactorProcess):
-        raise ConfigError("initialize_latent_factors: the model has no latent factor process (model.latent_factors: 0)")
+        raise ConfigError("initialize_latent_factors: the model has no latent factor process (model.process.latent_factors: 0)")
     # Dequantised by uniform noise as in training: with x + ½ the dimensions that carry the noise are
     # near-constant (measured on ixi.yaml: 10 % of v_d < 0.015 and 21 bits/dim on val, against 2.94).
     latents = SliceEncoder(model).volumes(table, "train", progress, np.random.default_rng(seed))  # [V, N, D]

@@ -14,10 +14,10 @@ logit pre-processing). The mean image is the Monte Carlo average of the decoded 
 paper's "mean image"); :meth:`ConditionalBruno.decode_predictive_mean` decodes the predictive mean
 latent instead (one image per query, no sampling).
 
-With ``model.pose_kernel`` set, the exchangeable process is replaced by the pose-aware process of
+With ``model.process.pose_kernel`` set, the exchangeable process is replaced by the pose-aware process of
 SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its own
 predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
-that process's prior (the latent atlas). ``model.latent_factors`` adds a subject code shared by
+that process's prior (the latent atlas). ``model.process.latent_factors`` adds a subject code shared by
 every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3). The model is
 handed its process (or builds the one ``model`` asks for) and only speaks the common interface
 (:class:`~bruno.processes.base.Process`).
@@ -187,16 +187,17 @@ class ConditionalBruno(SequenceModel):
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(),
                  process: Optional[Process] = None) -> None:
         super().__init__(image_size, num_poses, config, name="conditional_bruno")
-        self.embedding = PoseEmbedding(config.embedding_size, name="pose_embedding")
-        self.flow = ConditionalRealNVP(image_size, FlowArchitecture(
-            num_scales=config.num_scales, num_filters=config.num_filters, num_residual_blocks=config.num_residual_blocks,
-            num_dense_couplings=config.num_dense_couplings, dense_units=config.dense_units,
-            first_kernel_size=3 if config.upstream_first_conv_3x3 else 1,
-            orthogonal_label_heads=config.upstream_label_heads,
-            normalize_init_output=not config.upstream_init_passes_raw,
-            include_alpha_constant=not config.upstream_logit_log_det,
+        flow = config.flow
+        self.embedding = PoseEmbedding(flow.embedding_size, name="pose_embedding")
+        self.flow = ConditionalRealNVP(image_size, FlowArchitecture(  # the quirk switches, named for what they do
+            num_scales=flow.num_scales, num_filters=flow.num_filters, num_residual_blocks=flow.num_residual_blocks,
+            num_dense_couplings=flow.num_dense_couplings, dense_units=flow.dense_units,
+            first_kernel_size=3 if flow.upstream_first_conv_3x3 else 1,
+            orthogonal_label_heads=flow.upstream_label_heads,
+            normalize_init_output=not flow.upstream_init_passes_raw,
+            include_alpha_constant=not flow.upstream_logit_log_det,
         ))
-        self.process = process or process_from_config(config, self.num_dims, num_poses)
+        self.process = process or process_from_config(config.process, self.num_dims, num_poses)
 
     def build(self) -> None:
         """Create every variable with a dummy forward pass through the flow."""

@@ -16,6 +16,7 @@ The margin is the best score minus the best score of any placement that moves so
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import NamedTuple, Optional
@@ -32,6 +33,8 @@ from bruno.model import SequenceModel
 __all__ = ["AMBIGUOUS_POSES", "Placement", "PoseEstimate", "atlas_scores", "estimate_poses", "model_scores",
            "place_acquisition", "training_pose_spacing"]
 
+logger = logging.getLogger(__name__)
+AMBIGUOUS_MARGIN = 10.0  # score units (nats, or 1000 × NCC) below which an estimate is logged as ambiguous
 AMBIGUOUS_POSES = 3  # placements further than this from the best count as rivals for the margin
 _LO_STEPS_PER_POSE = 4  # grid resolution of lo, in fractions of a pose
 _NUM_SPACINGS = 15
@@ -122,11 +125,11 @@ def training_pose_spacing(table: SliceTable) -> np.ndarray:
 
 def place_acquisition(acquisition: Acquisition, table: SliceTable, model: Optional[SequenceModel] = None,
                       slab_mm: Optional[tuple[float, float]] = None, poses: Optional[Sequence[int]] = None,
-                      atlas: Optional[np.ndarray] = None) -> Placement:
+                      atlas: Optional[np.ndarray] = None, log: bool = False) -> Placement:
     """Put acquired slices on the pose grid: by the slab (``slab_mm``), by given ``poses`` (the slab fitted
     to them; one slice: the training median spacing), or else by estimation (the model's likelihood;
     without a model, NCC with ``atlas``, by default the table's population mean) over the training
-    range of pose spacings.
+    range of pose spacings. With ``log``, an estimate is logged with its margin (a warning when ambiguous).
 
     Raises:
         VolumeError: slices outside the slab or sharing a pose, bad poses, or no placement fits.
@@ -148,6 +151,17 @@ def place_acquisition(acquisition: Acquisition, table: SliceTable, model: Option
         except ValueError as err:
             raise VolumeError(f"{acquisition.sources[0]}: cannot estimate the poses: {err}; give the poses or the slab") from None
         placed, affine = estimate.poses, slab_affine(acquisition, estimate.slab_mm, num_poses)
+        if log:
+            _log_estimate(estimate, "nats" if model is not None else "(1000 × NCC with the atlas)")
     images = np.zeros((num_poses,) + acquisition.images.shape[1:], np.uint8)
     images[placed] = acquisition.images
     return Placement(images, placed, affine, estimate)
+
+
+def _log_estimate(estimate: PoseEstimate, unit: str) -> None:
+    logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f, margin %.1f %s over any placement moving a "
+                "slice by more than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, estimate.margin,
+                unit, AMBIGUOUS_POSES)
+    if estimate.margin < AMBIGUOUS_MARGIN:
+        logger.warning("the pose estimate is ambiguous (margin %.1f < %g): check it, or give the poses or the slab",
+                       estimate.margin, AMBIGUOUS_MARGIN)

@@ -17,7 +17,7 @@ writes NIfTI in world coordinates with the slab's affine.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Optional
 
 import nibabel as nib
@@ -29,33 +29,16 @@ from bruno.errors import ConfigError
 from bruno.files import atomic_output
 from bruno.model import SequenceModel
 
-__all__ = ["FAST_SAMPLES", "FETAL_CONTEXTS", "Reconstruction", "check_contexts", "evenly_spread", "parse_contexts", "parse_samples", "reconstruct",
-           "save_nifti", "write_volume"]
+__all__ = ["FAST_SAMPLES", "FETAL_CONTEXTS", "Reconstruction", "check_contexts", "evenly_spread", "reconstruct",
+           "save_nifti", "write_reconstruction", "write_volume"]
 
 # Table 4a of the paper (fetal, N = 80): hard-coded context slices per k (SPEC §5.3).
 FETAL_CONTEXTS = {1: (40,), 3: (20, 40, 60), 4: (10, 30, 50, 70), 7: (10, 20, 30, 40, 50, 60, 70)}
 
 
 # The cheapest number of samples whose mean image scores within 0.005 SSIM of the 100-sample mean
-# (measured with scripts/evaluate.py --sample-counts on IXI validation brains; RESULTS.md): ``--samples fast``.
+# (measured with the sample-count study on IXI validation brains; RESULTS.md).
 FAST_SAMPLES = 20
-
-
-def parse_samples(text: str) -> int:
-    """``--samples`` value: a positive integer, or ``fast`` for :data:`FAST_SAMPLES`.
-
-    Raises:
-        ConfigError: anything else.
-    """
-    if text.strip().lower() == "fast":
-        return FAST_SAMPLES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"--samples {text!r}: expected an integer >= 1 or 'fast' ({FAST_SAMPLES} samples)")
-    return value
 
 
 def evenly_spread(k: int, num_poses: int) -> list[int]:
@@ -79,22 +62,6 @@ def fetal_contexts(k: int, num_poses: int) -> list[int]:
     if num_poses != 80 or k not in FETAL_CONTEXTS:
         raise ConfigError(f"the fetal context table needs N = 80 and k in {sorted(FETAL_CONTEXTS)}, got N = {num_poses}, k = {k}")
     return list(FETAL_CONTEXTS[k])
-
-
-def parse_contexts(text: str, num_poses: int) -> list[int]:
-    """``--contexts "20,40,60"`` → [20, 40, 60], checked by :func:`check_contexts`, at least one.
-
-    Raises:
-        ConfigError: naming the flag and the bad value.
-    """
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--contexts {text!r}: expected comma-separated slice indices") from None
-    if not values:
-        raise ConfigError(f"--contexts {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
-                          f"scripts/sample_prior.py)")
-    return check_contexts(values, num_poses, label=f"--contexts {text!r}")
 
 
 def check_contexts(contexts: Sequence[int], num_poses: int, label: Optional[str] = None) -> list[int]:
@@ -190,6 +157,19 @@ def write_volume(path: str, stack: np.ndarray, affine: np.ndarray, intensity: Op
         low, high = intensity
         array = array * np.float32((high - low) / 255.0) + np.float32(low if offset else 0.0)
     save_nifti(path, array, affine, overwrite)
+
+
+def write_reconstruction(paths: Mapping[str, Optional[str]], arrays: Mapping[str, Optional[np.ndarray]],
+                         affine: np.ndarray, intensity: Optional[tuple[float, float]], overwrite: bool = False) -> list[str]:
+    """Write each of ``arrays`` (``mean``, ``mode``, ``std``, ``samples``) whose path is given and that
+    was computed, with :func:`write_volume` (``std`` as a spread: scaled, not offset); the paths written."""
+    written = []
+    for kind, path in paths.items():
+        array = arrays[kind] if path is not None else None
+        if array is not None and path is not None:
+            write_volume(path, array, affine, intensity, overwrite, offset=kind != "std")
+            written.append(path)
+    return written
 
 
 def save_nifti(path: str, array: np.ndarray, affine: np.ndarray, overwrite: bool = False) -> None:

@@ -45,7 +45,8 @@ def _import_tensorflow_quietly() -> None:
 if not VERBOSE:
     _import_tensorflow_quietly()
 
-from bruno.errors import BrunoError  # noqa: E402  (after the quiet import)
+from bruno.errors import BrunoError, ConfigError  # noqa: E402  (after the quiet import)
+from bruno.reconstruction import FAST_SAMPLES, check_contexts  # noqa: E402
 
 
 def make_parser(doc: str, progress: bool = True) -> argparse.ArgumentParser:
@@ -55,6 +56,70 @@ def make_parser(doc: str, progress: bool = True) -> argparse.ArgumentParser:
     if progress:
         result.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return result
+
+
+def add_common(parser: argparse.ArgumentParser, *, seed: int = 0, seed_help: str = "the samples",
+               checkpoint: bool = False, overwrite: str = "replace existing output files") -> None:
+    """The flags most scripts share: ``--seed``, ``--checkpoint best|latest`` (with ``checkpoint``) and ``--overwrite``."""
+    parser.add_argument("--seed", type=int, default=seed, help=f"seed of {seed_help} (default {seed})")
+    if checkpoint:
+        parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
+def add_samples(parser: argparse.ArgumentParser, per: str = "pose") -> None:
+    """``--samples N|fast`` (read it with :func:`parse_samples`)."""
+    parser.add_argument("--samples", default="100", help=f"samples per {per} (default 100), or 'fast' = {FAST_SAMPLES}: "
+                                                         "a mean within 0.005 SSIM of 100's")
+
+
+def add_keep_contexts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
+                        help="return the given slices unchanged at their own poses (default: the run's model.keep_contexts)")
+
+
+def add_subject_source(parser: argparse.ArgumentParser) -> None:
+    """``--split`` or ``--input``: the test subjects (:func:`bruno.data.subjects.load_subjects`)."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--split", default="test", choices=("train", "val", "test"), help="volumes of the run's table (default test)")
+    source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
+    parser.add_argument("--max-subjects", type=int, help="only the first M subjects")
+
+
+def parse_samples(text: str) -> int:
+    """``--samples``: a positive integer, or ``fast`` for :data:`bruno.reconstruction.FAST_SAMPLES`."""
+    if text.strip().lower() == "fast":
+        return FAST_SAMPLES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"--samples {text!r}: expected an integer >= 1 or 'fast' ({FAST_SAMPLES} samples)")
+    return value
+
+
+def parse_integers(flag: str, text: str, what: str = "integers, e.g. 20,45,70") -> list[int]:
+    """``"20, 45,70"`` → [20, 45, 70]; an error naming ``flag`` otherwise."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated {what}") from None
+
+
+def parse_contexts(text: str, num_poses: int, flag: str = "--contexts") -> list[int]:
+    """``--contexts "20,40,60"`` → [20, 40, 60]: at least one, each in [0, N), no repeats."""
+    values = parse_integers(flag, text, "slice indices")
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
+                          "scripts/sample_prior.py)")
+    return check_contexts(values, num_poses, label=f"{flag} {text!r}")
+
+
+def check_positive(flag: str, value: float | None, allow_zero: bool = False) -> None:
+    """An error naming ``flag`` unless ``value`` (when given) is > 0 (or >= 0)."""
+    if value is not None and not (value >= 0 if allow_zero else value > 0):
+        raise ConfigError(f"{flag} {value}: expected a number {'>=' if allow_zero else '>'} 0")
 
 
 def run(main: Callable[[], None]) -> None:

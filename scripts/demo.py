@@ -18,7 +18,7 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
+from _cli import add_common, make_parser, run
 
 import logging
 import os
@@ -26,14 +26,14 @@ import os
 import numpy as np
 
 from bruno.config import load_config, override
-from bruno.data.acquisition import read_acquisition
+from bruno.data.acquisition import grid_slab, read_acquisition, sparse_stack
 from bruno.data.nifti import affine_spacing
 from bruno.data.phantom import phantom_subject
 from bruno.data.preprocess import load_slice_table
 from bruno.files import check_output_dir
 from bruno.plots import save_acquisition_figure
 from bruno.poses import place_acquisition
-from bruno.reconstruction import reconstruct, save_nifti, write_volume
+from bruno.reconstruction import reconstruct, save_nifti, write_reconstruction
 from bruno.runs import latest_step, make_deterministic, restore_model
 from bruno.training import open_run
 
@@ -50,8 +50,7 @@ def main() -> None:
     parser.add_argument("--out", default="demo", help="folder for the NIfTI files and the PNG (default: demo)")
     parser.add_argument("--samples", type=int, default=20, help="samples per slice (default 20)")
     parser.add_argument("--max-steps", type=int, help="training steps (default: config_rnn/demo.yaml's 400)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the training and the samples (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
+    add_common(parser, seed_help="the training and the samples", overwrite="replace earlier demo outputs")
     args = parser.parse_args()
 
     paths = {name: os.path.join(args.out, name) for name in OUTPUTS}
@@ -73,26 +72,21 @@ def main() -> None:
     volume = phantom_subject(int(info.subject.rsplit("_", 1)[1]), config.data.phantom)
     start, stop = info.slab
     gap = (stop - start) // NUM_ACQUIRED
-    indices = [start + gap // 2 + gap * i for i in range(NUM_ACQUIRED)]
-    stack_affine = volume.affine.copy()
-    stack_affine[:3, 2] *= gap
-    stack_affine[:3, 3] = (volume.affine @ [0.0, 0.0, indices[0], 1.0])[:3]
-    save_nifti(paths["acquired.nii.gz"], volume.data[:, :, indices], stack_affine, args.overwrite)
+    save_nifti(paths["acquired.nii.gz"], *sparse_stack(volume, range(start + gap // 2, stop, gap)[:NUM_ACQUIRED]), args.overwrite)
     save_nifti(paths["truth.nii.gz"], volume.data, volume.affine, args.overwrite)
 
     acquisition = read_acquisition([paths["acquired.nii.gz"]], config.data)
-    placement = place_acquisition(acquisition, table, model)
-    true_poses = [int(np.floor((z - (info.affine[2, 3] - 0.5 * info.affine[2, 2])) / info.affine[2, 2]))
-                  for z in acquisition.positions_mm]
+    placement = place_acquisition(acquisition, table, model, log=True)
+    lo, step_mm = grid_slab(info.affine, acquisition.normal)
+    true_poses = np.floor((acquisition.positions_mm - lo) / step_mm).astype(int).tolist()
     logger.info("%s: %d acquired slices at %s mm; estimated poses %s (true %s)", info.subject, NUM_ACQUIRED,
                 ", ".join(f"{z:.0f}" for z in acquisition.positions_mm), placement.poses, true_poses)
     recon = reconstruct(model, placement.images, placement.poses, args.samples, seed=args.seed, progress=not args.no_progress)
-    write_volume(paths["reconstruction.nii.gz"], recon.mean, placement.affine, acquisition.intensity, args.overwrite)
-    write_volume(paths["std.nii.gz"], recon.std, placement.affine, acquisition.intensity, args.overwrite, offset=False)
-    spacing = affine_spacing(placement.affine)
+    write_reconstruction({"mean": paths["reconstruction.nii.gz"], "std": paths["std.nii.gz"]}, recon._asdict(),
+                         placement.affine, acquisition.intensity, args.overwrite)
     save_acquisition_figure(placement.images[placement.poses], placement.poses, recon.mean, recon.std,
                             paths["reconstruction.png"], f"demo ({args.run_dir}, step {step}): {info.subject} from "
-                            f"{NUM_ACQUIRED} acquired slices", spacing, args.overwrite)
+                            f"{NUM_ACQUIRED} acquired slices", affine_spacing(placement.affine), args.overwrite)
     print("wrote " + ", ".join(paths.values()))
 
 

@@ -28,79 +28,41 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
+from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, parse_integers, parse_samples, run
 
-import argparse
-import json
 import logging
 import os
 from typing import Optional
 
-from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.baselines import load_methods
 from bruno.config import load_config
+from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
-from bruno.experiments.evaluation import evaluate, load_runs
+from bruno.experiments.acquired_protocol import acquired_inputs
+from bruno.experiments.evaluation import evaluate, latent_variants, load_runs
 from bruno.experiments.report import REPORT_FILES, write_report
-from bruno.files import check_output_dir, write_text_files
-from bruno.latent_volume import load_latent_volume_model
-from bruno.reconstruction import FAST_SAMPLES, evenly_spread, fetal_contexts, parse_samples
-from bruno.experiments.sample_budget import sample_count_study, study_markdown
-from bruno.data.preprocess import load_slice_table
+from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
+from bruno.files import check_output_dir
+from bruno.reconstruction import evenly_spread, fetal_contexts
 from bruno.runs import make_deterministic
 
 logger = logging.getLogger("evaluate")
 DEFAULT_KS = (1, 3, 5, 9)
 
 
-def _sample_counts(text: str) -> list[int]:
-    try:
-        counts = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        counts = []
-    if len(counts) < 2 or counts[0] < 1:
-        raise ConfigError(f"--sample-counts {text!r}: expected at least two comma-separated integers >= 1, e.g. 5,10,20,50,100")
-    return counts
-
-
-def _contexts_list(text: Optional[str], num_poses: int) -> list[int]:
-    """``--contexts-list``: the given ks, each in [1, N]; by default those of 1, 3, 5, 9 below N."""
-    if text is None:
-        ks = [k for k in DEFAULT_KS if k < num_poses]
-        if len(ks) < len(DEFAULT_KS):
-            logger.info("N = %d poses: k = %s (of the default %s)", num_poses, ks, list(DEFAULT_KS))
-        return ks
-    try:
-        ks = [int(k) for k in text.split(",") if k.strip()]
-    except ValueError:
-        raise ConfigError(f"--contexts-list {text!r}: expected comma-separated integers") from None
-    if not ks:
-        raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
-    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
-    if bad is not None:
-        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
-    return ks
-
-
 def main() -> None:
     parser = make_parser(__doc__)
-    runs = parser.add_mutually_exclusive_group(required=True)
-    runs.add_argument("--run", nargs="+", help="run directories written by scripts/train.py (same data)")
-    runs.add_argument("--config", help="experiment YAML: score only the classical baselines on its table (needs --out)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--split", default="test", choices=("train", "val", "test"), help="volumes of the run's table (default test)")
-    source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", nargs="+", help="run directories written by scripts/train.py (same data)")
+    which.add_argument("--config", help="experiment YAML: score only the classical baselines on its table (needs --out)")
+    add_subject_source(parser)
     parser.add_argument("--contexts-list", help="numbers of context slices k (default: those of 1,3,5,9 below N)")
     parser.add_argument("--context-table", choices=("even", "fetal"), default="even",
                         help="even: idx_i = round((i+1)N/(k+1)); fetal: the paper's Table 4a indices (N = 80)")
-    parser.add_argument("--samples", default="100",
-                        help=f"samples per pose (default 100), or 'fast' = {FAST_SAMPLES}: a mean within 0.005 SSIM of 100's")
+    add_samples(parser)
     parser.add_argument("--sample-counts", help="comma-separated S values: measure the mean image's SSIM per S instead")
-    parser.add_argument("--max-subjects", type=int, help="evaluate only the first M subjects")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
-    parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
-                        help="return the context slices unchanged at their own poses (default: each run's model.keep_contexts)")
+    add_keep_contexts(parser)
     parser.add_argument("--latent-volume", action="store_true",
                         help="also score each BRUNO run's flow with a Gaussian volume model of its latents + GP residual "
                              "(settings chosen on val once, stored in RUN/latent_volume.json)")
@@ -111,66 +73,70 @@ def main() -> None:
     parser.add_argument("--poses-from", default="estimated", choices=("estimated", "known"),
                         help="with --protocol acquired: estimate the poses (first BRUNO run's likelihood, or NCC with the "
                              "atlas without a run; default) or take them from the truth's slab")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    add_common(parser, checkpoint=True, overwrite="replace existing result files")
     args = parser.parse_args()
     if args.protocol == "acquired" and (args.input or args.sample_counts):
         raise ConfigError("--protocol acquired: scores volumes of the run's table (--split), not --input or --sample-counts")
+    if args.config and not args.out:
+        raise ConfigError("--config: pass --out too (there is no run folder to write into)")
+    if args.config and args.sample_counts:
+        raise ConfigError("--sample-counts measures a model's samples: pass --run")
 
-    if args.config:
-        if not args.out:
-            raise ConfigError("--config: pass --out too (there is no run folder to write into)")
-        if args.sample_counts:
-            raise ConfigError("--sample-counts measures a model's samples: pass --run")
-        models, steps, config = {}, {}, load_config(args.config)
-    else:
-        models, steps, config = load_runs(args.run, args.checkpoint)
+    models, steps, config = ({}, {}, load_config(args.config)) if args.config else load_runs(args.run, args.checkpoint)
     make_deterministic(args.seed)
-    num_poses = config.data.num_poses
+    num_poses, progress, source = config.data.num_poses, not args.no_progress, args.input or args.split
     ks = _contexts_list(args.contexts_list, num_poses)
     num_samples = parse_samples(args.samples)
-    counts = _sample_counts(args.sample_counts) if args.sample_counts else None
+    counts = sorted(set(parse_integers("--sample-counts", args.sample_counts, "integers >= 1"))) if args.sample_counts else None
+    if counts is not None and (len(counts) < 2 or counts[0] < 1):
+        raise ConfigError(f"--sample-counts {args.sample_counts!r}: expected at least two comma-separated integers >= 1, "
+                          "e.g. 5,10,20,50,100")
     contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
     out = args.out or os.path.join(args.run[0], "eval_" + ("input" if args.input else args.split))
-    outputs = ("sample_counts.md", "sample_counts.json") if counts else REPORT_FILES
-    check_output_dir(out, outputs, args.overwrite)
+    check_output_dir(out, STUDY_FILES if counts else REPORT_FILES, args.overwrite)
 
-    table = load_slice_table(config, not args.no_progress)
+    table = load_slice_table(config, progress)
     subjects = load_subjects(table, config.data, args.split, args.input, args.max_subjects)
     if counts:
         name, model = next(iter(models.items()))
-        study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, not args.no_progress)
-        text = study_markdown(study, f"{args.run[0]} (step {steps[name]}): samples needed, {args.input or args.split}")
-        write_text_files(out, {"sample_counts.md": text, "sample_counts.json": json.dumps(study, indent=1)}, args.overwrite)
-        print(text)
+        study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, progress)
+        print(write_study(study, f"{args.run[0]} (step {steps[name]}): samples needed, {source}", out, args.overwrite))
         return
     os.makedirs(out, exist_ok=True)  # only now that the inputs have been read
-    baselines, settings = load_methods(table, progress=not args.no_progress, required=not models)
-    keep_contexts = None if args.keep_contexts is None else {name: args.keep_contexts for name in models}
-    variants = {}
-    if args.latent_volume:
-        for (name, model), run_dir in zip(models.items(), args.run):
-            if model.config.kind == "bruno":
-                variant, _ = load_latent_volume_model(model, table, run_dir, progress=not args.no_progress)
-                variants[f"{name}_latent"] = variant
-    acquire = None
-    if args.protocol == "acquired":
-        scorer = next((m for m in models.values() if m.config.kind == "bruno"), None)
-        acquire = acquired_inputs(table, config.data, args.poses_from, scorer)
-    results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, not args.no_progress,
-                              keep_contexts, variants, acquire)
-    results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=args.input or args.split,
+    baselines, settings = load_methods(table, progress=progress, required=not models)
+    variants = latent_variants(models, args.run, table, progress) if args.latent_volume else {}
+    scorer = next((m for m in models.values() if m.config.kind == "bruno"), None)
+    acquire = acquired_inputs(table, config.data, args.poses_from, scorer) if args.protocol == "acquired" else None
+    keep = None if args.keep_contexts is None else dict.fromkeys(models, args.keep_contexts)
+    results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, progress, keep, variants,
+                              acquire)
+    results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=source,
                    baseline_settings=settings["chosen"], protocol=args.protocol,
                    **({"poses_from": args.poses_from} if acquire else {}))
-    runs = ", ".join(f"{os.path.basename(os.path.normpath(run))} (step {step})" for run, step in zip(args.run or [], steps.values()))
-    title = f"{runs or 'classical baselines on ' + table.path}: {args.input or args.split}"
-    if acquire:
-        title += f", acquired slices only (poses {args.poses_from})"
+    runs = ", ".join(f"{os.path.basename(os.path.normpath(r))} (step {step})" for r, step in zip(args.run or [], steps.values()))
+    title = f"{runs or 'classical baselines on ' + table.path}: {source}"
+    title += f", acquired slices only (poses {args.poses_from})" if acquire else ""
     print(write_report(results, first, subjects[0], {**variants, **baselines}, contexts_for, out, title, args.overwrite))
     logger.info("wrote %s to %s", ", ".join(REPORT_FILES), out)
+
+
+def _contexts_list(text: Optional[str], num_poses: int) -> list[int]:
+    """``--contexts-list``: the given ks, each in [1, N]; by default those of 1, 3, 5, 9 below N."""
+    if text is None:
+        ks = [k for k in DEFAULT_KS if k < num_poses]
+        if len(ks) < len(DEFAULT_KS):
+            logger.info("N = %d poses: k = %s (of the default %s)", num_poses, ks, list(DEFAULT_KS))
+        return ks
+    ks = parse_integers("--contexts-list", text, "integers")
+    if not ks:
+        raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
+    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
+    if bad is not None:
+        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
+    return ks
 
 
 if __name__ == "__main__":

@@ -17,36 +17,26 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
+from _cli import add_common, add_subject_source, check_positive, make_parser, parse_contexts, run
 
 import logging
 import os
 
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
-from bruno.errors import ConfigError
 from bruno.experiments.motion.simulate import LAWS
 from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, default_contexts, motion_markdown, run_study
 from bruno.files import check_output_dir
-from bruno.reconstruction import parse_contexts
 from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("motion_experiment")
-
-
-def _positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if not (value >= 0 if allow_zero else value > 0):
-        raise ConfigError(f"{name} {value}: expected a number {'>=' if allow_zero else '>'} 0")
 
 
 def main() -> None:
     defaults = MotionSettings()
     parser = make_parser(__doc__)
     parser.add_argument("--run", required=True, help="run directory written by scripts/train.py")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--split", default="test", choices=("train", "val", "test"),
-                        help="volumes of the run's table (default test)")
-    source.add_argument("--input", help="NIfTI folder, glob or file never seen in training (preprocessed like the run's data)")
+    add_subject_source(parser)
     parser.add_argument("--translation-mm", type=float, default=defaults.translation_mm,
                         help="largest translation per axis (uniform) or its magnitude (sphere), mm (default 10)")
     parser.add_argument("--law", choices=LAWS, default=defaults.law,
@@ -60,22 +50,17 @@ def main() -> None:
     parser.add_argument("--contexts",
                         help="the motion-free slices BRUNO conditions on (default: 10,30,50,70 of N = 80 scaled to N)")
     parser.add_argument("--samples", type=int, default=defaults.num_samples, help="BRUNO samples per pose (default 100)")
-    parser.add_argument("--max-subjects", type=int, help="only the first M subjects")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the translations and samples (default 0)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
     parser.add_argument("--out", help="output folder (default RUN/motion_<split or input>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    add_common(parser, seed=defaults.seed, seed_help="the translations and samples", checkpoint=True,
+               overwrite="replace existing result files")
     args = parser.parse_args()
 
-    _positive("--translation-mm", args.translation_mm, allow_zero=True)
-    _positive("--sigma", args.sigma)
-    _positive("--svr-sigma", args.svr_sigma)
-    _positive("--svr-iterations", args.svr_iterations, allow_zero=True)
-    _positive("--samples", args.samples)
     search_mm = max(2.0 * args.translation_mm, 1.0) if args.search_mm is None else args.search_mm
-    _positive("--search-mm", search_mm)
-    if args.max_subjects is not None:
-        _positive("--max-subjects", args.max_subjects)
+    for flag, value, allow_zero in (("--translation-mm", args.translation_mm, True), ("--sigma", args.sigma, False),
+                                    ("--svr-sigma", args.svr_sigma, False), ("--svr-iterations", args.svr_iterations, True),
+                                    ("--samples", args.samples, False), ("--search-mm", search_mm, False),
+                                    ("--max-subjects", args.max_subjects, False)):
+        check_positive(flag, value, allow_zero)
     settings = MotionSettings(args.translation_mm, args.law, args.sigma, args.svr_sigma, args.svr_iterations, search_mm,
                               args.samples, args.seed)
 
@@ -93,6 +78,7 @@ def main() -> None:
     results = run_study(model, subjects, contexts, settings, out, title, about, args.overwrite, not args.no_progress)
     print(motion_markdown(results, title))
     logger.info("wrote %s and %d views_*.png to %s", ", ".join(RESULT_FILES), len(subjects), out)
+
 
 if __name__ == "__main__":
     run(main)

@@ -33,33 +33,27 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
+from _cli import add_common, add_keep_contexts, add_samples, make_parser, parse_contexts, parse_integers, parse_samples, run
 
 import argparse
 import logging
-from typing import Optional
-
-import numpy as np
 
 from bruno.baselines import load_methods
-from bruno.config import Config, load_config
+from bruno.config import load_config
 from bruno.data.acquisition import read_acquisition
 from bruno.data.nifti import affine_spacing, load_nifti
+from bruno.data.preprocess import load_slice_table
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.files import NIFTI_EXTENSIONS, check_distinct_outputs, check_extension, check_output_path
+from bruno.files import check_outputs, png_beside
 from bruno.latent_volume import load_latent_volume_model
-from bruno.model import SequenceModel
 from bruno.plots import save_acquisition_figure
-from bruno.poses import AMBIGUOUS_POSES, place_acquisition
-from bruno.reconstruction import FAST_SAMPLES, evenly_spread, parse_contexts, parse_samples, reconstruct, write_volume
-from bruno.data.preprocess import load_slice_table
+from bruno.poses import place_acquisition
+from bruno.reconstruction import evenly_spread, reconstruct, write_reconstruction
 from bruno.runs import make_deterministic, restore_model
 
 METHODS = ("bruno", "latent_pca_gp", "linear", "population_mean", "pca", "atlas_gp", "pca_gp")
-
 logger = logging.getLogger("reconstruct")
-AMBIGUOUS_MARGIN = 10.0  # score units (nats, or 1000 × NCC) below which the pose estimate is reported as ambiguous
 
 
 def main() -> None:
@@ -79,128 +73,71 @@ def main() -> None:
     parser.add_argument("--slices", help="acquired slices: read only these axial slices of the one --input file (indices in RAS+ order, 0 = most inferior)")
     parser.add_argument("--intensity-window", nargs=2, type=float, metavar=("LOW", "HIGH"),
                         help="acquired slices: map these intensities to 0 and 255 (default: the acquired voxels' percentiles)")
-    parser.add_argument("--png", help="figure of the acquired slices and the reconstruction (default for acquired slices: "
-                                      "OUTPUT with .png)")
-    parser.add_argument("--samples", default="100",
-                        help=f"samples per slice (default 100), or 'fast' = {FAST_SAMPLES}: a mean within 0.005 SSIM of 100's")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     parser.add_argument("--output", required=True, help="mean volume (.nii or .nii.gz)")
+    parser.add_argument("--png", help="figure of the given slices and the reconstruction (default for acquired slices: OUTPUT with .png)")
     parser.add_argument("--decoded-mean", help="also write the decoded predictive mean (one image per slice, no sampling) here")
     parser.add_argument("--std", help="also write the per-voxel standard deviation here")
     parser.add_argument("--samples-out", help="also write every sample as a 4D series here")
-    parser.add_argument("--keep-contexts", action=argparse.BooleanOptionalAction, default=None,
-                        help="return the given slices unchanged at their own poses (default: the run's model.keep_contexts)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"), help="which checkpoint (default best)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_samples(parser, "slice")
+    add_keep_contexts(parser)
+    add_common(parser, checkpoint=True)
     args = parser.parse_args()
 
     num_samples = parse_samples(args.samples)
-    if args.method in ("bruno", "latent_pca_gp") and args.run is None:
-        raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
-    if args.method != "bruno" and args.decoded_mean:
-        raise ConfigError(f"--decoded-mean: only BRUNO has one; --method {args.method} writes its estimate to --output")
-    acquired_mode = args.contexts is None and args.num_contexts is None
-    if not acquired_mode and (args.slices or args.intensity_window):
-        raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
-    if not acquired_mode and len(args.input) != 1:
-        raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
-                          "(for acquired slices in several files, leave those two out)")
-    png = args.png or (_png_beside(args.output) if acquired_mode else None)
-    flags = {"--output": args.output, "--decoded-mean": args.decoded_mean, "--std": args.std, "--samples-out": args.samples_out}
-    for flag, path in flags.items():
-        check_extension(flag, path, NIFTI_EXTENSIONS)
-    check_extension("--png", png, (".png",))
-    check_distinct_outputs({**flags, "--png": png}, args.input)
-    outputs = (*flags.values(), png)
-    for path in outputs:
-        if path is not None:
-            check_output_path(path, args.overwrite)
-    if args.run is not None:
-        model, config, _ = restore_model(args.run, args.checkpoint)
-    else:
-        model, config = None, load_config(args.config)
+    acquired = args.contexts is None and args.num_contexts is None
+    _check_flags(args, acquired)
+    paths = {"mean": args.output, "mode": args.decoded_mean, "std": args.std, "samples": args.samples_out}
+    png = args.png or (png_beside(args.output) if acquired else None)
+    check_outputs(dict(zip(("--output", "--decoded-mean", "--std", "--samples-out"), paths.values())), {"--png": png},
+                  args.overwrite, args.input)
+    model, config, _ = restore_model(args.run, args.checkpoint) if args.run else (None, load_config(args.config), None)
     make_deterministic(args.seed)
-    num_poses = config.data.num_poses
-    if acquired_mode:
-        images, contexts, affine, intensity = _acquired(args, config, model)
+    num_poses, progress = config.data.num_poses, not args.no_progress
+    if acquired:
+        acquisition = read_acquisition(args.input, config.data, args.slices and parse_integers("--slices", args.slices),
+                                       args.intensity_window)
+        placement = place_acquisition(acquisition, load_slice_table(config, progress), model, args.slab_mm and tuple(args.slab_mm),
+                                      args.poses and parse_integers("--poses", args.poses), log=True)
+        images, contexts, affine, intensity = placement.images, placement.poses, placement.affine, acquisition.intensity
+        logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g", len(contexts),
+                    ", ".join(f"{z:.1f}" for z in acquisition.positions_mm), contexts, *intensity)
     else:
         contexts = (parse_contexts(args.contexts, num_poses) if args.contexts is not None
                     else evenly_spread(args.num_contexts, num_poses))
         slices = extract_slices(load_nifti(args.input[0]), config.data)
         images, affine, intensity = slices.images, slices.affine, (slices.intensity_low, slices.intensity_high)
     if args.method == "bruno":
-        result = reconstruct(model, images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts,
-                             progress=not args.no_progress)
-        mean, std, samples = result.mean, result.std, result.samples
+        arrays = reconstruct(model, images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts,
+                             progress=progress)._asdict()
     else:
-        mean, std, samples = _classical(args, config, model, images, contexts, num_samples)
-    write_volume(args.output, mean, affine, intensity, args.overwrite)
-    if args.decoded_mean:
-        write_volume(args.decoded_mean, result.mode, affine, intensity, args.overwrite)
-    if args.std:
-        write_volume(args.std, std, affine, intensity, args.overwrite, offset=False)
-    if args.samples_out:
-        write_volume(args.samples_out, samples, affine, intensity, args.overwrite)
+        table = load_slice_table(config, progress)
+        method = (load_latent_volume_model(model, table, args.run, progress=progress)[0] if args.method == "latent_pca_gp"
+                  else load_methods(table, progress=progress)[0][args.method])
+        if len(contexts) < method.min_contexts:
+            raise ConfigError(f"--method {args.method}: needs at least {method.min_contexts} given slice(s), got {len(contexts)}")
+        if args.std and not method.has_uncertainty:
+            raise ConfigError(f"--std: --method {args.method} has no uncertainty map (pca has one)")
+        samples = method.sample(images, contexts, num_samples, args.seed) if args.samples_out else None
+        if args.samples_out and samples is None:
+            raise ConfigError(f"--samples-out: --method {args.method} draws no samples (pca does)")
+        arrays = {**method.estimate(images, contexts, with_std=bool(args.std))._asdict(), "samples": samples, "mode": None}
+    written = write_reconstruction(paths, arrays, affine, intensity, args.overwrite)
     if png:
-        spacing = affine_spacing(affine)
-        save_acquisition_figure(images[contexts], contexts, mean, std, png,
-                                f"{args.method}: {len(contexts)} slice(s) at poses {contexts} of {num_poses}",
-                                spacing, args.overwrite)
-    logger.info("conditioned on poses %s of %d; wrote %s", contexts, num_poses,
-                ", ".join(p for p in outputs if p))
+        save_acquisition_figure(images[contexts], contexts, arrays["mean"], arrays["std"], png, f"{args.method}: {len(contexts)} "
+                                f"slice(s) at poses {contexts} of {num_poses}", affine_spacing(affine), args.overwrite)
+    logger.info("conditioned on poses %s of %d; wrote %s", contexts, num_poses, ", ".join([*written, *([png] if png else [])]))
 
 
-def _png_beside(path: str) -> str:
-    return path.removesuffix(".gz").removesuffix(".nii") + ".png"
-
-
-def _acquired(args: argparse.Namespace, config: Config,
-              model: Optional[SequenceModel]) -> tuple[np.ndarray, list[int], np.ndarray, tuple[float, float]]:
-    """The acquired slices on the pose grid: (images [N, H, W] with only the poses filled, poses,
-    affine of the reconstruction, intensity window)."""
-    indices = None if args.slices is None else _integers("--slices", args.slices)
-    acquired = read_acquisition(args.input, config.data, indices, args.intensity_window)
-    poses = None if args.poses is None else _integers("--poses", args.poses)
-    placement = place_acquisition(acquired, load_slice_table(config, not args.no_progress), model, args.slab_mm and tuple(args.slab_mm), poses)
-    if placement.estimate is not None:
-        estimate = placement.estimate
-        unit = "nats" if model is not None else "(1000 × NCC with the atlas)"
-        logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f, margin %.1f %s over any placement moving a "
-                    "slice by more than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, estimate.margin,
-                    unit, AMBIGUOUS_POSES)
-        if estimate.margin < AMBIGUOUS_MARGIN:
-            logger.warning("the pose estimate is ambiguous (margin %.1f < %g): check it, or give --poses or --slab-mm",
-                           estimate.margin, AMBIGUOUS_MARGIN)
-    logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g",
-                len(placement.poses), ", ".join(f"{z:.1f}" for z in acquired.positions_mm), placement.poses,
-                *acquired.intensity)
-    return placement.images, placement.poses, placement.affine, acquired.intensity
-
-
-def _integers(flag: str, text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers, e.g. 20,45,70") from None
-
-
-def _classical(args: argparse.Namespace, config: Config, model: Optional[SequenceModel], images: np.ndarray,
-               contexts: list[int], num_samples: int) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    """(estimate, std or None, samples or None) of a classical method, after checking it can give what was asked."""
-    table = load_slice_table(config, not args.no_progress)
-    if args.method == "latent_pca_gp":
-        method = load_latent_volume_model(model, table, args.run, progress=not args.no_progress)[0]
-    else:
-        method = load_methods(table, progress=not args.no_progress)[0][args.method]
-    if len(contexts) < method.min_contexts:
-        raise ConfigError(f"--method {args.method}: needs at least {method.min_contexts} given slice(s), got {len(contexts)}")
-    if args.std and not method.has_uncertainty:
-        raise ConfigError(f"--std: --method {args.method} has no uncertainty map (pca has one)")
-    samples = method.sample(images, contexts, num_samples, args.seed) if args.samples_out else None
-    if args.samples_out and samples is None:
-        raise ConfigError(f"--samples-out: --method {args.method} draws no samples (pca does)")
-    estimate = method.estimate(images, contexts, with_std=bool(args.std))
-    return estimate.mean, estimate.std, samples
+def _check_flags(args: argparse.Namespace, acquired: bool) -> None:
+    if args.method in ("bruno", "latent_pca_gp") and args.run is None:
+        raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
+    if args.method != "bruno" and args.decoded_mean:
+        raise ConfigError(f"--decoded-mean: only BRUNO has one; --method {args.method} writes its estimate to --output")
+    if not acquired and (args.slices or args.intensity_window):
+        raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
+    if not acquired and len(args.input) != 1:
+        raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
+                          "(for acquired slices in several files, leave those two out)")
 
 
 if __name__ == "__main__":

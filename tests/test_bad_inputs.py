@@ -29,9 +29,9 @@ def _corrupt_every_chunk(path: Path) -> None:
             f.write(b"\xff" * chunk.size)
 
 
-def _edit_config(run: Path, **model: object) -> None:
+def _edit_config(run: Path, **flow: object) -> None:
     stored = yaml.safe_load((run / "config.yaml").read_text())
-    stored["model"].update(model)
+    stored["model"]["flow"].update(flow)
     (run / "config.yaml").write_text(yaml.safe_dump(stored))
 
 

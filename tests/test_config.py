@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bruno.config import Config, config_to_yaml, load_config, override, parse_config
+from bruno.config import Config, FlowConfig, ProcessConfig, config_to_yaml, load_config, override, parse_config
 from bruno.errors import ConfigError
 
 from tests.conftest import REPO
@@ -60,12 +60,15 @@ def write(tmp_path: Path, text: str) -> Path:
         ("data: {subject_pattern: '('}", r"data\.subject_pattern='\(', expected a regular expression"),
         ("data: {source: phantom, input: x}", r"data\.input='x', expected null when data\.source is 'phantom'"),
         ("data: [1, 2]", r"data=\[1, 2\], expected a mapping with keys"),
-        ("model: {pose_kernel: cubic}", r"model\.pose_kernel='cubic', expected"),
-        ("model: {length_init: 0.5}", r"model\.length_init=0\.5, expected a number > length_min = 0\.5"),
-        ("model: {kernel_nugget: -0.1}", r"model\.kernel_nugget=-0\.1, expected a number >= 0"),
-        ("model: {latent_factors: 4, pose_kernel: matern32}",
-         r"model\.latent_factors=4, expected 0 unless pose_kernel is set and process is 'gaussian'"),
-        ("model: {latent_factors: -1}", r"model\.latent_factors=-1, expected an integer >= 0"),
+        ("model: {process: {pose_kernel: cubic}}", r"model\.process\.pose_kernel='cubic', expected"),
+        ("model: {process: {length_init: 0.5}}", r"model\.process\.length_init=0\.5, expected a number > length_min = 0\.5"),
+        ("model: {process: {kernel_nugget: -0.1}}", r"model\.process\.kernel_nugget=-0\.1, expected a number >= 0"),
+        ("model: {process: {latent_factors: 4, pose_kernel: matern32}}",
+         r"model\.process\.latent_factors=4, expected 0 unless pose_kernel is set and kind is 'gaussian'"),
+        ("model: {process: {latent_factors: -1}}", r"model\.process\.latent_factors=-1, expected an integer >= 0"),
+        ("model: {flow: {dense_units: 3}}", r"model\.flow\.dense_units=3, expected an even integer >= 2"),
+        ("model: {flow: {num_filters: 8}, num_scales: 2}",
+         r"model\.num_scales: a key of the old flat model section beside a model\.flow section; write it as model\.flow\.num_scales"),
         ("train: {num_context_min: 9}", r"train\.num_context_min=9, expected an integer in \[0, num_context = 8\]"),
         ("train: {process_learning_rate_scale: 0}", r"train\.process_learning_rate_scale=0\.0, expected a number > 0"),
     ],
@@ -114,11 +117,27 @@ def test_readme_lists_every_config_key_and_cites_nothing_outside_the_repository(
     from bruno import config as module
 
     readme = (REPO / "README.md").read_text()
-    sections = (module.DataConfig, module.PhantomConfig, module.SplitConfig, module.ModelConfig, module.GQNConfig,
-                module.CVAEConfig, module.TrainConfig)
+    sections = (module.DataConfig, module.PhantomConfig, module.SplitConfig, module.ModelConfig, module.FlowConfig,
+                module.ProcessConfig, module.GQNConfig, module.CVAEConfig, module.TrainConfig)
     missing = [f"{cls.__name__}.{f.name}" for cls in sections for f in dataclasses.fields(cls) if f"`{f.name}`" not in readme]
     assert missing == []
     assert "SPEC" not in readme  # the spec is not shipped: point at modules and docs/ instead
+
+
+def test_a_flat_model_section_of_an_older_config_loads_into_flow_and_process() -> None:
+    """Run folders and experiment files written before ``model.flow`` / ``model.process`` hold a flat section."""
+    old = {"data": {"num_poses": 12, "image_size": 16}, "train": {"seq_len": 5, "num_context": 3},
+           "model": {"num_scales": 2, "num_filters": 8, "upstream_logit_log_det": True, "process": "gaussian",
+                     "pose_kernel": "matern32", "length_min": 2.0, "latent_factors": 4, "keep_contexts": True}}
+    config = parse_config(old)
+    assert config.model.flow == FlowConfig(num_scales=2, num_filters=8, upstream_logit_log_det=True)
+    assert config.model.process == ProcessConfig(kind="gaussian", pose_kernel="matern32", length_min=2.0, latent_factors=4)
+    assert config.model.keep_contexts and config.model.kind == "bruno"
+    assert parse_config(yaml.safe_load(config_to_yaml(config))) == config  # written back in the new layout
+    assert "flow:" in config_to_yaml(config) and "num_filters: 8" not in config_to_yaml(config).split("flow:")[0]
+    assert parse_config({"model": {"process": "student_t"}}).model.process == ProcessConfig()
+    stored = load_config(REPO / "tests/fixtures/tiny_run_v1/config.yaml")  # a real run folder of that time
+    assert stored.model == load_config(REPO / "config_rnn/tiny.yaml").model
 
 
 def test_override_checks_values() -> None:
@@ -128,15 +147,20 @@ def test_override_checks_values() -> None:
         override(Config(), "data", num_poses=1)
     with pytest.raises(ConfigError, match=r"unknown key data\.bogus"):
         override(Config(), "data", bogus=1)
+    assert override(Config(), "model.process", pose_kernel="rbf").model.process.pose_kernel == "rbf"
+    with pytest.raises(ConfigError, match=r"command line: model\.flow\.dense_units=3, expected an even integer >= 2"):
+        override(Config(), "model.flow", dense_units=3)
+    with pytest.raises(ConfigError, match=r"unknown config section 'model\.kind'"):
+        override(Config(), "model.kind", x=1)
 
 
 def test_base_shares_the_sections_a_file_leaves_out(tmp_path: Path) -> None:
-    (tmp_path / "parent.yaml").write_text("data: {num_poses: 12, image_size: 16}\nmodel: {num_scales: 2}\ntrain: {seq_len: 5, num_context: 3}\n")
+    (tmp_path / "parent.yaml").write_text("data: {num_poses: 12, image_size: 16}\nmodel: {flow: {num_scales: 2}}\ntrain: {seq_len: 5, num_context: 3}\n")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "child.yaml").write_text("base: ../parent.yaml\nmodel: {num_filters: 8}\n")
+    (tmp_path / "sub" / "child.yaml").write_text("base: ../parent.yaml\nmodel: {flow: {num_filters: 8}}\n")
     child = load_config(tmp_path / "sub" / "child.yaml")
     assert (child.data.num_poses, child.train.seq_len) == (12, 5)
-    assert (child.model.num_filters, child.model.num_scales) == (8, 3)  # the child's model section replaces the base's whole
+    assert (child.model.flow.num_filters, child.model.flow.num_scales) == (8, 3)  # the child's model section replaces the base's whole
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ConfigError, match=r"loop\.yaml: base='loop\.yaml' leads back to itself"):
         load_config(tmp_path / "loop.yaml")

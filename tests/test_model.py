@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bruno.config import ModelConfig
+from bruno.config import FlowConfig, ModelConfig, ProcessConfig
 from bruno.model import ConditionalBruno
 
 from tests.flows.test_coupling import randomise
 
-TINY = ModelConfig(num_scales=2, num_filters=8, num_residual_blocks=1, num_dense_couplings=2, dense_units=16, embedding_size=8)
+TINY = ModelConfig(flow=FlowConfig(num_scales=2, num_filters=8, num_residual_blocks=1, num_dense_couplings=2, dense_units=16,
+                                   embedding_size=8))
 SIZE, POSES = 16, 6
 
 
@@ -130,18 +131,18 @@ def test_every_config_builds_a_model() -> None:
         config = load_config(path)
         model = ConditionalBruno.from_config(config)
         assert model.num_dims == config.data.image_size ** 2 and model.num_poses == config.data.num_poses
-        expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process]
-        kernel = "LatentFactorProcess" if config.model.latent_factors else "PoseKernelProcess"
-        assert type(model.process).__name__ == (kernel if config.model.pose_kernel else expected)
+        expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process.kind]
+        kernel = "LatentFactorProcess" if config.model.process.latent_factors else "PoseKernelProcess"
+        assert type(model.process).__name__ == (kernel if config.model.process.pose_kernel else expected)
     for name in ("adni", "thorax_ct", "fetal"):  # the paper's configs stay faithful
-        assert load_config(REPO / f"config_rnn/{name}.yaml").model.pose_kernel is None
+        assert load_config(REPO / f"config_rnn/{name}.yaml").model.process.pose_kernel is None
 
 
 @pytest.fixture(scope="module")
 def pose_model() -> ConditionalBruno:
     """The SPEC §8 variant: pose-aware process with a random latent atlas."""
     tf.random.set_seed(0)
-    model = ConditionalBruno(SIZE, POSES, dataclasses.replace(TINY, pose_kernel="matern32"))
+    model = ConditionalBruno(SIZE, POSES, dataclasses.replace(TINY, process=ProcessConfig(pose_kernel="matern32")))
     model.initialize(*batch(4, 5, seed=0))
     model.process.prior_atlas.assign(np.random.default_rng(0).normal(0, 1, (POSES, SIZE * SIZE)).astype(np.float32))
     return model

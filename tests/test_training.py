@@ -145,7 +145,7 @@ def test_varying_contexts_and_the_pose_process_train(tiny: Config, tmp_path: Pat
     drawn = [num_context_at(step, train) for step in range(1, 200)]
     assert set(drawn) == {1, 2, 3} and drawn == [num_context_at(step, train) for step in range(1, 200)]
     assert num_context_at(5, tiny.train) == 3
-    config = override(tiny, "model", pose_kernel="rbf")
+    config = override(tiny, "model.process", pose_kernel="rbf")
     settings = dict(num_context_min=1, process_grad_schedule={0: 1.0}, process_learning_rate_scale=10.0,
                     checkpoint_every=3, log_every=1)
     full = trainer(config, tmp_path / "full", **settings)
@@ -379,10 +379,10 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path: Path) -> None:
 
 def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_path: Path) -> None:
     """train.init_from copies the flow and the shared process parameters; the factors start from a shrunk PCA."""
-    source_config = override(tiny, "model", pose_kernel="matern32", process="gaussian")
+    source_config = override(tiny, "model.process", pose_kernel="matern32", kind="gaussian")
     source = trainer(source_config, tmp_path / "source", num_context_min=1, process_grad_schedule={0: 1.0})
     source.train(max_steps=2)
-    config = override(source_config, "model", latent_factors=3)
+    config = override(source_config, "model.process", latent_factors=3)
     settings = dict(init_from=str(tmp_path / "source"), num_context_min=1, process_grad_schedule={0: 1.0}, log_every=1)
     tuned = trainer(config, tmp_path / "tuned", **settings)
     tuned._initialize()
@@ -400,15 +400,15 @@ def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_pat
     other = override(config, "data", output=str(tmp_path / "other.h5"))
     with pytest.raises(ConfigError, match="data section differs"):
         trainer(other, tmp_path / "bad", **settings)._initialize()
-    with pytest.raises(ConfigError, match="model.num_filters=8 there, expected 16"):
-        trainer(override(config, "model", num_filters=16), tmp_path / "bad2", **settings)._initialize()
+    with pytest.raises(ConfigError, match="model.flow.num_filters=8 there, expected 16"):
+        trainer(override(config, "model.flow", num_filters=16), tmp_path / "bad2", **settings)._initialize()
 
 
 def test_a_run_checkpointed_before_the_training_package_split_still_restores() -> None:
     """tests/fixtures/tiny_run_v1: tiny.yaml trained 20 steps (seed 0) by the code before issue 19, saved model-only;
     the log-probabilities of a fixed batch were recorded then."""
     model, config, step = restore_model(str(REPO / "tests/fixtures/tiny_run_v1"))
-    assert step == 20 and config.model.num_dense_couplings == 2
+    assert step == 20 and config.model.flow.num_dense_couplings == 2
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (2, 4, 16, 16, 1)), tf.float32)
     poses = tf.one_hot([[0, 3, 5, 7], [1, 2, 4, 6]], 8)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from bruno.config.model_sections import LEGACY_MODEL_KEYS
 from bruno.config.schema import Config, DataConfig
 from bruno.config.schema_base import fail as _fail
 from bruno.errors import ConfigError
@@ -123,9 +124,31 @@ def parse_config(mapping: Any, source: str = "<config>") -> Config:
     if not isinstance(mapping, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(mapping).__name__}")
     try:
+        if isinstance(mapping.get("model"), dict):
+            mapping = {**mapping, "model": _nest_legacy_model(mapping["model"])}
         return _build(Config, mapping, "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _nest_legacy_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A flat ``model:`` section of an older config (:data:`~bruno.config.model_sections.LEGACY_MODEL_KEYS`,
+    ``process: student_t``) with each key moved into its ``flow`` / ``process`` section; others as given."""
+    legacy = [k for k in model if k in LEGACY_MODEL_KEYS] + (["process"] if isinstance(model.get("process"), str) else [])
+    if not legacy:
+        return model
+    nested = {k: v for k, v in model.items() if k not in legacy}
+    for section in ("flow", "process"):
+        given = nested.get(section, {})
+        if not isinstance(given, dict) or given:
+            raise ConfigError(f"model.{legacy[0]}: a key of the old flat model section beside a model.{section} "
+                              f"section; write it as model.{LEGACY_MODEL_KEYS.get(legacy[0], ('process', 'kind'))[0]}."
+                              f"{LEGACY_MODEL_KEYS.get(legacy[0], ('process', 'kind'))[1]}")
+        nested[section] = {}
+    for key in legacy:
+        section, name = LEGACY_MODEL_KEYS.get(key, ("process", "kind"))
+        nested[section][name] = model[key]
+    return nested
 
 
 def _read_mapping(path: str) -> Any:
@@ -179,23 +202,31 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def override(config: Config, section: str, **values: Any) -> Config:
-    """A copy of ``config`` with some keys of one section replaced (e.g. from the command line).
+    """A copy of ``config`` with some keys of one section (or dotted sub-section, ``model.process``) replaced.
 
     Values are checked exactly as if they had been in the YAML file.
 
     Raises:
         ConfigError: an unknown section or key, or a bad value (named as ``section.key``).
     """
-    if section not in {f.name for f in dataclasses.fields(config)}:
+    names = section.split(".")
+    parts: list[Any] = [config]
+    for name in names:
+        parent = parts[-1]
+        if not dataclasses.is_dataclass(parent) or name not in {f.name for f in dataclasses.fields(parent)}:
+            raise ConfigError(f"unknown config section {section!r}")
+        parts.append(getattr(parent, name))
+    if not dataclasses.is_dataclass(parts[-1]) or isinstance(parts[-1], type):
         raise ConfigError(f"unknown config section {section!r}")
-    current = dataclasses.asdict(getattr(config, section))
+    current = dataclasses.asdict(parts[-1])
     current.update(values)
-    hints = typing.get_type_hints(Config)
     try:
-        updated = _coerce(hints[section], current, section)
+        updated = _coerce(type(parts[-1]), current, section)
     except ConfigError as err:
         raise ConfigError(f"command line: {err}") from None
-    return dataclasses.replace(config, **{section: updated})
+    for parent, name in zip(reversed(parts[:-1]), reversed(names)):
+        updated = dataclasses.replace(parent, **{name: updated})
+    return updated  # type: ignore[no-any-return]
 
 
 def _plain(value: Any) -> Any:

@@ -1,18 +1,22 @@
-"""The ``model:`` section: BRUNO's flow sizes, process, pose kernel and upstream quirk switches, and the
-sub-sections of the paper's GQN and C-VAE baselines.
+"""The ``model:`` section: ``kind``, BRUNO's ``flow`` (sizes, upstream quirk switches) and ``process``
+(exchangeable or pose-aware, its initial parameters), and the sub-sections of the paper's GQN and
+C-VAE baselines.
 
-The section stays flat (one level of keys) so that every run's stored ``config.yaml`` and every
-experiment file keep loading; the flow's own :class:`~bruno.flows.realnvp.FlowArchitecture` is built
-from it in :mod:`bruno.model`, so :mod:`bruno.flows` does not depend on configs.
+Configs written before ``flow`` and ``process`` had sections (a flat ``model:`` with ``num_filters``,
+``process: student_t``, ...) still load: :mod:`bruno.config.loader` moves each key of
+:data:`LEGACY_MODEL_KEYS` into its section once, when the file is read. The flow's own
+:class:`~bruno.flows.realnvp.FlowArchitecture` (named for behaviour: ``first_kernel_size``,
+``normalize_init_output``) is built from ``flow`` in :mod:`bruno.model`, so :mod:`bruno.flows` does
+not depend on configs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
 from bruno.config.schema_base import fail as _fail
 
-__all__ = ["CVAEConfig", "GQNConfig", "ModelConfig"]
+__all__ = ["LEGACY_MODEL_KEYS", "CVAEConfig", "FlowConfig", "GQNConfig", "ModelConfig", "ProcessConfig"]
 
 
 @dataclass(frozen=True)
@@ -82,63 +86,35 @@ class CVAEConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Conditional BRUNO: the flow's sizes, the exchangeable process, and upstream quirks (SPEC §1, §2).
+class FlowConfig:
+    """``model.flow``: the conditional RealNVP's sizes and upstream quirk switches (SPEC §1).
 
-    The defaults are the paper's model (upstream ``m1_shapenet``: 3 scales, 64 filters, 6 residual
-    blocks, 6 dense couplings of 256 units, a 32-d pose embedding, Student-t process).
+    The defaults are the paper's flow (upstream ``m1_shapenet``: 3 scales, 64 filters, 6 residual
+    blocks, 6 dense couplings of 256 units, a 32-d pose embedding).
 
     Attributes:
-        kind: ``bruno`` (this model), or one of the paper's baselines trained by the same pipeline:
-            ``gqn`` (section ``gqn``) or ``cvae`` (section ``cvae``); the flow/process keys then do nothing.
         num_scales: multi-scale levels S; ``data.image_size`` must be a multiple of 2^S.
         num_filters: width F of the conv s/t networks.
         num_residual_blocks: R per conv s/t network.
         num_dense_couplings: dense couplings after the conv part.
         dense_units: width U of the dense s/t networks (even).
-        embedding_size: size of the shared pose embedding.
-        process: ``student_t`` (the paper) or ``gaussian`` (upstream m1_shapenet).
-        variance_init, correlation_init, df_init: initial process parameters (1, 0.1, 1000).
+        embedding_size: size of the shared pose embedding that conditions every coupling.
         upstream_first_conv_3x3: quirk Q1, the first conv of each s/t network is 3×3 (not 1×1).
         upstream_label_heads: quirk Q2, the pose projections of the s/t heads start orthogonal, not 0.
         upstream_init_passes_raw: quirk Q3, the init pass hands on un-normalised activations.
         upstream_logit_log_det: quirk Q4, omit the constant D·ln(1−α) from the logit log-det.
-        pose_kernel: None (the paper's exchangeable process) or ``matern32``/``rbf``: our pose-aware
-            process of SPEC §8, whose covariance decays with the distance between poses and whose
-            prior mean is a learned latent atlas (one row per pose).
-        length_init: initial length scale ℓ of the pose kernel, in poses.
-        length_min: lower bound of ℓ.
-        kernel_nugget: per-slice white noise ε of the pose kernel, relative to the variance.
-        latent_factors: 0, or r >= 1: the latent factor process of SPEC §9.3 (a rank-r subject code
-            shared by every pose and latent dimension on top of the pose kernel; needs ``pose_kernel``
-            and ``process: gaussian``), initialised by a PCA of the training latents.
-        keep_contexts: reconstructions return the acquired slices unchanged at their own poses
-            (instead of the model's samples there).
     """
 
-    kind: Literal["bruno", "gqn", "cvae"] = "bruno"
     num_scales: int = 3
     num_filters: int = 64
     num_residual_blocks: int = 6
     num_dense_couplings: int = 6
     dense_units: int = 256
     embedding_size: int = 32
-    process: Literal["student_t", "gaussian"] = "student_t"
-    variance_init: float = 1.0
-    correlation_init: float = 0.1
-    df_init: float = 1000.0
     upstream_first_conv_3x3: bool = True
     upstream_label_heads: bool = True
     upstream_init_passes_raw: bool = True
     upstream_logit_log_det: bool = False
-    pose_kernel: Optional[Literal["matern32", "rbf"]] = None
-    length_init: float = 3.0
-    length_min: float = 0.5
-    kernel_nugget: float = 1e-3
-    latent_factors: int = 0
-    keep_contexts: bool = False
-    gqn: GQNConfig = field(default_factory=GQNConfig)
-    cvae: CVAEConfig = field(default_factory=CVAEConfig)
 
     def __post_init__(self) -> None:
         for key in ("num_scales", "num_filters", "num_residual_blocks", "embedding_size"):
@@ -148,6 +124,37 @@ class ModelConfig:
             _fail("num_dense_couplings", self.num_dense_couplings, "an integer >= 0")
         if self.dense_units < 2 or self.dense_units % 2:
             _fail("dense_units", self.dense_units, "an even integer >= 2")
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """``model.process``: the process over the latents of a subject's slices (SPEC §2, §8, §9.3).
+
+    Attributes:
+        kind: ``student_t`` (the paper) or ``gaussian`` (upstream m1_shapenet).
+        variance_init, correlation_init, df_init: initial process parameters (1, 0.1, 1000).
+        pose_kernel: None (the paper's exchangeable process) or ``matern32``/``rbf``: our pose-aware
+            process of SPEC §8, whose covariance decays with the distance between poses and whose
+            prior mean is a learned latent atlas (one row per pose).
+        length_init: initial length scale ℓ of the pose kernel, in poses.
+        length_min: lower bound of ℓ.
+        kernel_nugget: per-slice white noise ε of the pose kernel, relative to the variance.
+        latent_factors: 0, or r >= 1: the latent factor process of SPEC §9.3 (a rank-r subject code
+            shared by every pose and latent dimension on top of the pose kernel; needs ``pose_kernel``
+            and ``kind: gaussian``), initialised by a PCA of the training latents.
+    """
+
+    kind: Literal["student_t", "gaussian"] = "student_t"
+    variance_init: float = 1.0
+    correlation_init: float = 0.1
+    df_init: float = 1000.0
+    pose_kernel: Optional[Literal["matern32", "rbf"]] = None
+    length_init: float = 3.0
+    length_min: float = 0.5
+    kernel_nugget: float = 1e-3
+    latent_factors: int = 0
+
+    def __post_init__(self) -> None:
         if self.variance_init <= 0:
             _fail("variance_init", self.variance_init, "a number > 0")
         if not 0.0 < self.correlation_init < 1.0:
@@ -162,5 +169,33 @@ class ModelConfig:
             _fail("kernel_nugget", self.kernel_nugget, "a number >= 0")
         if self.latent_factors < 0:
             _fail("latent_factors", self.latent_factors, "an integer >= 0")
-        if self.latent_factors and (self.pose_kernel is None or self.process != "gaussian"):
-            _fail("latent_factors", self.latent_factors, "0 unless pose_kernel is set and process is 'gaussian'")
+        if self.latent_factors and (self.pose_kernel is None or self.kind != "gaussian"):
+            _fail("latent_factors", self.latent_factors, "0 unless pose_kernel is set and kind is 'gaussian'")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``model:`` section: which model, its flow and process (BRUNO) or its own sub-section (baselines).
+
+    Attributes:
+        kind: ``bruno`` (this model), or one of the paper's baselines trained by the same pipeline:
+            ``gqn`` (section ``gqn``) or ``cvae`` (section ``cvae``); ``flow`` and ``process`` then do nothing.
+        flow: the conditional RealNVP (:class:`FlowConfig`).
+        process: the process over its latents (:class:`ProcessConfig`).
+        keep_contexts: reconstructions return the acquired slices unchanged at their own poses
+            (instead of the model's samples there).
+        gqn, cvae: the baselines' sizes.
+    """
+
+    kind: Literal["bruno", "gqn", "cvae"] = "bruno"
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    keep_contexts: bool = False
+    gqn: GQNConfig = field(default_factory=GQNConfig)
+    cvae: CVAEConfig = field(default_factory=CVAEConfig)
+
+
+# Keys of the flat ``model:`` section written before the flow and process had sections of their own
+# (every run's stored config.yaml and format-1 slice tables up to then): where each one lives now.
+LEGACY_MODEL_KEYS = {**{f.name: ("flow", f.name) for f in fields(FlowConfig)},
+                     **{f.name: ("process", f.name) for f in fields(ProcessConfig) if f.name != "kind"}}

@@ -29,7 +29,8 @@ from bruno.data.nifti import Volume, load_nifti
 from bruno.data.slices import intensity_bounds, resample_to_grid, to_uint8, volume_to_slices
 from bruno.errors import VolumeError
 
-__all__ = ["MAX_TILT_DEG", "Acquisition", "acquisition_from", "place_slab", "read_acquisition", "slab_affine", "slab_from_poses"]
+__all__ = ["MAX_TILT_DEG", "Acquisition", "acquisition_from", "grid_slab", "place_slab", "read_acquisition", "slab_affine",
+           "slab_from_poses", "sparse_stack"]
 
 MAX_TILT_DEG = 5.0  # the largest angle between a stack's slice normal and the world's superior axis
 _SAME_POSITION_MM = 1e-3
@@ -103,7 +104,7 @@ def read_acquisition(paths: Sequence[str], data: DataConfig, slice_indices: Opti
         VolumeError: unreadable input, or one of the module docstring's checks.
     """
     if not paths:
-        raise VolumeError("--input: no file given, expected one stack of acquired slices or single-slice files")
+        raise VolumeError("acquired slices: no file given, expected one stack of acquired slices or single-slice files")
     return acquisition_from([load_nifti(path, sparse=True) for path in paths], data, slice_indices, intensity)
 
 
@@ -156,7 +157,7 @@ def place_slab(acquisition: Acquisition, slab_mm: tuple[float, float], num_poses
     """
     lo, hi = (float(v) for v in slab_mm)
     if not hi > lo:
-        raise VolumeError(f"--slab-mm {lo:g} {hi:g}: expected LO < HI (mm along the slice normal)")
+        raise VolumeError(f"slab {lo:g}..{hi:g} mm: expected its inferior end below its superior end (mm along the slice normal)")
     step = (hi - lo) / num_poses
     poses = [int(math.floor((z - lo) / step)) for z in acquisition.positions_mm]
     for source, z, q in zip(acquisition.sources, acquisition.positions_mm, poses):
@@ -189,12 +190,12 @@ def slab_from_poses(acquisition: Acquisition, poses: Sequence[int], num_poses: i
     """
     poses = [int(q) for q in poses]
     if len(poses) != len(acquisition.positions_mm):
-        raise VolumeError(f"--poses: {len(poses)} given for {len(acquisition.positions_mm)} acquired slices, "
+        raise VolumeError(f"poses {poses}: {len(poses)} given for {len(acquisition.positions_mm)} acquired slices, "
                           "expected one per slice (inferior first)")
     if any(not 0 <= q < num_poses for q in poses):
-        raise VolumeError(f"--poses {poses}: expected integers in 0..{num_poses - 1}")
+        raise VolumeError(f"poses {poses}: expected integers in 0..{num_poses - 1}")
     if any(b <= a for a, b in zip(poses, poses[1:])):
-        raise VolumeError(f"--poses {poses}: expected increasing poses, one per slice from inferior to superior")
+        raise VolumeError(f"poses {poses}: expected increasing poses, one per slice from inferior to superior")
     centres = np.asarray(poses, np.float64) + 0.5
     if len(poses) == 1:
         step = float(mm_per_pose)
@@ -202,3 +203,23 @@ def slab_from_poses(acquisition: Acquisition, poses: Sequence[int], num_poses: i
         step = float(np.polyfit(centres, acquisition.positions_mm, 1)[0])
     lo = float(np.mean(acquisition.positions_mm - step * centres))
     return lo, lo + step * num_poses
+
+
+def grid_slab(grid_affine: np.ndarray, normal: np.ndarray) -> tuple[float, float]:
+    """(lo, mm per pose) along ``normal`` of a pose grid whose voxel → world affine is ``grid_affine``
+    (e.g. a slice table volume's): pose q's centre lies at lo + (q + ½) · step."""
+    step = float(np.dot(grid_affine[:3, 2], normal))
+    return float(np.dot(grid_affine[:3, 3], normal)) - 0.5 * step, step
+
+
+def sparse_stack(volume: Volume, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The axial slices ``indices`` (evenly spaced, increasing) of ``volume`` as one sparse stack:
+    (data [X, Y, k], its voxel → world affine, the slice spacing scaled by the gap)."""
+    indices = [int(i) for i in indices]
+    gaps = set(np.diff(indices).tolist()) or {1}
+    if len(gaps) != 1 or min(gaps) < 1:
+        raise ValueError(f"slice indices {indices}: expected evenly spaced increasing indices")
+    affine = volume.affine.copy()
+    affine[:3, 2] *= gaps.pop()
+    affine[:3, 3] = (volume.affine @ [0.0, 0.0, indices[0], 1.0])[:3]
+    return volume.data[:, :, indices], affine

@@ -19,7 +19,7 @@ import numpy as np
 
 from bruno.baselines.simple import population_mean
 from bruno.config import DataConfig
-from bruno.data.acquisition import acquisition_from
+from bruno.data.acquisition import acquisition_from, grid_slab
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
@@ -69,8 +69,7 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
         volume = load_nifti(info.source, sparse=True)
         acquisition = acquisition_from([volume], data, _nearest_raw_slices(info, contexts, volume.affine))
         normal = acquisition.normal
-        step_true = float(np.dot(info.affine[:3, 2], normal))
-        lo_true = float(np.dot(info.affine[:3, 3], normal)) - 0.5 * step_true
+        lo_true, step_true = grid_slab(info.affine, normal)
         if poses_from == "known":
             placement = place_acquisition(acquisition, table, slab_mm=(lo_true, lo_true + step_true * num_poses))
         else:

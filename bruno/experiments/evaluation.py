@@ -35,8 +35,10 @@ from tqdm import tqdm
 from bruno.baselines import ClassicalMethod
 from bruno.config import Config
 from bruno.data.subjects import Subject
+from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import Acquired
+from bruno.latent_volume import load_latent_volume_model
 from bruno.metrics import SliceScores, psnr, slice_scores
 from bruno.model import SequenceModel
 from bruno.reconstruction import Reconstruction, reconstruct
@@ -90,7 +92,7 @@ def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel
     kinds = [config.model.kind for _, config, _ in loaded]
     names = [kind if kinds.count(kind) == 1 else os.path.basename(os.path.normpath(run)) for kind, run in zip(kinds, runs)]
     if len(set(names)) < len(names):
-        raise ConfigError(f"--run {' '.join(runs)}: two runs of the same kind share a folder name; rename one")
+        raise ConfigError(f"runs {', '.join(runs)}: two runs of the same kind share a folder name; rename one")
     first = loaded[0][1].data
     for run, (_, config, _) in zip(runs[1:], loaded[1:]):
         data = config.data
@@ -99,6 +101,13 @@ def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel
                               f"but {runs[0]} on {first.output} ({first.num_poses} of {first.image_size}x{first.image_size})")
     return ({n: model for n, (model, _, _) in zip(names, loaded)}, {n: step for n, (_, _, step) in zip(names, loaded)},
             loaded[0][1])
+
+
+def latent_variants(models: dict[str, SequenceModel], run_dirs: Sequence[str], table: SliceTable,
+                    progress: bool = True) -> dict[str, ClassicalMethod]:
+    """``<name>_latent``: each BRUNO run's flow with a Gaussian volume model of its latents (its settings stored in the run)."""
+    return {f"{name}_latent": load_latent_volume_model(model, table, run_dir, progress=progress)[0]
+            for (name, model), run_dir in zip(models.items(), run_dirs) if model.config.kind == "bruno"}
 
 
 def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int],

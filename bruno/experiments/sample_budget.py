@@ -9,6 +9,7 @@ SSIM over subjects is within ``tolerance`` of the S_max value for every k is the
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,11 +17,14 @@ import numpy as np
 from tqdm import tqdm
 
 from bruno.data.subjects import Subject
+from bruno.files import write_text_files
 from bruno.metrics import slice_scores
 from bruno.model import SequenceModel
 from bruno.reconstruction import reconstruct
 
-__all__ = ["cheapest_within", "sample_count_study", "study_markdown"]
+__all__ = ["STUDY_FILES", "cheapest_within", "sample_count_study", "study_markdown", "write_study"]
+
+STUDY_FILES = ("sample_counts.md", "sample_counts.json")
 
 
 def sample_count_study(model: SequenceModel, subjects: Sequence[Subject], ks: Sequence[int], counts: Sequence[int],
@@ -77,3 +81,10 @@ def study_markdown(study: dict[str, Any], title: str, tolerance: float = 0.005) 
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {study['table'][str(study['ks'][0])][str(s)]['cc']:.4f} |")
     lines += ["", f"Cheapest S within {tolerance} SSIM of S = {largest} for every k: **{cheapest_within(study, tolerance)}**."]
     return "\n".join(lines) + "\n"
+
+
+def write_study(study: dict[str, Any], title: str, out_dir: str, overwrite: bool = False) -> str:
+    """Write :data:`STUDY_FILES` (the table of :func:`study_markdown`, and the study as JSON) into ``out_dir``; the table."""
+    text = study_markdown(study, title)
+    write_text_files(out_dir, dict(zip(STUDY_FILES, (text, json.dumps(study, indent=1)))), overwrite)
+    return text

@@ -14,7 +14,7 @@ from bruno.processes.exchangeable import (
 )
 from bruno.processes.latent_factor import FactorPredictive, LatentFactorProcess
 from bruno.processes.pose_kernel import KERNELS, PoseKernelProcess
-from bruno.config import ModelConfig
+from bruno.config import ProcessConfig
 
 __all__ = [
     "DF_MIN",
@@ -35,15 +35,15 @@ __all__ = [
 ]
 
 
-def process_from_config(config: ModelConfig, num_dims: int, num_poses: int) -> Process:
-    """The process a ``model`` config section asks for: exchangeable (no ``pose_kernel``), pose-kernel,
+def process_from_config(config: ProcessConfig, num_dims: int, num_poses: int) -> Process:
+    """The process a ``model.process`` config section asks for: exchangeable (no ``pose_kernel``), pose-kernel,
     or latent factor (``latent_factors``), over D = ``num_dims`` latents and N = ``num_poses`` poses."""
     if config.pose_kernel is None:
-        return make_process(config.process, num_dims, config.variance_init, config.correlation_init, config.df_init)
+        return make_process(config.kind, num_dims, config.variance_init, config.correlation_init, config.df_init)
     if config.latent_factors:
         return LatentFactorProcess(num_dims, num_poses, config.latent_factors, config.pose_kernel, config.variance_init,
                                    config.correlation_init, config.length_init, config.length_min, config.kernel_nugget,
                                    name="latent_factor_process")
-    return PoseKernelProcess(num_dims, num_poses, config.pose_kernel, config.process == "student_t", config.variance_init,
+    return PoseKernelProcess(num_dims, num_poses, config.pose_kernel, config.kind == "student_t", config.variance_init,
                              config.correlation_init, config.df_init, config.length_init, config.length_min,
                              config.kernel_nugget, name="pose_kernel_process")

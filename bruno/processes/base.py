@@ -14,21 +14,42 @@ pose index [batch, n]:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability import bijectors as tfb
 
-__all__ = ["DF_MIN", "Process", "softplus_inverse"]
+__all__ = ["CORRELATION", "DF_MIN", "VARIANCE", "Process", "df_bijector", "floored_softplus", "softplus_inverse", "unconstrained"]
+
 
 DF_MIN = 2.0  # ν0 = exp(b) + 2 > 2, so the variance exists
+
+# The constraints of the per-dimension parameters, as TFP bijectors from their unconstrained variables
+# (upstream's parameterisation, so the variables and their checkpoint keys stay upstream's ``prior_*``).
+VARIANCE = tfb.Chain([tfb.Square(), tfb.Softplus()], name="variance")  # v = softplus(a)²
+CORRELATION = tfb.Sigmoid(name="correlation")  # ρ = sigmoid(r)
+
+
+def df_bijector(dtype: tf.DType = tf.float32) -> tfb.Bijector:
+    """ν0 = exp(b) + :data:`DF_MIN` (the shift is a tensor of ``dtype``)."""
+    return tfb.Chain([tfb.Shift(tf.constant(DF_MIN, dtype)), tfb.Exp()], name="df")
+
+
+def floored_softplus(floor: float, dtype: tf.DType = tf.float32) -> tfb.Bijector:
+    """x ↦ softplus(x) + ``floor``: a parameter bounded below (the pose kernel's length scale)."""
+    return tfb.Chain([tfb.Shift(tf.constant(floor, dtype)), tfb.Softplus()], name="floored_softplus")
 
 
 def softplus_inverse(y: float) -> float:
     """softplus⁻¹(y) in float64 (TFP's), for initial values of softplus-parameterised variables."""
     return float(tfp.math.softplus_inverse(tf.constant(y, tf.float64)))
+
+
+def unconstrained(bijector: tfb.Bijector, value: float) -> float:
+    """The variable's initial value for a parameter's initial ``value``: ``bijector.inverse`` in float64."""
+    return float(bijector.inverse(tf.constant(value, tf.float64)))
 
 
 class Process(tf.Module):
@@ -47,26 +68,27 @@ class Process(tf.Module):
         return tf.Variable(tf.fill([self.num_dims], tf.constant(value, self.dtype)), name=name)
 
     def _create_parameters(self, variance_init: float, correlation_init: float, df_init: Optional[float]) -> None:
-        """a0 = softplus⁻¹(√var_init), r0 = logit(corr_init), b0 = log(df_init − 2) (no ν0 when ``df_init`` is None)."""
-        self.prior_var = self._per_dim(softplus_inverse(math.sqrt(variance_init)), "prior_var")
-        self.prior_corr = self._per_dim(math.log(correlation_init / (1.0 - correlation_init)), "prior_corr")
+        """a0 = softplus⁻¹(√var_init), r0 = logit(corr_init), b0 = log(df_init − 2) (no ν0 when ``df_init`` is None):
+        the inverses of :data:`VARIANCE`, :data:`CORRELATION` and :func:`df_bijector`, in float64."""
+        self.prior_var = self._per_dim(unconstrained(VARIANCE, variance_init), "prior_var")
+        self.prior_corr = self._per_dim(unconstrained(CORRELATION, correlation_init), "prior_corr")
         if df_init is not None:
-            self.prior_nu = self._per_dim(math.log(df_init - DF_MIN), "prior_nu")
+            self.prior_nu = self._per_dim(unconstrained(df_bijector(tf.float64), df_init), "prior_nu")
 
     @property
     def variance(self) -> tf.Tensor:
         """v = softplus(a)², [D]."""
-        return tf.square(tf.nn.softplus(self.prior_var))
+        return VARIANCE.forward(self.prior_var)
 
     @property
     def correlation(self) -> tf.Tensor:
         """ρ = sigmoid(r), [D]."""
-        return tf.sigmoid(self.prior_corr)
+        return CORRELATION.forward(self.prior_corr)
 
     @property
     def df(self) -> Optional[tf.Tensor]:
         """ν0 = exp(b) + 2, [D]; None for a Gaussian process."""
-        return None if self.prior_nu is None else tf.exp(self.prior_nu) + DF_MIN
+        return None if self.prior_nu is None else df_bijector(self.dtype).forward(self.prior_nu)
 
     def predictive(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> Any:
         """The latent predictive at each query pose given the contexts (k = 0: the prior).

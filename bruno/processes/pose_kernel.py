@@ -35,7 +35,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
-from bruno.processes.base import DF_MIN, Process, softplus_inverse
+from bruno.processes.base import DF_MIN, Process, floored_softplus, unconstrained
 from bruno.processes.exchangeable import Predictive
 
 __all__ = ["KERNELS", "PoseKernelProcess"]
@@ -99,13 +99,13 @@ class PoseKernelProcess(Process):
         self.length_min, self.nugget, self.dtype = length_min, nugget, dtype
 
         self._create_parameters(variance_init, correlation_init, df_init if student else None)  # ρ: the subject-level share
-        self.prior_length = self._per_dim(softplus_inverse(length_init - length_min), "prior_length")
+        self.prior_length = self._per_dim(unconstrained(floored_softplus(length_min, tf.float64), length_init), "prior_length")
         self.prior_atlas = tf.Variable(tf.zeros([num_poses, num_dims], dtype), name="prior_atlas")
 
     @property
     def length_scale(self) -> tf.Tensor:
         """ℓ in poses, [D]."""
-        return tf.nn.softplus(self.prior_length) + self.length_min
+        return floored_softplus(self.length_min, self.dtype).forward(self.prior_length)
 
     def relative_covariance(self, poses_a: tf.Tensor, poses_b: tf.Tensor) -> tf.Tensor:
         """R = K / v between two sets of poses of each sequence.

@@ -1,9 +1,10 @@
 """``train.init_from``: start a run from a trained run's flow (fine-tuning), checked before anything is written."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
-from bruno.config import Config
+from bruno.config import Config, FlowConfig
 from bruno.errors import ConfigError, RunDirError
 from bruno.model import ConditionalBruno
 from bruno.runs import load_run_config, restore_model
@@ -29,14 +30,13 @@ def check_init_source(config: Config, run_dir: str) -> None:
     if source_config.data != config.data:
         raise ConfigError(f"train.init_from={run_dir!r}: its data section differs from this config's (expected the "
                           f"same table and split, so no val or test volume was trained on)")
-    flow_keys: tuple[str, ...] = ("num_scales", "num_filters", "num_residual_blocks", "num_dense_couplings", "dense_units", "embedding_size",
-                 "upstream_first_conv_3x3", "upstream_label_heads", "upstream_init_passes_raw", "upstream_logit_log_det")
-    if source_config.model.pose_kernel is not None and config.model.pose_kernel is not None:
-        flow_keys += ("pose_kernel", "length_min")  # ℓ = softplus(l) + ℓ_min: the raw variable means ℓ only with the same floor
-    for key in flow_keys:
-        if getattr(source_config.model, key) != getattr(config.model, key):
-            raise ConfigError(f"train.init_from={run_dir!r}: model.{key}={getattr(source_config.model, key)!r} there, "
-                              f"expected {getattr(config.model, key)!r} as here")
+    keys = [("flow", f.name) for f in dataclasses.fields(FlowConfig)]
+    if source_config.model.process.pose_kernel is not None and config.model.process.pose_kernel is not None:
+        keys += [("process", "pose_kernel"), ("process", "length_min")]  # ℓ = softplus(l) + ℓ_min: the raw variable means ℓ only with the same floor
+    for section, key in keys:
+        there, here = getattr(getattr(source_config.model, section), key), getattr(getattr(config.model, section), key)
+        if there != here:
+            raise ConfigError(f"train.init_from={run_dir!r}: model.{section}.{key}={there!r} there, expected {here!r} as here")
 
 
 def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> int:

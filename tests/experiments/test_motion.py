@@ -69,9 +69,9 @@ def test_translation_laws_statistics() -> None:
     np.testing.assert_allclose(sphere.var(0), 100.0 / 3.0, rtol=0.02)  # isotropic: each axis m²/3
     again = random_translations(5, 10.0, np.random.default_rng(1))
     np.testing.assert_array_equal(again, uniform[:5])  # seeded
-    with pytest.raises(ConfigError, match=r"--law 'cube': expected one of uniform, sphere"):
+    with pytest.raises(ConfigError, match=r"translation law 'cube': expected one of uniform, sphere"):
         random_translations(3, 10.0, np.random.default_rng(0), law="cube")
-    with pytest.raises(ConfigError, match=r"--translation-mm -1.0: expected a number >= 0"):
+    with pytest.raises(ConfigError, match=r"translation magnitude -1.0 mm: expected a number >= 0"):
         random_translations(3, -1.0, np.random.default_rng(0))
 
 
@@ -88,7 +88,7 @@ def test_gaussian_average_of_unmoved_stacks_is_close_to_the_volume() -> None:
     np.testing.assert_allclose(gaussian_average(volume.shape, stacks, sigma_vox=0.0), volume, atol=1e-9)  # no blur: the volume
     one = gaussian_average(volume.shape, stacks[:1], 1.0, offsets_vox=[np.zeros((20, 3))])
     np.testing.assert_allclose(one, expected, rtol=1e-10, atol=1e-9)  # one stack fills the grid as well
-    with pytest.raises(ConfigError, match=r"--sigma -1.0: expected a Gaussian width >= 0"):
+    with pytest.raises(ConfigError, match=r"Gaussian average sigma -1.0: expected a width >= 0"):
         gaussian_average(volume.shape, stacks, sigma_vox=-1.0)
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from bruno.config import ModelConfig
+from bruno.config import ModelConfig, ProcessConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
 from bruno.model import ConditionalBruno
@@ -108,7 +108,7 @@ def count(variables: list[tf.Variable]) -> int:
 @pytest.mark.parametrize("num_poses, process, trainable", [(2, "gaussian", 15_460_314), (80, "student_t", 15_463_834)],
                          ids=["m1_shapenet", "paper"])
 def test_parameter_counts(num_poses: int, process: str, trainable: int) -> None:
-    model = ConditionalBruno(32, num_poses, ModelConfig(process=process))
+    model = ConditionalBruno(32, num_poses, ModelConfig(process=ProcessConfig(kind=process)))
     images = tf.fill([1, 1, 32, 32, 1], 100.0)
     model.encode(images, tf.one_hot([[0]], num_poses))
     assert count(model.trainable_variables) == trainable

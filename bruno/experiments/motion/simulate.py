@@ -52,13 +52,13 @@ def random_translations(count: int, magnitude_mm: float, rng: np.random.Generato
         ConfigError: a negative magnitude or an unknown law.
     """
     if not magnitude_mm >= 0:
-        raise ConfigError(f"--translation-mm {magnitude_mm}: expected a number >= 0")
+        raise ConfigError(f"translation magnitude {magnitude_mm} mm: expected a number >= 0")
     if law == "uniform":
         return rng.uniform(-magnitude_mm, magnitude_mm, size=(count, 3))
     if law == "sphere":
         direction = rng.standard_normal((count, 3))
         return magnitude_mm * direction / np.linalg.norm(direction, axis=1, keepdims=True)
-    raise ConfigError(f"--law {law!r}: expected one of {', '.join(LAWS)}")
+    raise ConfigError(f"translation law {law!r}: expected one of {', '.join(LAWS)}")
 
 
 def plane_points(shape: Sequence[int], axis: int, index: int) -> np.ndarray:
@@ -166,7 +166,7 @@ def gaussian_average(shape: Sequence[int], stacks: Sequence[Stack], sigma_vox: f
     """
     sigma = np.broadcast_to(np.asarray(sigma_vox, np.float64), (3,))
     if np.any(sigma < 0) or not np.all(np.isfinite(sigma)):
-        raise ConfigError(f"--sigma {sigma_vox}: expected a Gaussian width >= 0 (voxels)")
+        raise ConfigError(f"Gaussian average sigma {sigma_vox}: expected a width >= 0 (voxels)")
     numerator = np.zeros(tuple(shape))
     denominator = np.zeros(tuple(shape))
     for s, stack in enumerate(stacks):
