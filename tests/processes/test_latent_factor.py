@@ -7,7 +7,7 @@ import tensorflow as tf
 from scipy.stats import multivariate_normal
 
 from bruno.processes import LatentFactorProcess, PoseKernelProcess
-from tests.test_pose_process import covariance, make_process
+from tests.processes.test_pose_kernel import covariance, make_process
 
 DIMS, POSES, FACTORS = 3, 12, 2
 

@@ -221,7 +221,7 @@ def test_evaluate_scores_bruno_and_baselines_in_one_table(runs: dict[str, Path],
 
 def test_gqn_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     """The step-seeded noise and the σ schedule live in the checkpoint: a resumed run repeats the losses."""
-    from tests.test_training import losses, trainer
+    from tests.training.test_training import losses, trainer
 
     config = override(load_config(REPO / "config_rnn/tiny_gqn.yaml"), "data", output=str(tmp_path / "tiny.h5"))
     trainer(config, tmp_path / "full", checkpoint_every=3, log_every=1).train(max_steps=6)
