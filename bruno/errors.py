@@ -33,3 +33,7 @@ class RunDirError(BrunoError, OSError):
 
 class TrainingDiverged(BrunoError, FloatingPointError):
     """The training loss became NaN or Inf."""
+
+
+class WorkerLost(BrunoError, RuntimeError):
+    """Multi-worker training stopped because another worker stopped answering (killed, crashed, preempted)."""

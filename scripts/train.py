@@ -5,11 +5,16 @@ every train.validate_every steps (best checkpoint in RUN_DIR/best), checkpoints 
 train.checkpoint_every steps (and on Ctrl-C or SIGTERM, at the end of the step: --resume then continues
 exactly), TensorBoard logs in RUN_DIR/tensorboard, metrics in RUN_DIR/metrics.jsonl.
 The phantom table is generated if missing; NIfTI experiments need scripts/preprocess.py first.
+Where it runs (--strategy): one device (default), the GPUs of this machine (mirrored, or --gpus N),
+or several worker processes (multiworker: each worker runs this same command with its own TF_CONFIG;
+scripts/launch_workers.py starts local ones). train.batch_size is the global batch, split across all
+replicas of all workers; only worker 0 writes RUN_DIR.
 
 Examples:
     python scripts/train.py config_rnn/phantom.yaml
     python scripts/train.py config_rnn/ixi.yaml --run-dir runs/ixi --resume
-    python scripts/train.py config_rnn/ixi_gqn.yaml
+    python scripts/train.py config_rnn/adni.yaml --gpus 4
+    python scripts/launch_workers.py --workers 2 -- config_rnn/ixi.yaml --run-dir runs/ixi_2w
     tensorboard --logdir runs/phantom/tensorboard
 """
 from __future__ import annotations
@@ -19,12 +24,11 @@ from _cli import make_parser, run
 import logging
 import os
 
-import tensorflow as tf
-
 from bruno.config import load_config, override
-from bruno.errors import RunDirError
+from bruno.errors import ConfigError
 from bruno.runs import make_deterministic
 from bruno.training import open_run
+from bruno.training.distribute import STRATEGIES, make_strategy
 
 logger = logging.getLogger("train")
 
@@ -37,22 +41,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="seed of the weights and the data stream (overrides train.seed)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="delete the run directory's previous run and start again")
-    parser.add_argument("--gpus", type=int, default=1, help="number of GPUs to train on (MirroredStrategy when > 1)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="default (one device), mirrored (this machine's GPUs) or "
+                                                               "multiworker (TF_CONFIG; see scripts/launch_workers.py)")
+    parser.add_argument("--gpus", type=int, help="shorthand for --strategy mirrored on N GPUs (N > 1)")
     args = parser.parse_args()
+
+    if args.gpus is not None and (args.gpus < 1 or args.strategy not in (None, "mirrored")):
+        raise ConfigError(f"--gpus {args.gpus}: expected N >= 1, and no --strategy other than mirrored")
+    kind = args.strategy or ("mirrored" if (args.gpus or 1) > 1 else "default")
+    strategy = make_strategy(kind, args.gpus or 0, "--gpus")  # first: multi-worker set-up must precede any TensorFlow op
 
     config = load_config(args.config)
     config = override(config, "train", **{k: v for k, v in (("max_steps", args.max_steps), ("seed", args.seed)) if v is not None})
     run_dir = args.run_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
     make_deterministic(config.train.seed)
-    gpus = tf.config.list_physical_devices("GPU")
-    if args.gpus > max(len(gpus), 1):
-        raise RunDirError(f"--gpus {args.gpus}: only {len(gpus)} GPU(s) visible")
-    strategy = tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(args.gpus)]) if args.gpus > 1 else None
     trainer = open_run(config, run_dir, args.resume, args.overwrite, strategy, progress=not args.no_progress)
     result = trainer.train()
-    logger.info("step %d: train %.4f bits/dim, best val %.4f bits/dim, %.0f s; checkpoints in %s",
-                result.step, trainer.bits_per_dim(result.train_loss), trainer.bits_per_dim(result.best_val_loss), result.seconds, run_dir)
-
+    logger.info("step %d: train %.4f bits/dim, best val %.4f bits/dim, %.0f s (%.1f images/s); checkpoints in %s", result.step,
+                trainer.bits_per_dim(result.train_loss), trainer.bits_per_dim(result.best_val_loss), result.seconds,
+                result.images_per_second, run_dir)
 
 if __name__ == "__main__":
     run(main)

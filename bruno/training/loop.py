@@ -27,10 +27,13 @@ CPU reproduces the losses of an uninterrupted one. The run directory holds ``con
 resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``, ``best/`` and
 ``tensorboard/``.
 
-Several GPUs: pass a ``tf.distribute.MirroredStrategy``; each step splits the batch across the
-replicas, averages the gradients across them and applies one update (the default strategy on a
-single device runs the same code). ``train.mixed_precision`` (GPUs only) runs BRUNO's s/t networks
-in float16 or bfloat16 (:mod:`bruno.precision`).
+Several GPUs or workers (:mod:`bruno.training.distribute`): pass a ``MirroredStrategy`` or a
+``MultiWorkerMirroredStrategy``; each step splits the global batch across the replicas of every
+worker (each worker reads only its shard), averages the gradients across them and applies one
+update (the default strategy on a single device runs the same code). With several workers only the
+chief writes the run directory; every worker restores the chief's checkpoints, and a worker that
+stops answering ends the others with :class:`~bruno.errors.WorkerLost`. ``train.mixed_precision``
+(GPUs only) runs BRUNO's s/t networks in float16 or bfloat16 (:mod:`bruno.precision`).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -50,12 +54,13 @@ from tqdm import tqdm
 from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
-from bruno.errors import RunDirError, TrainingDiverged
+from bruno.errors import RunDirError, TrainingDiverged, WorkerLost
 from bruno.latent_volume import initialize_latent_factors
 from bruno.model import ConditionalBruno, bits_per_dim
 from bruno.precision import require_gpu
 from bruno.processes import LatentFactorProcess
 from bruno.runs import check_run_dir, make_model, prepare_run_dir, restore_checkpoint
+from bruno.training.distribute import WORKER_LOST, scratch_dir, worker_role
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.warm_start import check_init_source, copy_trained_flow
@@ -66,12 +71,15 @@ logger = logging.getLogger(__name__)
 
 
 class TrainResult(NamedTuple):
-    """Where a training run ended: last step, last train loss (nats/image), best val loss, seconds."""
+    """Where a training run ended: last step, last train loss (nats/image), best val loss, seconds, and the
+    training throughput in images/s of the global batch (B·T per step, from the end of this session's
+    first step, so start-up and tracing do not count; validation and checkpoints do; NaN below 2 steps)."""
 
     step: int
     train_loss: float
     best_val_loss: float
     seconds: float
+    images_per_second: float = math.nan
 
 
 
@@ -87,14 +95,16 @@ class Trainer:
 
     def __init__(self, config: Config, run_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
                  progress: bool = True) -> None:
-        self.config, self.run_dir, self.progress = config, run_dir, progress
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.role = worker_role(strategy)
+        self.config, self.run_dir, self.progress = config, run_dir, progress and self.role.is_chief
         train = config.train
         table = self.table = load_slice_table(config, progress)
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
-        self.sampler = SequenceSampler(table, "train", train.batch_size, train.seq_len, train.seed)
+        self.sampler = SequenceSampler(table, "train", train.batch_size, train.seq_len, train.seed,
+                                       shard=(self.role.index, self.role.count))
         val_split = "val" if len(table.volumes_in("val")) else None
         if val_split is None:
             logger.warning("%s has no validation volumes: no validation NLL, the best checkpoint is the latest", table.path)
@@ -104,7 +114,7 @@ class Trainer:
         require_gpu(train.mixed_precision)
         with self.strategy.scope():
             self.model = make_model(config, train.mixed_precision)
-            self.update = UpdateStep(self.model, train, self.strategy)
+            self.update = UpdateStep(self.model, train, self.strategy, self.role)
             self.step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="step")
             self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
         self.optimizer = self.update.optimizer
@@ -112,11 +122,14 @@ class Trainer:
         extra = {} if self.update.loss_scale is None else {"loss_scale": self.update.loss_scale}
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                               best_val=self.best_val, data_state=self.data_state, **extra)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "best"), max_to_keep=1)
+        out = scratch_dir(run_dir, self.role)  # every worker saves (TensorFlow's rule); only the chief's count
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out, "checkpoints"), max_to_keep=3)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out, "best"), max_to_keep=1)
         self._eval_step = tf.function(self.update.mean_log_prob)
         self._writer: Optional[Any] = None  # created on the first record: a start that fails writes nothing
         self._pending: list[float] = []  # train losses since the last train record (saved with the data stream)
+        self._step_ends: list[float] = []  # wall time at the end of each step of this session (throughput)
+        self._agree: Optional[Any] = None  # the all-reduce of stop requests between workers, traced on first use
         if train.init_from is not None:
             check_init_source(config, train.init_from)
 
@@ -140,6 +153,8 @@ class Trainer:
         return float(bits_per_dim(loss, self.model.num_dims))
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.role.is_chief:
+            return
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self._writer is None:
@@ -164,7 +179,7 @@ class Trainer:
         Raises:
             RunDirError: the checkpoint is unreadable or does not match the config.
         """
-        restore_checkpoint(self.checkpoint, self.manager.latest_checkpoint, self.model)
+        restore_checkpoint(self.checkpoint, tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints")), self.model)
         text = self.data_state.numpy().decode("utf-8")
         state = json.loads(text)
         if "sampler" not in state:  # written before the unlogged losses were kept: the bare stream state
@@ -177,7 +192,7 @@ class Trainer:
     def _initialize(self) -> None:
         """Step 0: the data-dependent init on the first batch, or a copy of ``train.init_from``'s flow;
         then the PCA init of a latent factor process."""
-        batch = self.sampler.next_batch()
+        batch = self.sampler.next_batch(whole=True)  # every worker initialises alike from the whole batch
         init_from = self.config.train.init_from
         if init_from is None:
             self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
@@ -216,12 +231,46 @@ class Trainer:
         with _StopRequests() as stop:
             try:
                 loss = self._train_until(last, stop)
+            except WORKER_LOST as err:
+                if self.role.count == 1:
+                    raise
+                raise WorkerLost(self._lost_message(err)) from None
             finally:
                 if self._writer is not None:
                     self._writer.flush()
         if not self.val_batches and self.manager.latest_checkpoint:
             self.best_manager.save(checkpoint_number=int(self.step.numpy()))
-        return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time)
+        if not self.role.is_chief:
+            scratch = scratch_dir(self.run_dir, self.role)
+            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                os.rmdir(os.path.dirname(scratch))  # the last worker to finish removes .workers/
+            except OSError:
+                pass
+        marks, train = self._step_ends, self.config.train
+        rate = (len(marks) - 1) * train.batch_size * train.seq_len / (marks[-1] - marks[0]) if len(marks) > 1 else math.nan
+        return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time, rate)
+
+    def _agreed_stop(self, stop: "_StopRequests") -> bool:
+        """Whether to stop before this step: this process got SIGINT/SIGTERM or, with several workers, any
+        worker did (one tiny all-reduce per step, so every worker stops after the same step)."""
+        if self.role.count > 1:
+            if self._agree is None:
+                self._agree = tf.function(lambda flag: self.strategy.reduce(
+                    tf.distribute.ReduceOp.SUM, self.strategy.experimental_distribute_values_from_function(lambda _: flag), axis=None))
+            total = self._agree(tf.constant([1.0, float(stop.signum)] if stop.signum else [0.0, 0.0])).numpy()
+            if total[0] > 0 and stop.signum is None:
+                stop.signum = int(round(total[1] / total[0]))  # another worker's signal
+        return stop.signum is not None
+
+    def _lost_message(self, err: tf.errors.OpError) -> str:
+        lines = [line.strip() for line in (err.message or "").splitlines() if line.strip()]
+        dead = [line for line in lines if line.startswith("/job:")]
+        said = next((line for line in lines if not line.endswith(":")), type(err).__name__)
+        latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
+        return (f"worker {self.role.index} of {self.role.count}: another worker stopped answering at step "
+                f"{int(self.step.numpy()) + 1} ({'no heartbeat from ' + ', '.join(dead) if dead else said[:160]}); "
+                + (f"restart every worker with --resume (from {latest})" if latest else "no checkpoint yet: start the run again"))
 
     def _train_until(self, last: int, stop: "_StopRequests") -> float:
         """The loop of :meth:`train`; returns the last step's loss."""
@@ -234,7 +283,7 @@ class Trainer:
         with tqdm(range(first, last + 1), initial=first - 1, total=last, desc="train", unit="step",
                   disable=not self.progress) as bar:
             for step in bar:
-                if stop.signum is not None:
+                if self._agreed_stop(stop):
                     break
                 batch = self.sampler.next_batch()
                 rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
@@ -261,6 +310,7 @@ class Trainer:
                     self._validate_and_keep_best(step)
                 if step % train.checkpoint_every == 0 or step == last:
                     self.save()
+                self._step_ends.append(time.time())
         if stop.signum is not None and int(self.step.numpy()) < last:
             path = self.save()
             logger.warning("%s at step %d: saved %s (--resume continues exactly)", signal.Signals(stop.signum).name,
@@ -281,7 +331,8 @@ def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,
     """
     check_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
     trainer = Trainer(config, run_dir, strategy=strategy, progress=progress)
-    prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    if trainer.role.is_chief:  # the other workers only read the run directory
+        prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
     if resume:
         logger.info("resumed %s at step %d", run_dir, trainer.restore())
     return trainer

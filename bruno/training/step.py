@@ -9,6 +9,7 @@ import tensorflow as tf
 from bruno.config import TrainConfig
 from bruno.model import SequenceModel
 from bruno.precision import DynamicLossScale
+from bruno.training.distribute import WorkerRole
 from bruno.training.optimizers import make_optimizer
 
 __all__ = ["UpdateStep"]
@@ -27,10 +28,13 @@ class UpdateStep:
         model: the model (variables not yet built).
         train: the ``train`` config section (optimiser, process learning-rate scale, batch size).
         strategy: a ``tf.distribute`` strategy (default: the current, single-device one).
+        role: this worker's place: with several workers each call gets only this worker's rows of the
+            global batch (B / workers), split across its own replicas.
     """
 
-    def __init__(self, model: SequenceModel, train: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) -> None:
-        self.model, self.train = model, train
+    def __init__(self, model: SequenceModel, train: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
+                 role: WorkerRole = WorkerRole()) -> None:
+        self.model, self.train, self.role = model, train, role
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             model.build()
@@ -58,14 +62,19 @@ class UpdateStep:
 
     def __call__(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
                  num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """One update (eager unless called through :meth:`compiled`); returns (loss, bits/dim)."""
+        """One update (eager unless called through :meth:`compiled`) on this worker's rows of the batch; returns
+        the (loss, bits/dim) of the whole global batch."""
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
 
+        size = self.train.batch_size // replicas
+        first = self.role.index * (replicas // self.role.count)  # replica ids of worker i: i·R .. i·R + R − 1
+
         def shard(values: tf.Tensor) -> Any:
-            size = self.train.batch_size // replicas
-            return strategy.experimental_distribute_values_from_function(
-                lambda context: values[context.replica_id_in_sync_group * size:(context.replica_id_in_sync_group + 1) * size])
+            def rows(context: tf.distribute.experimental.ValueContext) -> tf.Tensor:
+                local = context.replica_id_in_sync_group - first
+                return values[local * size:(local + 1) * size]
+            return strategy.experimental_distribute_values_from_function(rows)
 
         per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context))
         mean = tf.distribute.ReduceOp.MEAN

@@ -173,8 +173,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Config, tmp_pat
     draw = t.sampler.next_batch
     calls = {"n": 0}
 
-    def poisoned() -> dict[str, np.ndarray]:
-        batch = draw()
+    def poisoned(whole: bool = False) -> dict[str, np.ndarray]:
+        batch = draw(whole)
         calls["n"] += 1
         if calls["n"] == 6:  # batch 0 is the init; this is step 5
             batch["images"] = np.full_like(batch["images"], np.nan)

@@ -1,0 +1,115 @@
+"""Multi-worker training on loopback: 2 local CPU workers against 1, exact resume, a killed worker, bad set-ups."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bruno.config import config_to_yaml, load_config, override
+from bruno.data.sampler import SequenceSampler
+from bruno.data.table import SliceTable
+from bruno.training.distribute import local_cluster
+
+from tests.conftest import REPO
+from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+
+
+def _losses(run_dir: Path) -> list[tuple[int, float]]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if r["split"] == "train"]
+
+
+@pytest.fixture(scope="module")
+def batch8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny.yaml with a global batch of 8, 10 steps, a train record every step."""
+    folder = tmp_path_factory.mktemp("multiworker")
+    config = load_config(REPO / "config_rnn/tiny.yaml")
+    config = override(config, "data", output=str(folder / "tiny.h5"))
+    config = override(config, "train", batch_size=8, max_steps=10, log_every=1, checkpoint_every=5)
+    path = folder / "tiny8.yaml"
+    path.write_text(config_to_yaml(config))
+    return path
+
+
+def test_each_worker_reads_its_shard_of_the_one_worker_stream(batch8: Path) -> None:
+    config = load_config(batch8)
+    assert run_script("preprocess.py", str(batch8), "--no-progress").returncode == 0
+    table = SliceTable(config.data.output)
+    whole = SequenceSampler(table, "train", 8, 4, seed=3)
+    shards = [SequenceSampler(table, "train", 8, 4, seed=3, shard=(i, 2)) for i in range(2)]
+    for _ in range(3):
+        batch = whole.next_batch()
+        parts = [s.next_batch() for s in shards]
+        for key in ("images", "poses", "volume"):
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), batch[key])
+    assert shards[0].state == shards[1].state == whole.state  # one stream position for every worker
+    np.testing.assert_array_equal(shards[1].next_batch(whole=True)["images"], whole.next_batch()["images"])
+    with pytest.raises(ValueError, match=r"shard=\(0, 3\), expected .* count dividing batch_size=8"):
+        SequenceSampler(table, "train", 8, 4, seed=3, shard=(0, 3))
+
+
+def test_two_workers_train_like_one_and_resume_exactly(batch8: Path, tmp_path: Path) -> None:
+    one, two, resumed = tmp_path / "one", tmp_path / "two", tmp_path / "resumed"
+    assert run_script("train.py", str(batch8), "--run-dir", str(one), "--no-progress").returncode == 0
+    launch = ("launch_workers.py", "--workers", "2", "--", str(batch8), "--no-progress", "--run-dir")
+    result = run_script(*launch, str(two))
+    assert result.returncode == 0, result.stderr
+    assert "[worker 1] " in result.stderr and not (two / ".workers").exists()  # worker 1 wrote only scratch, then removed it
+    single, double = _losses(one), _losses(two)
+    assert [s for s, _ in double] == list(range(1, 11))
+    # Same global batch, gradients all-reduced over the two halves: equal up to float32 summation order.
+    np.testing.assert_allclose([v for _, v in double], [v for _, v in single], rtol=1e-6)
+    assert run_script(*launch, str(resumed), "--max-steps", "5").returncode == 0
+    again = run_script(*launch, str(resumed), "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "resumed" in again.stderr and _losses(resumed) == double  # the data stream of each shard continues exactly
+
+
+def test_a_killed_worker_ends_the_others_with_an_error_not_a_hang(batch8: Path, tmp_path: Path) -> None:
+    config = override(load_config(batch8), "train", max_steps=100_000)
+    path = tmp_path / "long.yaml"
+    path.write_text(config_to_yaml(config))
+    run_dir = tmp_path / "run"
+    workers = [subprocess.Popen([sys.executable, str(REPO / "scripts/train.py"), str(path), "--run-dir", str(run_dir),
+                                 "--strategy", "multiworker", "--no-progress"], env={**os.environ, "TF_CONFIG": tf_config},
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+               for tf_config in local_cluster(2)]
+    try:
+        deadline = time.time() + 240
+        while not (run_dir / "metrics.jsonl").exists() or len(_losses(run_dir)) < 2:
+            assert time.time() < deadline and workers[0].poll() is None, "the workers never trained"
+            time.sleep(0.2)
+        workers[1].kill()
+        killed = time.time()
+        stderr = workers[0].communicate(timeout=120)[1]  # the coordination service notices within ~10 s
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert workers[0].returncode == 2 and time.time() - killed < 60
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert re.match(r"error: worker 0 of 2: another worker stopped answering at step \d+ \(.+\); no checkpoint yet", errors[0])
+
+
+def test_bad_multiworker_set_ups_are_refused(batch8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train = ("train.py", str(batch8), "--run-dir", str(tmp_path / "r"), "--strategy", "multiworker")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert_one_line_error(run_script(*train), r"multiworker: TF_CONFIG is not set")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    assert_one_line_error(run_script(*train), r"TF_CONFIG: expected \{\"cluster\"")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}))
+    assert_one_line_error(run_script(*train), r"TF_CONFIG: task .* is not one of the 1 workers")
+    monkeypatch.delenv("TF_CONFIG")
+    assert_one_line_error(run_script("launch_workers.py", "--", str(batch8), "--gpus", "2"),
+                          r"--strategy / --gpus: the launcher sets --strategy multiworker itself")
+    assert_one_line_error(run_script("launch_workers.py", "--workers", "0", "--", str(batch8)), r"--workers 0: expected an integer >= 1")
+    assert_one_line_error(run_script("train.py", str(batch8), "--gpus", "2", "--strategy", "default"),
+                          r"--gpus 2: expected N >= 1, and no --strategy other than mirrored")
+    assert not (tmp_path / "r").exists()
