@@ -42,8 +42,12 @@ def main() -> None:
         raise ConfigError("--strategy / --gpus: the launcher sets --strategy multiworker itself; leave them out")
 
     workers: list[subprocess.Popen[str]] = []
+    def forward(signum: int, _: object) -> None:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signum)
     for number in (signal.SIGINT, signal.SIGTERM):  # before any worker starts, so none is left without the signal
-        signal.signal(number, lambda signum, _: [w.send_signal(signum) for w in workers if w.poll() is None])
+        signal.signal(number, forward)
     for index, tf_config in enumerate(local_cluster(args.workers)):
         workers.append(subprocess.Popen([sys.executable, TRAIN, *args.train_args, "--strategy", "multiworker"],
                                         env={**os.environ, "TF_CONFIG": tf_config}, text=True, start_new_session=True,

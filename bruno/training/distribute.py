@@ -36,14 +36,14 @@ WORKER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.Dea
 
 
 class WorkerRole(NamedTuple):
-    """This process's place among the workers: ``index`` of ``count``; the chief (index 0) writes the run."""
+    """This process's place among the workers: ``task_index`` of ``num_workers``; the chief (0) writes the run."""
 
-    index: int = 0
-    count: int = 1
+    task_index: int = 0
+    num_workers: int = 1
 
     @property
     def is_chief(self) -> bool:
-        return self.index == 0
+        return self.task_index == 0
 
 
 def _read_tf_config() -> tuple[int, int]:
@@ -102,7 +102,7 @@ def worker_role(strategy: Optional[tf.distribute.Strategy]) -> WorkerRole:
 
 def scratch_dir(run_dir: str, role: WorkerRole) -> str:
     """Where this worker writes: the run directory for the chief, ``<run_dir>/.workers/<index>`` for the others."""
-    return run_dir if role.is_chief else os.path.join(run_dir, ".workers", str(role.index))
+    return run_dir if role.is_chief else os.path.join(run_dir, ".workers", str(role.task_index))
 
 
 def local_cluster(count: int, host: str = "127.0.0.1") -> list[str]:

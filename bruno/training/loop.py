@@ -104,7 +104,7 @@ class Trainer:
         if train.batch_size % replicas:
             raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
         self.sampler = SequenceSampler(table, "train", train.batch_size, train.seq_len, train.seed,
-                                       shard=(self.role.index, self.role.count))
+                                       shard=(self.role.task_index, self.role.num_workers))
         val_split = "val" if len(table.volumes_in("val")) else None
         if val_split is None:
             logger.warning("%s has no validation volumes: no validation NLL, the best checkpoint is the latest", table.path)
@@ -232,7 +232,7 @@ class Trainer:
             try:
                 loss = self._train_until(last, stop)
             except WORKER_LOST as err:
-                if self.role.count == 1:
+                if self.role.num_workers == 1:
                     raise
                 raise WorkerLost(self._lost_message(err)) from None
             finally:
@@ -254,7 +254,7 @@ class Trainer:
     def _agreed_stop(self, stop: "_StopRequests") -> bool:
         """Whether to stop before this step: this process got SIGINT/SIGTERM or, with several workers, any
         worker did (one tiny all-reduce per step, so every worker stops after the same step)."""
-        if self.role.count > 1:
+        if self.role.num_workers > 1:
             if self._agree is None:
                 self._agree = tf.function(lambda flag: self.strategy.reduce(
                     tf.distribute.ReduceOp.SUM, self.strategy.experimental_distribute_values_from_function(lambda _: flag), axis=None))
@@ -268,7 +268,7 @@ class Trainer:
         dead = [line for line in lines if line.startswith("/job:")]
         said = next((line for line in lines if not line.endswith(":")), type(err).__name__)
         latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
-        return (f"worker {self.role.index} of {self.role.count}: another worker stopped answering at step "
+        return (f"worker {self.role.task_index} of {self.role.num_workers}: another worker stopped answering at step "
                 f"{int(self.step.numpy()) + 1} ({'no heartbeat from ' + ', '.join(dead) if dead else said[:160]}); "
                 + (f"restart every worker with --resume (from {latest})" if latest else "no checkpoint yet: start the run again"))
 

@@ -70,7 +70,7 @@ class UpdateStep:
         replicas = strategy.num_replicas_in_sync
 
         size = self.train.batch_size // replicas
-        first = self.role.index * (replicas // self.role.count)  # replica ids of worker i: i·R .. i·R + R − 1
+        first = self.role.task_index * (replicas // self.role.num_workers)  # replica ids of worker i: i·R .. i·R + R − 1
 
         def shard(values: tf.Tensor) -> Any:
             def rows(context: tf.distribute.experimental.ValueContext) -> tf.Tensor:

@@ -55,24 +55,36 @@ def test_each_worker_reads_its_shard_of_the_one_worker_stream(batch8: Path) -> N
         SequenceSampler(table, "train", 8, 4, seed=3, shard=(0, 3))
 
 
-def test_two_workers_train_like_one_and_resume_exactly(batch8: Path, tmp_path: Path) -> None:
-    one, two, resumed = tmp_path / "one", tmp_path / "two", tmp_path / "resumed"
-    assert run_script("train.py", str(batch8), "--run-dir", str(one), "--no-progress").returncode == 0
-    launch = ("launch_workers.py", "--workers", "2", "--", str(batch8), "--no-progress", "--run-dir")
-    result = run_script(*launch, str(two))
+LAUNCH = ("launch_workers.py", "--workers", "2", "--")
+
+
+@pytest.fixture(scope="module")
+def two_workers(batch8: Path) -> list[tuple[int, float]]:
+    """The train losses of an uninterrupted 2-worker run of ``batch8`` (10 steps)."""
+    run_dir = batch8.parent / "two"
+    result = run_script(*LAUNCH, str(batch8), "--no-progress", "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
-    assert "[worker 1] " in result.stderr and not (two / ".workers").exists()  # worker 1 wrote only scratch, then removed it
-    single, double = _losses(one), _losses(two)
-    assert [s for s, _ in double] == list(range(1, 11))
+    assert "[worker 1] " in result.stderr and not (run_dir / ".workers").exists()  # worker 1 wrote only scratch, then removed it
+    return _losses(run_dir)
+
+
+def test_two_workers_train_like_one_and_resume_exactly(batch8: Path, two_workers: list[tuple[int, float]],
+                                                       tmp_path: Path) -> None:
+    one, resumed = tmp_path / "one", tmp_path / "resumed"
+    assert run_script("train.py", str(batch8), "--run-dir", str(one), "--no-progress").returncode == 0
+    single = _losses(one)
+    assert [s for s, _ in two_workers] == list(range(1, 11))
     # Same global batch, gradients all-reduced over the two halves: equal up to float32 summation order.
-    np.testing.assert_allclose([v for _, v in double], [v for _, v in single], rtol=1e-6)
-    assert run_script(*launch, str(resumed), "--max-steps", "5").returncode == 0
-    again = run_script(*launch, str(resumed), "--resume")
+    np.testing.assert_allclose([v for _, v in two_workers], [v for _, v in single], rtol=1e-6)
+    launch = (*LAUNCH, str(batch8), "--no-progress", "--run-dir", str(resumed))
+    assert run_script(*launch, "--max-steps", "5").returncode == 0
+    again = run_script(*launch, "--resume")
     assert again.returncode == 0, again.stderr
-    assert "resumed" in again.stderr and _losses(resumed) == double  # the data stream of each shard continues exactly
+    assert "resumed" in again.stderr and _losses(resumed) == two_workers  # the data stream of each shard continues exactly
 
 
-def test_a_killed_worker_ends_the_others_with_an_error_not_a_hang(batch8: Path, tmp_path: Path) -> None:
+def test_a_killed_worker_ends_the_others_with_an_error_and_resume_recovers(batch8: Path, two_workers: list[tuple[int, float]],
+                                                                          tmp_path: Path) -> None:
     config = override(load_config(batch8), "train", max_steps=100_000)
     path = tmp_path / "long.yaml"
     path.write_text(config_to_yaml(config))
@@ -83,7 +95,7 @@ def test_a_killed_worker_ends_the_others_with_an_error_not_a_hang(batch8: Path, 
                for tf_config in local_cluster(2)]
     try:
         deadline = time.time() + 240
-        while not (run_dir / "metrics.jsonl").exists() or len(_losses(run_dir)) < 2:
+        while not (run_dir / "metrics.jsonl").exists() or len(_losses(run_dir)) < 6:  # past the checkpoint of step 5
             assert time.time() < deadline and workers[0].poll() is None, "the workers never trained"
             time.sleep(0.2)
         workers[1].kill()
@@ -95,7 +107,12 @@ def test_a_killed_worker_ends_the_others_with_an_error_not_a_hang(batch8: Path, 
     assert workers[0].returncode == 2 and time.time() - killed < 60
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
-    assert re.match(r"error: worker 0 of 2: another worker stopped answering at step \d+ \(.+\); no checkpoint yet", errors[0])
+    assert re.match(r"error: worker 0 of 2: another worker stopped answering at step \d+ \(.+\); restart every worker "
+                    r"with --resume \(from .*ckpt-\d+\)", errors[0]), errors[0]
+    again = run_script(*LAUNCH, str(path), "--no-progress", "--run-dir", str(run_dir), "--resume", "--max-steps", "30")
+    assert again.returncode == 0, again.stderr
+    latest = dict(_losses(run_dir))  # the steps redone after the chief's checkpoint are logged again, with the same losses
+    assert [latest[step] for step in range(1, 11)] == [loss for _, loss in two_workers] and max(latest) == 30
 
 
 def test_bad_multiworker_set_ups_are_refused(batch8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
