@@ -3,6 +3,7 @@ imports the training package."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -29,5 +30,6 @@ def test_run_restoring_does_not_import_training() -> None:
 
 def test_no_library_module_is_long_without_saying_why() -> None:
     long = [str(p.relative_to(REPO)) for p in (REPO / "bruno").rglob("*.py")
-            if len(p.read_text().splitlines()) > 320 and "lines" not in (ast.get_docstring(ast.parse(p.read_text())) or "")]
+            if len(p.read_text().splitlines()) > 320
+            and not re.search(r"\blines\b", ast.get_docstring(ast.parse(p.read_text())) or "")]  # not "baselines"
     assert long == []

@@ -1,11 +1,13 @@
-"""Training: the loop (:mod:`.loop`), one update (:mod:`.step`), schedules, optimisers, warm starts.
+"""Training: the loop (:mod:`.loop`), one update (:mod:`.step`), schedules, optimisers, warm starts, clean stops
+(:mod:`.stops`) and where it runs (:mod:`.distribute`: one device, several GPUs, several workers).
 
 Run directories, model building and restoring live in :mod:`bruno.runs`, which inference uses
 without importing this package.
 """
-from bruno.training.loop import TrainResult, Trainer, TrainingInterrupted, open_run
+from bruno.training.loop import TrainResult, Trainer, open_run
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
+from bruno.training.stops import TrainingInterrupted
 from bruno.training.warm_start import check_init_source, copy_trained_flow
 
 __all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "UpdateStep", "check_init_source",

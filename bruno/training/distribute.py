@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from typing import NamedTuple, Optional
 
@@ -29,7 +30,8 @@ import tensorflow as tf
 
 from bruno.errors import ConfigError
 
-__all__ = ["STRATEGIES", "WORKER_LOST", "WorkerRole", "local_cluster", "make_strategy", "scratch_dir", "worker_role"]
+__all__ = ["STRATEGIES", "WORKER_LOST", "WorkerRole", "local_cluster", "lost_worker_message", "make_strategy", "remove_scratch",
+           "scratch_dir", "worker_role"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 WORKER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
@@ -103,6 +105,28 @@ def worker_role(strategy: Optional[tf.distribute.Strategy]) -> WorkerRole:
 def scratch_dir(run_dir: str, role: WorkerRole) -> str:
     """Where this worker writes: the run directory for the chief, ``<run_dir>/.workers/<index>`` for the others."""
     return run_dir if role.is_chief else os.path.join(run_dir, ".workers", str(role.task_index))
+
+
+def remove_scratch(run_dir: str, role: WorkerRole) -> None:
+    """Remove a non-chief worker's :func:`scratch_dir` once it is done (and ``.workers/`` when it is the last)."""
+    if role.is_chief:
+        return
+    scratch = scratch_dir(run_dir, role)
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(scratch))
+    except OSError:  # another worker's scratch is still there
+        pass
+
+
+def lost_worker_message(err: tf.errors.OpError, role: WorkerRole, step: int, latest: Optional[str]) -> str:
+    """The one line a worker prints when another stopped answering during ``step`` (``latest``: the chief's last checkpoint)."""
+    lines = [line.strip() for line in (err.message or "").splitlines() if line.strip()]
+    dead = [line for line in lines if line.startswith("/job:")]  # the coordination service names the silent tasks
+    said = next((line for line in lines if not line.endswith(":")), type(err).__name__)
+    return (f"worker {role.task_index} of {role.num_workers}: another worker stopped answering at step {step} "
+            f"({'no heartbeat from ' + ', '.join(dead) if dead else said[:160]}); "
+            + (f"restart every worker with --resume (from {latest})" if latest else "no checkpoint yet: start the run again"))
 
 
 def local_cluster(count: int, host: str = "127.0.0.1") -> list[str]:

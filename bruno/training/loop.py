@@ -34,6 +34,9 @@ update (the default strategy on a single device runs the same code). With severa
 chief writes the run directory; every worker restores the chief's checkpoints, and a worker that
 stops answering ends the others with :class:`~bruno.errors.WorkerLost`. ``train.mixed_precision``
 (GPUs only) runs BRUNO's s/t networks in float16 or bfloat16 (:mod:`bruno.precision`).
+
+At a little over 320 lines the module is one class and its bookkeeping (records, checkpoints, exact
+resume), which share the trainer's state; signals live in :mod:`.stops`, strategies in :mod:`.distribute`.
 """
 from __future__ import annotations
 
@@ -41,9 +44,7 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
-import threading
 import time
 from typing import Any, NamedTuple, Optional
 
@@ -60,12 +61,13 @@ from bruno.model import ConditionalBruno, bits_per_dim
 from bruno.precision import require_gpu
 from bruno.processes import LatentFactorProcess
 from bruno.runs import check_run_dir, make_model, prepare_run_dir, restore_checkpoint
-from bruno.training.distribute import WORKER_LOST, scratch_dir, worker_role
+from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
+from bruno.training.stops import StopRequests, TrainingInterrupted
 from bruno.training.warm_start import check_init_source, copy_trained_flow
 
-__all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "open_run"]
+__all__ = ["TrainResult", "Trainer", "open_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,30 +230,25 @@ class Trainer:
         """
         last = self.config.train.max_steps if max_steps is None else max_steps
         start_time = time.time()
-        with _StopRequests() as stop:
+        with StopRequests() as stop:
             try:
                 loss = self._train_until(last, stop)
             except WORKER_LOST as err:
                 if self.role.num_workers == 1:
                     raise
-                raise WorkerLost(self._lost_message(err)) from None
+                latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
+                raise WorkerLost(lost_worker_message(err, self.role, int(self.step.numpy()) + 1, latest)) from None
             finally:
                 if self._writer is not None:
                     self._writer.flush()
         if not self.val_batches and self.manager.latest_checkpoint:
             self.best_manager.save(checkpoint_number=int(self.step.numpy()))
-        if not self.role.is_chief:
-            scratch = scratch_dir(self.run_dir, self.role)
-            shutil.rmtree(scratch, ignore_errors=True)
-            try:
-                os.rmdir(os.path.dirname(scratch))  # the last worker to finish removes .workers/
-            except OSError:
-                pass
+        remove_scratch(self.run_dir, self.role)
         marks, train = self._step_ends, self.config.train
         rate = (len(marks) - 1) * train.batch_size * train.seq_len / (marks[-1] - marks[0]) if len(marks) > 1 else math.nan
         return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time, rate)
 
-    def _agreed_stop(self, stop: "_StopRequests") -> bool:
+    def _agreed_stop(self, stop: "StopRequests") -> bool:
         """Whether to stop before this step: this process got SIGINT/SIGTERM or, with several workers, any
         worker did (one tiny all-reduce per step, so every worker stops after the same step)."""
         if self.role.num_workers > 1:
@@ -263,16 +260,7 @@ class Trainer:
                 stop.signum = int(round(total[1] / total[0]))  # another worker's signal
         return stop.signum is not None
 
-    def _lost_message(self, err: tf.errors.OpError) -> str:
-        lines = [line.strip() for line in (err.message or "").splitlines() if line.strip()]
-        dead = [line for line in lines if line.startswith("/job:")]
-        said = next((line for line in lines if not line.endswith(":")), type(err).__name__)
-        latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
-        return (f"worker {self.role.task_index} of {self.role.num_workers}: another worker stopped answering at step "
-                f"{int(self.step.numpy()) + 1} ({'no heartbeat from ' + ', '.join(dead) if dead else said[:160]}); "
-                + (f"restart every worker with --resume (from {latest})" if latest else "no checkpoint yet: start the run again"))
-
-    def _train_until(self, last: int, stop: "_StopRequests") -> float:
+    def _train_until(self, last: int, stop: "StopRequests") -> float:
         """The loop of :meth:`train`; returns the last step's loss."""
         train = self.config.train
         if int(self.step.numpy()) < 0:
@@ -336,43 +324,3 @@ def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,
     if resume:
         logger.info("resumed %s at step %d", run_dir, trainer.restore())
     return trainer
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on SIGINT or SIGTERM after saving a checkpoint; ``signum`` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class _StopRequests:
-    """While active, SIGINT and SIGTERM only set :attr:`signum` (the loop stops at the end of the
-    step); a second one restores the previous handlers and interrupts at once. Outside the main
-    thread (where handlers cannot be set) signals keep their usual effect."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: Optional[int] = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            self._restore()
-            raise KeyboardInterrupt
-        self.signum = signum
-        logger.warning("%s: stopping at the end of this step (again to stop at once)", signal.Signals(signum).name)
-
-    def _restore(self) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-        self._previous = {}
-
-    def __enter__(self) -> "_StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()
