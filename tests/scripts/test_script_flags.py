@@ -7,7 +7,7 @@ from tests.conftest import REPO
 from tests.scripts.test_preprocess_cli import run_script
 
 SCRIPTS = sorted(p for p in (REPO / "scripts").glob("*.py") if not p.name.startswith("_"))
-QUICK = {"inspect_h5.py", "benchmark.py"}  # no progress bar to hide
+QUICK = {"inspect_h5.py", "benchmark.py", "launch_workers.py"}  # no progress bar of their own (the launcher passes train.py's flags on)
 
 
 @pytest.mark.parametrize("script", [p.name for p in SCRIPTS])
