@@ -253,3 +253,13 @@ def iterate_metrics(run_dir: str) -> Iterator[dict[str, Any]]:
         for line in f:
             yield json.loads(line)
 
+
+def drop_partial_record(run_dir: str) -> None:
+    """Cut a last ``metrics.jsonl`` line that a killed run left half-written, so records appended on resume parse."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)

@@ -60,7 +60,7 @@ from bruno.latent_volume import initialize_latent_factors
 from bruno.model import ConditionalBruno, bits_per_dim
 from bruno.precision import require_gpu
 from bruno.processes import LatentFactorProcess
-from bruno.runs import check_run_dir, make_model, prepare_run_dir, restore_checkpoint
+from bruno.runs import check_run_dir, drop_partial_record, make_model, prepare_run_dir, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
@@ -188,6 +188,8 @@ class Trainer:
             state = {"sampler": text, "pending_losses": []}
         self.sampler.state = state["sampler"]
         self._pending = [float(v) for v in state["pending_losses"]]
+        if self.role.is_chief:
+            drop_partial_record(self.run_dir)
         return int(self.step.numpy())
 
     # ---------------------------------------------------------------------------------- the loop

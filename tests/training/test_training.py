@@ -20,7 +20,7 @@ from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
 from bruno.runs import (
-    check_run_dir, iterate_metrics, load_run_config, make_deterministic, prepare_run_dir, restore_model,
+    check_run_dir, drop_partial_record, iterate_metrics, load_run_config, make_deterministic, prepare_run_dir, restore_model,
 )
 from bruno.training import Trainer, TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 
@@ -339,15 +339,20 @@ def test_kill_mid_run_then_resume_loses_at_most_one_interval(tiny: Config, tmp_p
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    reached = max(json.loads(line)["step"] for line in metrics.read_text().splitlines())
+    complete = metrics.read_text().split("\n")[:-1]  # the kill may cut the last record short
+    reached = max(json.loads(line)["step"] for line in complete)
     assert reached >= 8  # at least two checkpoint intervals were written
     result = run_script("train.py", str(config), "--run-dir", str(run_dir), "--resume", "--max-steps", str(reached + 2),
                         "--no-progress")
     assert result.returncode == 0, result.stderr
     resumed_at = int(result.stderr.split("at step ")[1].split()[0])
     assert reached - 4 <= resumed_at <= reached
-    steps = [s for s, _ in losses(run_dir)]
+    steps = [s for s, _ in losses(run_dir)]  # every line parses: a half-written one was cut on resume
     assert steps[-1] == reached + 2 and math.isfinite(losses(run_dir)[-1][1])
+    with open(metrics, "a", encoding="utf-8") as f:
+        f.write('{"step": 99, "spl')  # as a kill mid-write leaves it
+    drop_partial_record(str(run_dir))
+    assert metrics.read_text().endswith("}\n") and [s for s, _ in losses(run_dir)] == steps
 
 
 MIRRORED = """
