@@ -165,10 +165,11 @@ def write_reconstruction(paths: Mapping[str, Optional[str]], arrays: Mapping[str
     was computed, with :func:`write_volume` (``std`` as a spread: scaled, not offset); the paths written."""
     written = []
     for kind, path in paths.items():
-        array = arrays[kind] if path is not None else None
-        if array is not None and path is not None:
-            write_volume(path, array, affine, intensity, overwrite, offset=kind != "std")
-            written.append(path)
+        array = arrays[kind]
+        if path is None or array is None:
+            continue
+        write_volume(path, array, affine, intensity, overwrite, offset=kind != "std")
+        written.append(path)
     return written
 
 

@@ -81,10 +81,8 @@ def make_strategy(kind: str = "default", gpus: int = 0, label: str = "GPUs") -> 
     if kind not in STRATEGIES:
         raise ConfigError(f"strategy {kind!r}: expected one of {', '.join(STRATEGIES)}")
     if kind == "multiworker":
-        _read_tf_config()
-        options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        _read_tf_config()  # a clear error before TensorFlow's own
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored":
         visible = len(tf.config.list_physical_devices("GPU"))
         count = gpus or visible
@@ -97,8 +95,8 @@ def make_strategy(kind: str = "default", gpus: int = 0, label: str = "GPUs") -> 
 def worker_role(strategy: Optional[tf.distribute.Strategy]) -> WorkerRole:
     """Which worker this process is (index 0 of 1 outside multi-worker training)."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        index, count = _read_tf_config()
-        return WorkerRole(index, count)
+        resolver = strategy.cluster_resolver  # what the strategy itself read from TF_CONFIG
+        return WorkerRole(int(resolver.task_id), len(resolver.cluster_spec().as_dict()["worker"]))
     return WorkerRole()
 
 

@@ -130,7 +130,7 @@ class Trainer:
         self._eval_step = tf.function(self.update.mean_log_prob)
         self._writer: Optional[Any] = None  # created on the first record: a start that fails writes nothing
         self._pending: list[float] = []  # train losses since the last train record (saved with the data stream)
-        self._step_ends: list[float] = []  # wall time at the end of each step of this session (throughput)
+        self._step_ends: list[tuple[int, float]] = []  # (step, wall time) at the end of this session's first and last steps
         self._agree: Optional[Any] = None  # the all-reduce of stop requests between workers, traced on first use
         if train.init_from is not None:
             check_init_source(config, train.init_from)
@@ -181,7 +181,7 @@ class Trainer:
         Raises:
             RunDirError: the checkpoint is unreadable or does not match the config.
         """
-        restore_checkpoint(self.checkpoint, tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints")), self.model)
+        restore_checkpoint(self.checkpoint, self._chief_checkpoint(), self.model)
         text = self.data_state.numpy().decode("utf-8")
         state = json.loads(text)
         if "sampler" not in state:  # written before the unlogged losses were kept: the bare stream state
@@ -238,17 +238,22 @@ class Trainer:
             except WORKER_LOST as err:
                 if self.role.num_workers == 1:
                     raise
-                latest = tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
-                raise WorkerLost(lost_worker_message(err, self.role, int(self.step.numpy()) + 1, latest)) from None
+                raise WorkerLost(lost_worker_message(err, self.role, int(self.step.numpy()) + 1, self._chief_checkpoint())) from None
             finally:
                 if self._writer is not None:
                     self._writer.flush()
         if not self.val_batches and self.manager.latest_checkpoint:
             self.best_manager.save(checkpoint_number=int(self.step.numpy()))
         remove_scratch(self.run_dir, self.role)
-        marks, train = self._step_ends, self.config.train
-        rate = (len(marks) - 1) * train.batch_size * train.seq_len / (marks[-1] - marks[0]) if len(marks) > 1 else math.nan
+        rate, train = math.nan, self.config.train
+        if len(self._step_ends) == 2:
+            (first, start), (end, stop_time) = self._step_ends
+            rate = (end - first) * train.batch_size * train.seq_len / (stop_time - start)
         return TrainResult(int(self.step.numpy()), loss, float(self.best_val.numpy()), time.time() - start_time, rate)
+
+    def _chief_checkpoint(self) -> Optional[str]:
+        """The latest checkpoint in the run directory (the chief's, which every worker restores)."""
+        return tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
 
     def _agreed_stop(self, stop: "StopRequests") -> bool:
         """Whether to stop before this step: this process got SIGINT/SIGTERM or, with several workers, any
@@ -300,7 +305,7 @@ class Trainer:
                     self._validate_and_keep_best(step)
                 if step % train.checkpoint_every == 0 or step == last:
                     self.save()
-                self._step_ends.append(time.time())
+                self._step_ends[1:] = [(step, time.time())]  # the first mark stays, the second follows the last step
         if stop.signum is not None and int(self.step.numpy()) < last:
             path = self.save()
             logger.warning("%s at step %d: saved %s (--resume continues exactly)", signal.Signals(stop.signum).name,
