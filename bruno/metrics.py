@@ -1,4 +1,4 @@
-"""Scores: the test NLL of sequences (SPEC §4) and per-slice SSIM / CC of reconstructions (SPEC §5.3).
+"""Scores of reconstructions: per-slice SSIM / CC and per-volume PSNR (SPEC §5.3); numpy only.
 
 SSIM is scikit-image's ``structural_similarity`` on 2D slices scaled to [0, 1] with
 ``data_range=1.0`` (its default 7×7 window; Wang et al., 2004). CC is the Pearson correlation of
@@ -12,45 +12,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 from skimage.metrics import structural_similarity
-from tqdm import tqdm
 
-from bruno.data.sampler import SequenceSampler
-from bruno.data.table import SliceTable
-from bruno.model import SequenceModel, bits_per_dim
-
-__all__ = ["NLL", "SliceScores", "cross_correlation", "psnr", "sequence_nll", "slice_scores", "ssim"]
-
-
-class NLL(NamedTuple):
-    """Mean negative log-likelihood of target slices: nats per image and bits per dimension."""
-
-    nats_per_image: float
-    bits_per_dim: float
-    num_sequences: int
-
-
-def sequence_nll(model: SequenceModel, table: SliceTable, split: str, seq_len: int, num_context: int,
-                 num_sequences: int, batch_size: int = 8, seed: int = 317070, progress: bool = True) -> NLL:
-    """−mean log p of the targets of random sequences of one split (same n_c/T semantics as training).
-
-    Args:
-        model: a trained model.
-        table: the slice table.
-        split: ``train``, ``val`` or ``test``.
-        seq_len: T; num_context: n_c (0 <= n_c < T).
-        num_sequences: how many random sequences (rounded up to whole batches).
-        batch_size: sequences per forward pass.
-        seed: seed of the sequences and their dequantisation noise (upstream test seed 317070).
-    """
-    sampler = SequenceSampler(table, split, batch_size, seq_len, seed)
-    batches = math.ceil(num_sequences / batch_size)
-    score = tf.function(lambda images, poses: model.log_prob(images, poses, num_context).log_prob)
-    values = [score(tf.constant(b["images"]), tf.constant(b["poses"])).numpy()
-              for b in tqdm(sampler.batches(batches), total=batches, desc=f"NLL {split}", disable=not progress)]
-    nats = -float(np.mean(values))
-    return NLL(nats, float(bits_per_dim(nats, model.num_dims)), batches * batch_size)
+__all__ = ["SliceScores", "cross_correlation", "pearson", "psnr", "slice_scores", "ssim"]
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,12 +22,19 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0))
 
 
+def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis of broadcastable [..., P] arrays; NaN where either row is constant."""
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
+    x, y = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
+    denominator = np.sqrt(np.sum(x * x, -1) * np.sum(y * y, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, np.sum(x * y, -1) / denominator, np.nan)
+
+
 def cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two slices' pixels; NaN when either slice is constant."""
-    x = np.asarray(a, np.float64).ravel() - np.mean(a)
-    y = np.asarray(b, np.float64).ravel() - np.mean(b)
-    denominator = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y / denominator) if denominator > 0 else math.nan
+    return float(pearson(np.ravel(a), np.ravel(b)))
 
 
 class SliceScores(NamedTuple):

@@ -1,6 +1,7 @@
 """Run directories and what inference needs from them: the config of a run, its model, restored.
 
-A run directory (written by ``scripts/train.py`` through :mod:`bruno.training`) holds
+A run directory (written by ``scripts/train.py`` through :mod:`bruno.training`, which checks and
+prepares it in :mod:`bruno.training.run_dir`) holds
 ``config.yaml`` (the resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``
 (the latest three: model, optimiser slots, step, data-stream position), ``best/`` (the best by
 validation NLL) and ``tensorboard/``. A folder holds a run once it has a checkpoint.
@@ -13,42 +14,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any, Optional
 
-import h5py
-import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 import tf_keras as keras
 import yaml
 
-from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
-from bruno.config import Config, config_to_yaml, parse_config
-from bruno.errors import ConfigError, OutputPathError, RunDirError
-from bruno.files import atomic_output, check_writable_folder
-from bruno.model import ConditionalBruno, SequenceModel
+from bruno.config import Config, parse_config
+from bruno.errors import ConfigError, RunDirError
+from bruno.models import MODEL_KINDS, SequenceModel
 from bruno.precision import compute_policy
 
 __all__ = [
-    "check_run_dir",
+    "checkpoint_step",
     "iterate_metrics",
     "latest_step",
     "load_run_config",
     "make_deterministic",
     "make_model",
-    "prepare_run_dir",
     "restore_checkpoint",
     "restore_model",
 ]
 
 logger = logging.getLogger(__name__)
-
-_RUN_FILES = ("config.yaml", "versions.json", "metrics.jsonl", "checkpoints", "best", "tensorboard")
 
 
 def make_deterministic(seed: int) -> None:
@@ -61,17 +52,7 @@ def make_deterministic(seed: int) -> None:
 
 
 
-def _first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{prefix.rstrip('.')} ({a!r} there, {b!r} here)"
-
-
-def _checkpoint_step(path: str) -> int:
+def checkpoint_step(path: str) -> int:
     """The step a checkpoint was saved at (its number: ``.../ckpt-<step>``)."""
     return int(path.rsplit("-", 1)[1])
 
@@ -79,82 +60,7 @@ def _checkpoint_step(path: str) -> int:
 def latest_step(run_dir: str) -> Optional[int]:
     """The step of a run directory's latest checkpoint; None before the first one."""
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    return None if latest is None else _checkpoint_step(latest)
-
-
-def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
-    """Everything :func:`prepare_run_dir` checks, writing nothing.
-
-    A folder holds a run once it has a checkpoint; run files without one are what a start that
-    failed before its first checkpoint left, and a new start replaces them.
-
-    Raises:
-        RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; ``resume``
-            without a checkpoint, of a different experiment, or to a step the run has already reached.
-    """
-    reached = latest_step(run_dir)
-    if resume:
-        if reached is None:
-            raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
-        previous = yaml.safe_load(config_to_yaml(load_run_config(run_dir)))
-        here = yaml.safe_load(config_to_yaml(config))
-        previous.get("train", {}).pop("max_steps", None)
-        here["train"].pop("max_steps")
-        difference = _first_difference(previous, here)
-        if difference:
-            raise RunDirError(f"{run_dir}: holds a different experiment, {difference}; use another --run-dir")
-        if config.train.max_steps <= reached:
-            raise RunDirError(f"{run_dir}: --resume to max_steps={config.train.max_steps}, but the run is already at step "
-                              f"{reached}; pass a larger --max-steps")
-        return
-    if reached is not None and not overwrite:
-        raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
-    existing = run_dir
-    while not os.path.isdir(existing):  # the nearest folder that exists must let us create the rest
-        parent = os.path.dirname(os.path.abspath(existing))
-        if parent == os.path.abspath(existing):
-            break
-        existing = parent
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise RunDirError(f"{run_dir}: is a file, expected a run directory")
-    if not os.access(existing, os.W_OK):
-        raise RunDirError(f"{run_dir}: run directory is not writable" if existing == run_dir else
-                          f"{run_dir}: cannot create the run directory ({existing} is not writable)")
-    try:
-        check_writable_folder(run_dir, existing)
-    except OutputPathError as err:
-        raise RunDirError(str(err)) from None
-
-
-def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
-    """Check the run directory (:func:`check_run_dir`); for a new run, replace what an earlier run
-    wrote there (only its files: anything else stays) and write ``config.yaml`` and ``versions.json``.
-
-    ``scripts/train.py`` calls it once the table, the model and the optimiser have been built, so
-    a start that fails leaves no run directory behind.
-
-    Raises:
-        RunDirError: as :func:`check_run_dir`.
-    """
-    check_run_dir(run_dir, config, resume, overwrite)
-    if resume:
-        return
-    for name in _RUN_FILES:
-        path = os.path.join(run_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as err:
-        raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror})") from None
-    with atomic_output(os.path.join(run_dir, "config.yaml")) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(config_to_yaml(config))
-    versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__,
-                "tf_keras": keras.__version__, "numpy": np.__version__, "h5py": h5py.__version__}
-    with atomic_output(os.path.join(run_dir, "versions.json")) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(versions, f, indent=1)
+    return None if latest is None else checkpoint_step(latest)
 
 
 def load_run_config(run_dir: str) -> Config:
@@ -176,13 +82,11 @@ def make_model(config: Config, precision: Optional[str] = None) -> SequenceModel
     Raises:
         ConfigError: mixed precision asked for a baseline model.
     """
-    kinds: dict[str, type[SequenceModel]] = {"bruno": ConditionalBruno, "gqn": GenerativeQueryNetwork,
-                                             "cvae": ConditionalVAE}
     if precision is not None and config.model.kind != "bruno":
         raise ConfigError(f"train.mixed_precision={precision!r}: only BRUNO models (model.kind: bruno) support it, "
                           f"not {config.model.kind!r}")
     with compute_policy(precision):
-        return kinds[config.model.kind].from_config(config)
+        return MODEL_KINDS[config.model.kind].from_config(config)
 
 
 def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Config, int]:
@@ -201,7 +105,7 @@ def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Con
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     path = tf.train.latest_checkpoint(os.path.join(run_dir, "best")) if which == "best" else latest
     if path is None and which == "best" and latest is not None:
-        logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run_dir, _checkpoint_step(latest))
+        logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run_dir, checkpoint_step(latest))
         path = latest
     if path is None:
         raise RunDirError(f"{run_dir}: no checkpoint found")
@@ -252,14 +156,3 @@ def iterate_metrics(run_dir: str) -> Iterator[dict[str, Any]]:
     with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
         for line in f:
             yield json.loads(line)
-
-
-def drop_partial_record(run_dir: str) -> None:
-    """Cut a last ``metrics.jsonl`` line that a killed run left half-written, so records appended on resume parse."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)

@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import tempfile
-from typing import Callable
+from collections.abc import Sequence
+from typing import Callable, Optional
 
 EXIT_USER_ERROR = 2
 VERBOSE = "--verbose" in sys.argv[1:]
@@ -114,6 +115,22 @@ def parse_contexts(text: str, num_poses: int, flag: str = "--contexts") -> list[
         raise ConfigError(f"{flag} {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
                           "scripts/sample_prior.py)")
     return check_contexts(values, num_poses, label=f"{flag} {text!r}")
+
+
+def parse_ks(text: Optional[str], num_poses: int, default: Sequence[int]) -> list[int]:
+    """``--contexts-list``: the given ks, each in [1, N]; by default those of ``default`` below N (logged)."""
+    if text is None:
+        ks = [k for k in default if k < num_poses]
+        if len(ks) < len(default):
+            logging.getLogger("evaluate").info("N = %d poses: k = %s (of the default %s)", num_poses, ks, list(default))
+        return ks
+    ks = parse_integers("--contexts-list", text, "integers")
+    if not ks:
+        raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
+    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
+    if bad is not None:
+        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
+    return ks
 
 
 def check_positive(flag: str, value: float | None, allow_zero: bool = False) -> None:

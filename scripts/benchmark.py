@@ -13,16 +13,16 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
-
 import json
 import logging
 import shlex
 import sys
 
-from bruno.experiments.benchmark import MODES, benchmark, summary
+from _cli import make_parser, run
+
 from bruno.config import load_config
 from bruno.errors import ConfigError
+from bruno.experiments.benchmark import MODES, benchmark, summary
 from bruno.files import atomic_output, check_output_path
 from bruno.runs import make_deterministic
 

@@ -18,22 +18,19 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import add_common, make_parser, run
-
 import logging
 import os
 
 import numpy as np
+from _cli import add_common, make_parser, run
 
 from bruno.config import load_config, override
-from bruno.data.acquisition import grid_slab, read_acquisition, sparse_stack
-from bruno.data.nifti import affine_spacing
+from bruno.data.acquisition import grid_slab, sparse_stack
 from bruno.data.phantom import phantom_subject
 from bruno.data.preprocess import load_slice_table
 from bruno.files import check_output_dir
-from bruno.plots import save_acquisition_figure
-from bruno.poses import place_acquisition
-from bruno.reconstruction import reconstruct, save_nifti, write_reconstruction
+from bruno.reconstruction import ModelSampling, save_nifti
+from bruno.reconstruction.pipeline import prepare_acquired, reconstruct_and_write
 from bruno.runs import latest_step, make_deterministic, restore_model
 from bruno.training import open_run
 
@@ -75,18 +72,15 @@ def main() -> None:
     save_nifti(paths["acquired.nii.gz"], *sparse_stack(volume, range(start + gap // 2, stop, gap)[:NUM_ACQUIRED]), args.overwrite)
     save_nifti(paths["truth.nii.gz"], volume.data, volume.affine, args.overwrite)
 
-    acquisition = read_acquisition([paths["acquired.nii.gz"]], config.data)
-    placement = place_acquisition(acquisition, table, model, log=True)
+    prepared = prepare_acquired([paths["acquired.nii.gz"]], config.data, table, model)
+    acquisition = prepared.acquisition
     lo, step_mm = grid_slab(info.affine, acquisition.normal)
     true_poses = np.floor((acquisition.positions_mm - lo) / step_mm).astype(int).tolist()
     logger.info("%s: %d acquired slices at %s mm; estimated poses %s (true %s)", info.subject, NUM_ACQUIRED,
-                ", ".join(f"{z:.0f}" for z in acquisition.positions_mm), placement.poses, true_poses)
-    recon = reconstruct(model, placement.images, placement.poses, args.samples, seed=args.seed, progress=not args.no_progress)
-    write_reconstruction({"mean": paths["reconstruction.nii.gz"], "std": paths["std.nii.gz"]}, recon._asdict(),
-                         placement.affine, acquisition.intensity, args.overwrite)
-    save_acquisition_figure(placement.images[placement.poses], placement.poses, recon.mean, recon.std,
-                            paths["reconstruction.png"], f"demo ({args.run_dir}, step {step}): {info.subject} from "
-                            f"{NUM_ACQUIRED} acquired slices", affine_spacing(placement.affine), args.overwrite)
+                ", ".join(f"{z:.0f}" for z in acquisition.positions_mm), prepared.contexts, true_poses)
+    reconstruct_and_write(ModelSampling(model), prepared, {"mean": paths["reconstruction.nii.gz"], "std": paths["std.nii.gz"]},
+                          paths["reconstruction.png"], args.samples, args.seed, args.overwrite, not args.no_progress,
+                          f"demo ({args.run_dir}, step {step}): {info.subject} from {NUM_ACQUIRED} acquired slices")
     print("wrote " + ", ".join(paths.values()))
 
 

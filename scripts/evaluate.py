@@ -28,26 +28,24 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, parse_integers, parse_samples, run
-
 import logging
 import os
-from typing import Optional
 
-from bruno.baselines import load_methods
+from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, parse_integers, parse_ks, parse_samples, run
+
 from bruno.config import load_config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import acquired_inputs
-from bruno.experiments.evaluation import evaluate, latent_variants, load_runs
+from bruno.experiments.evaluation import evaluate, evaluation_methods, load_runs
 from bruno.experiments.report import REPORT_FILES, write_report
 from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
 from bruno.files import check_output_dir
+from bruno.models import ConditionalBruno
 from bruno.reconstruction import evenly_spread, fetal_contexts
 from bruno.runs import make_deterministic
 
-logger = logging.getLogger("evaluate")
 DEFAULT_KS = (1, 3, 5, 9)
 
 
@@ -70,7 +68,7 @@ def main() -> None:
                         help="paper (default): every method gets the test volume's slices at the context poses; acquired: "
                              "only the k raw slices of the volume's own file nearest to those poses, read on their own "
                              "(their own intensity window), placed by --poses-from, scored on the truth's grid")
-    parser.add_argument("--poses-from", default="estimated", choices=("estimated", "known"),
+    parser.add_argument("--poses-from", choices=("estimated", "known"),
                         help="with --protocol acquired: estimate the poses (first BRUNO run's likelihood, or NCC with the "
                              "atlas without a run; default) or take them from the truth's slab")
     parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
@@ -82,11 +80,16 @@ def main() -> None:
         raise ConfigError("--config: pass --out too (there is no run folder to write into)")
     if args.config and args.sample_counts:
         raise ConfigError("--sample-counts measures a model's samples: pass --run")
+    if args.config and (args.latent_volume or args.keep_contexts is not None):
+        raise ConfigError(f"--{'latent-volume' if args.latent_volume else 'keep-contexts'}: needs a trained run: pass --run")
+    if args.poses_from and args.protocol != "acquired":
+        raise ConfigError("--poses-from: only with --protocol acquired")
+    poses_from = args.poses_from or "estimated"
 
     models, steps, config = ({}, {}, load_config(args.config)) if args.config else load_runs(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses, progress, source = config.data.num_poses, not args.no_progress, args.input or args.split
-    ks = _contexts_list(args.contexts_list, num_poses)
+    ks = parse_ks(args.contexts_list, num_poses, DEFAULT_KS)
     num_samples = parse_samples(args.samples)
     counts = sorted(set(parse_integers("--sample-counts", args.sample_counts, "integers >= 1"))) if args.sample_counts else None
     if counts is not None and (len(counts) < 2 or counts[0] < 1):
@@ -105,38 +108,18 @@ def main() -> None:
         study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, progress)
         print(write_study(study, f"{args.run[0]} (step {steps[name]}): samples needed, {source}", out, args.overwrite))
         return
-    os.makedirs(out, exist_ok=True)  # only now that the inputs have been read
-    baselines, settings = load_methods(table, progress=progress, required=not models)
-    variants = latent_variants(models, args.run, table, progress) if args.latent_volume else {}
-    scorer = next((m for m in models.values() if m.config.kind == "bruno"), None)
-    acquire = acquired_inputs(table, config.data, args.poses_from, scorer) if args.protocol == "acquired" else None
-    keep = None if args.keep_contexts is None else dict.fromkeys(models, args.keep_contexts)
-    results, first = evaluate(models, subjects, ks, baselines, contexts_for, num_samples, args.seed, progress, keep, variants,
-                              acquire)
+    methods, settings = evaluation_methods(table, models, args.run or [], args.keep_contexts, args.latent_volume, progress)
+    os.makedirs(out, exist_ok=True)  # only now that the inputs have been read and the methods built
+    scorer = next((m for m in models.values() if isinstance(m, ConditionalBruno)), None)
+    acquire = acquired_inputs(table, config.data, poses_from, scorer) if args.protocol == "acquired" else None
+    results, first = evaluate(methods, subjects, ks, contexts_for, num_samples, args.seed, progress, acquire)
     results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=source,
-                   baseline_settings=settings["chosen"], protocol=args.protocol,
-                   **({"poses_from": args.poses_from} if acquire else {}))
+                   baseline_settings=settings["chosen"], protocol=args.protocol, **({"poses_from": poses_from} if acquire else {}))
     runs = ", ".join(f"{os.path.basename(os.path.normpath(r))} (step {step})" for r, step in zip(args.run or [], steps.values()))
     title = f"{runs or 'classical baselines on ' + table.path}: {source}"
-    title += f", acquired slices only (poses {args.poses_from})" if acquire else ""
-    print(write_report(results, first, subjects[0], {**variants, **baselines}, contexts_for, out, title, args.overwrite))
-    logger.info("wrote %s to %s", ", ".join(REPORT_FILES), out)
-
-
-def _contexts_list(text: Optional[str], num_poses: int) -> list[int]:
-    """``--contexts-list``: the given ks, each in [1, N]; by default those of 1, 3, 5, 9 below N."""
-    if text is None:
-        ks = [k for k in DEFAULT_KS if k < num_poses]
-        if len(ks) < len(DEFAULT_KS):
-            logger.info("N = %d poses: k = %s (of the default %s)", num_poses, ks, list(DEFAULT_KS))
-        return ks
-    ks = parse_integers("--contexts-list", text, "integers")
-    if not ks:
-        raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
-    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
-    if bad is not None:
-        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
-    return ks
+    title += f", acquired slices only (poses {poses_from})" if acquire else ""
+    print(write_report(results, first, subjects[0], contexts_for, out, title, args.overwrite))
+    logging.getLogger("evaluate").info("wrote %s to %s", ", ".join(REPORT_FILES), out)
 
 
 if __name__ == "__main__":

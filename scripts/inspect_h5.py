@@ -8,10 +8,10 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
-
 import logging
 import os
+
+from _cli import make_parser, run
 
 from bruno.data.nifti import affine_spacing
 from bruno.data.table import SPLITS, SliceTable

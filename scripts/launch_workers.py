@@ -15,14 +15,14 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
-
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+
+from _cli import make_parser, run
 
 from bruno.errors import ConfigError
 from bruno.training.distribute import local_cluster

@@ -17,10 +17,10 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import add_common, add_subject_source, check_positive, make_parser, parse_contexts, run
-
 import logging
 import os
+
+from _cli import add_common, add_subject_source, check_positive, make_parser, parse_contexts, run
 
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects

@@ -6,11 +6,10 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
-
 import logging
 import time
 
+from _cli import make_parser, run
 
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table

@@ -17,10 +17,11 @@ as the training data (its slab and intensity window come from every slice), and 
 on the chosen poses. Either way the model samples every pose and writes the mean volume (and
 optionally the decoded predictive mean, the per-voxel standard deviation and all samples as a 4D
 series) as NIfTI in world coordinates and in the input's intensity units.
-With --method, a classical baseline reconstructs instead (fitted on the training split of the run's, or
---config's, table; settings chosen on its val split and stored beside it): linear, population_mean,
-pca (the Gaussian volume model: conditional mean, --std and --samples-out too), atlas_gp or pca_gp;
-or latent_pca_gp (needs --run): the run's flow with a Gaussian volume model of its training latents.
+With --method, another method reconstructs instead (bruno.reconstruction.registry): a classical baseline
+fitted on the training split of the run's, or --config's, table (settings chosen on its val split and
+stored beside it): linear, population_mean, pca (the Gaussian volume model: conditional mean, --std and
+--samples-out too), atlas_gp or pca_gp; or latent_pca_gp (needs --run): the run's flow with a Gaussian
+volume model of its training latents.
 
 Examples:
     python scripts/reconstruct.py --run runs/ixi --input acquired.nii.gz --output recon.nii.gz --std std.nii.gz
@@ -33,27 +34,17 @@ Examples:
 """
 from __future__ import annotations
 
+import argparse
+
 from _cli import add_common, add_keep_contexts, add_samples, make_parser, parse_contexts, parse_integers, parse_samples, run
 
-import argparse
-import logging
-
-from bruno.baselines import load_methods
 from bruno.config import load_config
-from bruno.data.acquisition import read_acquisition
-from bruno.data.nifti import affine_spacing, load_nifti
 from bruno.data.preprocess import load_slice_table
-from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.files import check_outputs, png_beside
-from bruno.latent_volume import load_latent_volume_model
-from bruno.plots import save_acquisition_figure
-from bruno.poses import place_acquisition
-from bruno.reconstruction import evenly_spread, reconstruct, write_reconstruction
+from bruno.reconstruction import METHODS, Source, build_method, evenly_spread
+from bruno.reconstruction.pipeline import check_method_outputs, prepare_acquired, prepare_volume, reconstruct_and_write
 from bruno.runs import make_deterministic, restore_model
-
-METHODS = ("bruno", "latent_pca_gp", "linear", "population_mean", "pca", "atlas_gp", "pca_gp")
-logger = logging.getLogger("reconstruct")
 
 
 def main() -> None:
@@ -61,7 +52,7 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="run directory written by scripts/train.py")
     source.add_argument("--config", help="experiment YAML, for a classical --method without a trained run")
-    parser.add_argument("--method", default="bruno", choices=METHODS, help="bruno (default: the run's model) or a classical baseline")
+    parser.add_argument("--method", default="bruno", choices=list(METHODS), help="bruno (default: the run's model) or another method")
     parser.add_argument("--input", required=True, nargs="+",
                         help="the acquired slices (one sparse stack or single-slice files), or a whole volume with --contexts")
     which = parser.add_mutually_exclusive_group()
@@ -83,56 +74,34 @@ def main() -> None:
     add_common(parser, checkpoint=True)
     args = parser.parse_args()
 
-    num_samples = parse_samples(args.samples)
-    acquired = args.contexts is None and args.num_contexts is None
-    _check_flags(args, acquired)
-    paths = {"mean": args.output, "mode": args.decoded_mean, "std": args.std, "samples": args.samples_out}
+    num_samples, acquired, method = parse_samples(args.samples), args.contexts is None and args.num_contexts is None, METHODS[args.method]
+    _check_flags(args, acquired, method.needs_run, method.sampled)
+    paths = {"mean": args.output, "decoded_mean": args.decoded_mean, "std": args.std, "samples": args.samples_out}
+    check_method_outputs(args.method, method, paths)
     png = args.png or (png_beside(args.output) if acquired else None)
     check_outputs(dict(zip(("--output", "--decoded-mean", "--std", "--samples-out"), paths.values())), {"--png": png},
                   args.overwrite, args.input)
     model, config, _ = restore_model(args.run, args.checkpoint) if args.run else (None, load_config(args.config), None)
     make_deterministic(args.seed)
-    num_poses, progress = config.data.num_poses, not args.no_progress
+    progress = not args.no_progress
+    table = load_slice_table(config, progress) if acquired or method.needs_table else None
     if acquired:
-        acquisition = read_acquisition(args.input, config.data, args.slices and parse_integers("--slices", args.slices),
-                                       args.intensity_window)
-        placement = place_acquisition(acquisition, load_slice_table(config, progress), model, args.slab_mm and tuple(args.slab_mm),
-                                      args.poses and parse_integers("--poses", args.poses), log=True)
-        images, contexts, affine, intensity = placement.images, placement.poses, placement.affine, acquisition.intensity
-        logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g", len(contexts),
-                    ", ".join(f"{z:.1f}" for z in acquisition.positions_mm), contexts, *intensity)
+        prepared = prepare_acquired(args.input, config.data, table, model, args.slices and parse_integers("--slices", args.slices),
+                                    args.intensity_window, args.slab_mm and tuple(args.slab_mm),
+                                    args.poses and parse_integers("--poses", args.poses))
     else:
-        contexts = (parse_contexts(args.contexts, num_poses) if args.contexts is not None
-                    else evenly_spread(args.num_contexts, num_poses))
-        slices = extract_slices(load_nifti(args.input[0]), config.data)
-        images, affine, intensity = slices.images, slices.affine, (slices.intensity_low, slices.intensity_high)
-    if args.method == "bruno":
-        arrays = reconstruct(model, images, contexts, num_samples, seed=args.seed, keep_contexts=args.keep_contexts,
-                             progress=progress)._asdict()
-    else:
-        table = load_slice_table(config, progress)
-        method = (load_latent_volume_model(model, table, args.run, progress=progress)[0] if args.method == "latent_pca_gp"
-                  else load_methods(table, progress=progress)[0][args.method])
-        if len(contexts) < method.min_contexts:
-            raise ConfigError(f"--method {args.method}: needs at least {method.min_contexts} given slice(s), got {len(contexts)}")
-        if args.std and not method.has_uncertainty:
-            raise ConfigError(f"--std: --method {args.method} has no uncertainty map (pca has one)")
-        samples = method.sample(images, contexts, num_samples, args.seed) if args.samples_out else None
-        if args.samples_out and samples is None:
-            raise ConfigError(f"--samples-out: --method {args.method} draws no samples (pca does)")
-        arrays = {**method.estimate(images, contexts, with_std=bool(args.std))._asdict(), "samples": samples, "mode": None}
-    written = write_reconstruction(paths, arrays, affine, intensity, args.overwrite)
-    if png:
-        save_acquisition_figure(images[contexts], contexts, arrays["mean"], arrays["std"], png, f"{args.method}: {len(contexts)} "
-                                f"slice(s) at poses {contexts} of {num_poses}", affine_spacing(affine), args.overwrite)
-    logger.info("conditioned on poses %s of %d; wrote %s", contexts, num_poses, ", ".join([*written, *([png] if png else [])]))
+        num_poses = config.data.num_poses
+        contexts = parse_contexts(args.contexts, num_poses) if args.contexts is not None else evenly_spread(args.num_contexts, num_poses)
+        prepared = prepare_volume(args.input[0], config.data, contexts)
+    built = build_method(args.method, Source(table, model, args.run, keep_contexts=args.keep_contexts, progress=progress))
+    reconstruct_and_write(built, prepared, paths, png, num_samples, args.seed, args.overwrite, progress)
 
 
-def _check_flags(args: argparse.Namespace, acquired: bool) -> None:
-    if args.method in ("bruno", "latent_pca_gp") and args.run is None:
+def _check_flags(args: argparse.Namespace, acquired: bool, needs_run: bool, sampled: bool) -> None:
+    if needs_run and args.run is None:
         raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
-    if args.method != "bruno" and args.decoded_mean:
-        raise ConfigError(f"--decoded-mean: only BRUNO has one; --method {args.method} writes its estimate to --output")
+    if args.keep_contexts is not None and not sampled:
+        raise ConfigError(f"--keep-contexts: --method {args.method} always returns the given slices unchanged (or ignores them)")
     if not acquired and (args.slices or args.intensity_window):
         raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
     if not acquired and len(args.input) != 1:

@@ -8,16 +8,16 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import add_common, add_samples, make_parser, parse_samples, run
-
 import logging
 import os
 
+from _cli import add_common, add_samples, make_parser, parse_samples, run
+
 from bruno.data.nifti import affine_spacing
+from bruno.data.preprocess import load_slice_table
 from bruno.files import check_outputs, png_beside
 from bruno.plots import save_slice_montage
-from bruno.reconstruction import reconstruct, write_volume
-from bruno.data.preprocess import load_slice_table
+from bruno.reconstruction import sample_volume, write_volume
 from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("sample_prior")
@@ -40,7 +40,7 @@ def main() -> None:
     table = load_slice_table(config, not args.no_progress)
     reference = table.info(int(table.volumes_in("train")[0]))
     images = table.read(table.rows_of(reference.index))
-    result = reconstruct(model, images, [], num_samples, seed=args.seed, progress=not args.no_progress)
+    result = sample_volume(model, images, [], num_samples, seed=args.seed, progress=not args.no_progress)
     write_volume(output, result.mean, reference.affine, None, args.overwrite)
     save_slice_montage(result.mean, png, f"prior mean of {args.run_dir} (step {step}), {num_samples} samples per slice",
                        spacing=affine_spacing(reference.affine), overwrite=args.overwrite)

@@ -9,17 +9,16 @@ Example:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
-
 import json
 import logging
 import os
 
+from _cli import make_parser, run
 
+from bruno.data.preprocess import load_slice_table
 from bruno.errors import ConfigError
 from bruno.files import atomic_output
-from bruno.metrics import sequence_nll
-from bruno.data.preprocess import load_slice_table
+from bruno.models.nll import sequence_nll
 from bruno.runs import make_deterministic, restore_model
 
 logger = logging.getLogger("test_nll")

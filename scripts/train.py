@@ -19,10 +19,10 @@ Examples:
 """
 from __future__ import annotations
 
-from _cli import make_parser, run
-
 import logging
 import os
+
+from _cli import make_parser, run
 
 from bruno.config import load_config, override
 from bruno.errors import ConfigError

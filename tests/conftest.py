@@ -1,8 +1,24 @@
-"""Shared fixtures: tiny configs and NIfTI files generated in tmp_path."""
+"""Shared fixtures: tiny configs and NIfTI files generated in tmp_path, and running the scripts.
+
+:func:`run_script` runs a script in this process (its ``main`` through ``runpy``, as ``python
+scripts/NAME`` would, with its exit code, stdout and stderr captured): no fresh TensorFlow import per
+call. :func:`run_script_process` starts a real process, for tests where the process boundary is the
+point (signals, TensorFlow's start-up logging, several workers).
+"""
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -10,10 +26,64 @@ import pytest
 
 from bruno.config import Config, DataConfig, PhantomConfig, SplitConfig, TrainConfig
 
+if TYPE_CHECKING:
+    from bruno.training import Trainer
+
 SMALL_TRAIN = TrainConfig(batch_size=2, seq_len=4, num_context=3)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+SCRIPTS = REPO / "scripts"
+
+
+def run_script(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """``python scripts/NAME ARGS`` in this process: exit code (an uncaught exception is 1, with its traceback
+    on stderr, as in a real process), stdout, and stderr with the script's log lines."""
+    argv = [str(SCRIPTS / name), *args]
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root, saved_argv, saved_level = logging.getLogger(), sys.argv, logging.getLogger().level
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    code = 0
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            sys.argv = argv
+            try:
+                runpy.run_path(argv[0], run_name="__main__")
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            except Exception:  # noqa: BLE001 (what a real process would print before exiting 1)
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        for signum, previous in handlers.items():  # a script that exits early may leave its own installed
+            signal.signal(signum, previous)
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def run_script_process(name: str, *args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``python scripts/NAME ARGS`` in a new process."""
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
+    """Exit code 2 and one ``error:`` line matching ``pattern``; none of TensorFlow's start-up logging
+    (which only a real process, :func:`run_script_process`, can show)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    noise = [line for line in result.stderr.splitlines() if re.match(r"[IWEF]\d{4} |WARNING: All log messages", line)]
+    assert noise == [], result.stderr  # TensorFlow's C++/absl start-up lines
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:
@@ -71,8 +141,9 @@ def shared_ixi() -> Path:
 def train_tiny_run(folder: Path, max_steps: int) -> Path:
     """``config_rnn/tiny.yaml`` trained for ``max_steps`` steps in ``folder/run`` (its table in ``folder``)."""
     from bruno.config import load_config, override
-    from bruno.runs import make_deterministic, prepare_run_dir
+    from bruno.runs import make_deterministic
     from bruno.training import Trainer
+    from bruno.training.run_dir import prepare_run_dir
 
     config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
     run = folder / "run"
@@ -80,6 +151,29 @@ def train_tiny_run(folder: Path, max_steps: int) -> Path:
     make_deterministic(0)
     Trainer(config, str(run), progress=False).train(max_steps=max_steps)
     return run
+
+
+def trainer(config: Config, run_dir: Path, resume: bool = False, **train: object) -> "Trainer":
+    """A Trainer of ``config`` (``train`` keys overridden) in a prepared ``run_dir``, seeded; restored with ``resume``."""
+    from bruno.config import override
+    from bruno.runs import make_deterministic
+    from bruno.training import Trainer
+    from bruno.training.run_dir import prepare_run_dir
+
+    config = override(config, "train", **train)
+    prepare_run_dir(str(run_dir), config, resume=resume, overwrite=False)
+    make_deterministic(config.train.seed)
+    t = Trainer(config, str(run_dir), progress=False)
+    if resume:
+        t.restore()
+    return t
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, loss) of every train record of a run."""
+    from bruno.runs import iterate_metrics
+
+    return [(r["step"], r["loss"]) for r in iterate_metrics(str(run_dir)) if r["split"] == "train"]
 
 
 def is_root() -> bool:

@@ -13,9 +13,7 @@ import pytest
 import yaml
 
 from bruno.config import config_to_yaml, load_config, override
-
-from tests.conftest import REPO, head_like, train_tiny_run, write_nifti
-from tests.scripts.test_preprocess_cli import run_script
+from tests.conftest import REPO, head_like, run_script, run_script_process, train_tiny_run, write_nifti
 
 
 def _corrupt_every_chunk(path: Path) -> None:
@@ -128,8 +126,8 @@ def test_bad_input(world: Path, case: str) -> None:
 
 
 def test_verbose_brings_tensorflow_logging_back(world: Path) -> None:
-    quiet = run_script("train.py", str(world / "empty.yaml"), cwd=world)
-    verbose = run_script("train.py", str(world / "empty.yaml"), "--verbose", cwd=world)
+    quiet = run_script_process("train.py", str(world / "empty.yaml"), cwd=world)  # TensorFlow's start-up: a real process
+    verbose = run_script_process("train.py", str(world / "empty.yaml"), "--verbose", cwd=world)
     assert quiet.returncode == verbose.returncode == 2
     assert len(quiet.stderr.splitlines()) == 1 < len(verbose.stderr.splitlines())
     assert verbose.stderr.splitlines()[-1] == quiet.stderr.strip()

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bruno.config import FlowConfig, ModelConfig, ProcessConfig
-from bruno.model import ConditionalBruno
-
+from bruno.models import ConditionalBruno
 from tests.flows.test_coupling import randomise
 
 TINY = ModelConfig(flow=FlowConfig(num_scales=2, num_filters=8, num_residual_blocks=1, num_dense_couplings=2, dense_units=16,
@@ -124,7 +123,6 @@ def test_bad_construction() -> None:
 
 def test_every_config_builds_a_model() -> None:
     from bruno.config import load_config
-
     from tests.conftest import REPO
 
     for path in sorted((REPO / "config_rnn").glob("*.yaml")):

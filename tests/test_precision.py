@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bruno.experiments.benchmark import synthetic_batch
 from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError
-from bruno.model import ConditionalBruno
+from bruno.experiments.benchmark import synthetic_batch
+from bruno.models import ConditionalBruno
 from bruno.precision import DynamicLossScale
-from bruno.runs import make_deterministic, make_model, prepare_run_dir
+from bruno.runs import make_deterministic, make_model
 from bruno.training import Trainer, UpdateStep
+from bruno.training.run_dir import prepare_run_dir
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="checks the CPU refusal and CPU numerics")

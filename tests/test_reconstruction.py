@@ -14,15 +14,12 @@ from bruno.config import Config, DataConfig, load_config
 from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
-from bruno.metrics import cross_correlation, psnr, slice_scores, ssim
-from bruno.reconstruction import (
-    evenly_spread, fetal_contexts, reconstruct, write_volume,
-)
 from bruno.experiments.sample_budget import cheapest_within
-from bruno.runs import prepare_run_dir, restore_model
-
-from tests.conftest import REPO, head_like, train_tiny_run, write_nifti
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from bruno.metrics import cross_correlation, psnr, slice_scores, ssim
+from bruno.reconstruction import evenly_spread, fetal_contexts, sample_volume, write_volume
+from bruno.runs import restore_model
+from bruno.training.run_dir import prepare_run_dir
+from tests.conftest import REPO, assert_one_line_error, head_like, run_script, train_tiny_run, write_nifti
 
 
 def test_metrics_on_known_images() -> None:
@@ -104,23 +101,23 @@ def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
     model, config, step = restore_model(str(run_dir))
     assert step == 3 and isinstance(config, Config)
     images = np.random.default_rng(0).integers(0, 255, (8, 16, 16)).astype(np.uint8)
-    a = reconstruct(model, images, [2, 5], num_samples=3, seed=1, progress=False)
+    a = sample_volume(model, images, [2, 5], num_samples=3, seed=1, progress=False)
     assert a.samples.shape == (3, 8, 16, 16) and a.mean.shape == a.std.shape == (8, 16, 16)
     assert a.samples.min() >= 0 and a.samples.max() <= 255 and a.contexts == [2, 5]
     np.testing.assert_allclose(a.mean, a.samples.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(reconstruct(model, images, [2, 5], 3, seed=1, progress=False).samples, a.samples, atol=1e-3)
-    assert not np.allclose(reconstruct(model, images, [2, 5], 3, seed=2, progress=False).samples, a.samples)
-    assert a.mode.shape == (8, 16, 16) and 0 <= a.mode.min() and a.mode.max() <= 255
+    np.testing.assert_allclose(sample_volume(model, images, [2, 5], 3, seed=1, progress=False).samples, a.samples, atol=1e-3)
+    assert not np.allclose(sample_volume(model, images, [2, 5], 3, seed=2, progress=False).samples, a.samples)
+    assert a.decoded_mean.shape == (8, 16, 16) and 0 <= a.decoded_mean.min() and a.decoded_mean.max() <= 255
     assert not np.allclose(a.samples[:, 2], images[2])  # the tiny model does not reproduce its contexts...
-    kept = reconstruct(model, images, [2, 5], 3, seed=1, progress=False, keep_contexts=True)
-    for stack in (kept.mean, kept.mode, *kept.samples):  # ...with keep_contexts the acquired slices come back unchanged
+    kept = sample_volume(model, images, [2, 5], 3, seed=1, progress=False, keep_contexts=True)
+    for stack in (kept.mean, kept.decoded_mean, *kept.samples):  # ...with keep_contexts the acquired slices come back unchanged
         np.testing.assert_array_equal(stack[[2, 5]], images[[2, 5]])
     np.testing.assert_array_equal(kept.std[[2, 5]], 0.0)
     np.testing.assert_allclose(kept.samples[:, 3], a.samples[:, 3])
-    prior = reconstruct(model, images, [], 2, progress=False)
+    prior = sample_volume(model, images, [], 2, progress=False)
     assert prior.samples.shape == (2, 8, 16, 16)
     with pytest.raises(ConfigError, match=r"num_samples=0: expected >= 1"):
-        reconstruct(model, images, [1], 0)
+        sample_volume(model, images, [1], 0)
 
 
 def test_population_mean(run_dir: Path) -> None:
@@ -189,9 +186,9 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert np.all(pca_std[..., [1, 4]] == 0) and pca_std.min(axis=(0, 1))[0] > 0
     assert nib.load(str(tmp_path / "pca_samples.nii.gz")).shape == (16, 16, 8, 3)
     assert_one_line_error(run_script("reconstruct.py", *classical, "--method", "atlas_gp", "--output", new, "--std", str(tmp_path / "s.nii")),
-                          r"--std: --method atlas_gp has no uncertainty map")
+                          r"s\.nii: method atlas_gp has no uncertainty map")
     assert_one_line_error(run_script("reconstruct.py", "--config", str(run_dir / "config.yaml"), "--input", str(scan), "--num-contexts", "0",
-                                     "--method", "linear", "--output", new), r"--method linear: needs at least 1 given slice")
+                                     "--method", "linear", "--output", new), r"method linear: needs at least 1 given slice")
     assert_one_line_error(run_script("reconstruct.py", *classical, "--output", new), r"--method bruno needs --run")
     latent = run_script("reconstruct.py", "--run", str(run_dir), "--input", str(scan), "--contexts", "1,4", "--method", "latent_pca_gp",
                         "--output", str(tmp_path / "latent.nii.gz"))
@@ -265,8 +262,8 @@ def test_sample_count_study_script(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
-    from bruno.latent_volume import SETTINGS_FILE, load_latent_volume_model
     from bruno.data.preprocess import load_slice_table
+    from bruno.reconstruction.latent import SETTINGS_FILE, load_latent_volume_model
 
     model, config, _ = restore_model(str(run_dir))
     table = load_slice_table(config)
@@ -277,14 +274,14 @@ def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
     latents = method.encoder(images, every)
     # All slices acquired: the GP residual reproduces every latent, so decoding inverts the encoding.
     np.testing.assert_allclose(method.latent_estimate(images, every), latents, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(method._decode(latents), images, atol=0.05)
-    estimate = method.estimate(images, [2, 5])
+    np.testing.assert_allclose(method.decode(latents), images, atol=0.05)
+    estimate = method.reconstruct(images, [2, 5])
     assert estimate.mean.shape == (8, 16, 16) and estimate.std is None
     np.testing.assert_array_equal(estimate.mean[[2, 5]], images[[2, 5]])
     prior = method.latent_estimate(images, [])  # no slices: the latent mean volume
     np.testing.assert_allclose(prior, method.latent_model.mean[..., 0])
     again, _ = load_latent_volume_model(model, table, str(run_dir), progress=False)  # reads the stored choice
-    np.testing.assert_allclose(again.estimate(images, [2, 5]).mean, estimate.mean)
+    np.testing.assert_allclose(again.reconstruct(images, [2, 5]).mean, estimate.mean)
 
 
 def test_reconstruct_from_acquired_slices_only(run_dir: Path, tmp_path: Path) -> None:

@@ -1,19 +1,15 @@
-"""Baselines: the classical ones a statistician builds first, and the paper's neural ones (SPEC §5.5, §9).
+"""The statistics behind the classical reconstructions a statistician builds first (SPEC §5.5, §9), numpy only.
 
-* classical, no training (:mod:`bruno.baselines.classical`, one interface, :class:`ClassicalMethod`):
-  linear interpolation, the population-mean atlas, the Gaussian volume model (probabilistic PCA,
-  :mod:`bruno.baselines.gaussian`) and GP interpolation of a prior's residuals; their settings are
-  chosen on the val split and stored (:mod:`bruno.baselines.tuning`);
-* :class:`GenerativeQueryNetwork` (:mod:`bruno.baselines.gqn`) and :class:`ConditionalVAE`
-  (:mod:`bruno.baselines.cvae`), trained and sampled through the same interface as BRUNO
-  (``model.kind: gqn`` or ``cvae`` in an experiment config).
+* :mod:`~bruno.baselines.simple`: linear interpolation along the pose, the population-mean atlas;
+* :mod:`~bruno.baselines.gaussian`: the Gaussian volume model (probabilistic PCA) conditioned on slices;
+* :mod:`~bruno.baselines.kernels`: GP interpolation of a prior's residuals along the pose.
+
+They become reconstruction methods in :mod:`bruno.reconstruction.classical`; the paper's neural
+baselines (GQN, C-VAE) are trainable models in :mod:`bruno.models`. Nothing here imports TensorFlow.
 """
-from bruno.baselines.classical import ClassicalMethod, Estimate
-from bruno.baselines.cvae import ConditionalVAE
-from bruno.baselines.gaussian import GaussianVolumeModel
-from bruno.baselines.gqn import GenerativeQueryNetwork
+from bruno.baselines.gaussian import GaussianVolumeModel, Posterior
+from bruno.baselines.kernels import gp_residual, matern32, residual_weights
 from bruno.baselines.simple import linear_interpolation, population_mean
-from bruno.baselines.tuning import load_methods
 
-__all__ = ["ClassicalMethod", "ConditionalVAE", "Estimate", "GaussianVolumeModel", "GenerativeQueryNetwork",
-           "linear_interpolation", "load_methods", "population_mean"]
+__all__ = ["GaussianVolumeModel", "Posterior", "gp_residual", "linear_interpolation", "matern32", "population_mean",
+           "residual_weights"]

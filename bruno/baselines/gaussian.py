@@ -29,9 +29,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 
-from bruno.data.table import SliceTable
-
-__all__ = ["GaussianVolumeModel", "Posterior", "read_split"]
+__all__ = ["GaussianVolumeModel", "Posterior"]
 
 
 class Posterior(NamedTuple):
@@ -41,16 +39,6 @@ class Posterior(NamedTuple):
     mean: np.ndarray
     variance: Optional[np.ndarray]
     projection: np.ndarray
-
-
-def read_split(table: SliceTable, split: str) -> np.ndarray:
-    """float64 [V, N, H, W]: every volume of one split, on the 0..255 scale."""
-    volumes = table.volumes_in(split)
-    out = np.empty((len(volumes), table.num_poses, table.image_size, table.image_size))
-    with table.reader() as read:
-        for i, v in enumerate(volumes):
-            out[i] = read(table.rows_of(int(v)))
-    return out
 
 
 class GaussianVolumeModel:

@@ -1,4 +1,4 @@
-"""Baselines a user would try first (beside the model): linear interpolation and the population mean.
+"""The reconstructions a user tries first: linear interpolation and the population mean (an atlas).
 
 Both work on pose-ordered slice stacks [N, H, W] on the 0..255 scale, like the HDF5 table.
 """
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 
 __all__ = ["linear_interpolation", "population_mean"]
@@ -27,25 +28,14 @@ def linear_interpolation(images: np.ndarray, contexts: Sequence[int]) -> np.ndar
     if known.size == 0:
         raise ValueError("contexts: expected at least one known slice")
     stack = np.asarray(images, np.float64)[known]
-    out = np.empty((len(images),) + stack.shape[1:])
-    for q in range(len(images)):
-        upper = int(np.searchsorted(known, q))
-        if upper == 0:
-            out[q] = stack[0]
-        elif upper == len(known):
-            out[q] = stack[-1]
-        else:
-            lo, hi = known[upper - 1], known[upper]
-            weight = (q - lo) / (hi - lo)
-            out[q] = (1.0 - weight) * stack[upper - 1] + weight * stack[upper]
-    return out
+    where = np.interp(np.arange(len(images)), known, np.arange(len(known)))  # fractional index into ``known``, clamped
+    below = np.floor(where).astype(int)
+    above = np.minimum(below + 1, len(known) - 1)
+    weight = (where - below)[:, None, None]
+    return (1.0 - weight) * stack[below] + weight * stack[above]
 
 
 def population_mean(table: SliceTable, split: str = "train") -> np.ndarray:
     """The mean slice of every pose over the volumes of one split: float64 [N, H, W] (an atlas)."""
-    volumes = table.volumes_in(split)
-    total = np.zeros((table.num_poses, table.image_size, table.image_size))
-    with table.reader() as read:
-        for v in volumes:
-            total += read(table.rows_of(int(v)))
-    return total / max(len(volumes), 1)
+    volumes = read_split(table, split)
+    return volumes.sum(axis=0, dtype=np.float64) / max(len(volumes), 1)

@@ -6,7 +6,7 @@ Configs written before ``flow`` and ``process`` had sections (a flat ``model:`` 
 ``process: student_t``, ...) still load: :mod:`bruno.config.loader` moves each key of
 :data:`LEGACY_MODEL_KEYS` into its section once, when the file is read. The flow's own
 :class:`~bruno.flows.realnvp.FlowArchitecture` (named for behaviour: ``first_kernel_size``,
-``normalize_init_output``) is built from ``flow`` in :mod:`bruno.model`, so :mod:`bruno.flows` does
+``normalize_init_output``) is built from ``flow`` in :mod:`bruno.models.bruno`, so :mod:`bruno.flows` does
 not depend on configs.
 """
 from __future__ import annotations

@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-
 from bruno.config.model_sections import ModelConfig
 from bruno.config.schema_base import fail as _fail
 

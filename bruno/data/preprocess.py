@@ -13,8 +13,8 @@ from bruno.data.nifti import Volume, find_inputs, load_nifti
 from bruno.data.phantom import phantom_subject
 from bruno.data.slices import extract_slices
 from bruno.data.table import SliceTable, SliceTableWriter
-from bruno.files import check_output_path
 from bruno.errors import ConfigError, DataFileError, VolumeError
+from bruno.files import check_output_path
 
 __all__ = ["build_slice_table", "load_slice_table"]
 

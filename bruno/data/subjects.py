@@ -15,7 +15,7 @@ from bruno.data.slices import extract_slices
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 
-__all__ = ["Subject", "load_subjects"]
+__all__ = ["Subject", "load_subjects", "read_split"]
 
 
 class Subject(NamedTuple):
@@ -26,6 +26,16 @@ class Subject(NamedTuple):
     images: np.ndarray
     affine: Optional[np.ndarray] = None
     index: Optional[int] = None
+
+
+def read_split(table: SliceTable, split: str, max_volumes: Optional[int] = None) -> np.ndarray:
+    """uint8 [V, N, H, W]: the first ``max_volumes`` volumes of one split (all by default), on the 0..255 scale."""
+    volumes = table.volumes_in(split)[:max_volumes]
+    out = np.empty((len(volumes), table.num_poses, table.image_size, table.image_size), np.uint8)
+    with table.reader() as read:
+        for i, v in enumerate(volumes):
+            out[i] = read(table.rows_of(int(v)))
+    return out
 
 
 def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", files: Optional[str] = None,
@@ -46,5 +56,5 @@ def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", file
     indices = table.volumes_in(split)[:max_subjects]
     if len(indices) == 0:
         raise ConfigError(f"{table.path}: split {split!r} has no volumes")
-    return [Subject(table.info(int(i)).subject, table.read(table.rows_of(int(i))), table.info(int(i)).affine, int(i))
-            for i in indices]
+    return [Subject(table.info(int(i)).subject, images, table.info(int(i)).affine, int(i))
+            for i, images in zip(indices, read_split(table, split, max_subjects))]

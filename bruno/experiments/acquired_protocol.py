@@ -4,7 +4,7 @@ For a test volume of the slice table and k: the k evenly spread context poses of
 give world positions; the raw axial slices of the volume's own file nearest to them are the
 acquisition, read on their own by :func:`bruno.data.acquisition.read_acquisition` (the file's
 other slices, its foreground extent and its intensity window are never read). Their poses are
-estimated (:mod:`bruno.poses`: one placement for every method, from the first BRUNO model's
+estimated (:mod:`bruno.reconstruction.placement`: one placement for every method, from the first BRUNO model's
 log-likelihood, or from NCC with the atlas when only classical methods are scored), or taken from
 the truth's slab (``known``). Every method reconstructs on that pose grid in the acquisition's own
 intensity window; for scoring, its output is mapped back to the scan's intensity units, then onto
@@ -23,8 +23,8 @@ from bruno.data.acquisition import acquisition_from, grid_slab
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
-from bruno.model import SequenceModel
-from bruno.poses import place_acquisition
+from bruno.models import SequenceModel
+from bruno.reconstruction.placement import place_acquisition
 
 __all__ = ["Acquired", "acquired_inputs"]
 

@@ -34,16 +34,15 @@ import tf_keras as keras
 
 from bruno.config import Config
 from bruno.errors import ConfigError
-from bruno.model import ConditionalBruno
+from bruno.models import ConditionalBruno
 from bruno.precision import require_gpu
-from bruno.reconstruction import evenly_spread, reconstruct
+from bruno.reconstruction import evenly_spread, sample_volume
 from bruno.runs import make_model
 from bruno.training import UpdateStep, learning_rate_at
 
 __all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb", "summary", "synthetic_batch"]
 
 MODES = ("eager", "function", "xla")
-_CONV_GRADIENTS = ("Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 
 def _op_flops(op: tf.Operation) -> int:
@@ -242,7 +241,7 @@ def benchmark_sampling(config: Config, model: ConditionalBruno, repeats: int, de
     contexts = evenly_spread(num_contexts, num_poses)
 
     def dense() -> Any:
-        return reconstruct(model, volume, contexts, num_samples, seed=seed, progress=False, decode_batch_size=decode_batch)
+        return sample_volume(model, volume, contexts, num_samples, seed=seed, progress=False, decode_batch_size=decode_batch)
     first, seconds, _ = _time(dense, 1)
     decoded = num_poses * (num_samples + 1)  # S samples and the decoded predictive mean per pose
     results["volume"] = {"poses": num_poses, "samples": num_samples, "contexts": len(contexts), "first_call_s": first,

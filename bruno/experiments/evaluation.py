@@ -1,26 +1,23 @@
-"""The paper's evaluation protocol (SPEC §5.3) with the classical baselines, scored per slice (tables and figures: :mod:`.report`).
+"""The paper's evaluation protocol (SPEC §5.3) over reconstruction methods, scored per slice (tables and figures: :mod:`.report`).
 
-For each subject and each k: choose k contexts (evenly spread, or the fetal table), reconstruct
-every pose with S samples, and score every slice against the truth with SSIM and CC. Several
-trained models (BRUNO and the paper's GQN and C-VAE baselines) can be scored on the same subjects
-and contexts; each model ``name`` gives three methods:
+For each subject and each k: choose k contexts (evenly spread, or the fetal table), let every method
+(:mod:`bruno.reconstruction`) reconstruct every pose, and score every slice against the truth with SSIM
+and CC. A method whose mean is an average of S samples (a trained run's model: BRUNO, or the paper's GQN
+and C-VAE) gives three rows:
 
-* ``<name>_mean``: the mean image over samples (the paper's tables);
-* ``<name>_mode``: one deterministic image per pose (BRUNO: the decoded predictive mean latent;
+* ``<key>_mean``: the mean image over samples (the paper's tables);
+* ``<key>_mode``: one deterministic image per pose (BRUNO: the decoded predictive mean latent;
   GQN/C-VAE: every latent at its prior mean);
-* ``<name>_sample``: the mean score of single samples;
+* ``<key>_sample``: the mean score of single samples;
 
-and the classical baselines need no training (:mod:`bruno.baselines.classical`, settings chosen on the
-val split by :mod:`bruno.baselines.tuning`):
-
-* ``linear``: linear interpolation between the nearest contexts (constant beyond the ends);
-* ``population_mean``: the per-pose mean of the training volumes (an atlas that ignores the contexts);
-* ``pca``: the Gaussian volume model's conditional mean; ``atlas_gp`` / ``pca_gp``: the atlas / that
-  model's projection plus GP interpolation of the residuals at the contexts.
+every other method one row, ``<key>``: the latent volume model of a BRUNO run (``<name>_latent``) and the
+classical methods (settings chosen once on the val split): ``linear``, ``population_mean`` (an atlas that
+ignores the contexts), ``pca`` (the Gaussian volume model's conditional mean), ``atlas_gp`` / ``pca_gp``.
 
 Volume score = mean over slices (CC ignores undefined slices; PSNR from the volume's MSE); table = mean
-over subjects, with the standard error over subjects (sd/√n). Each BRUNO row is also compared, paired
-per subject, with the best competitor at each k (the classical baselines and the GQN / C-VAE mean images).
+over subjects, with the standard error over subjects (sd/√n). Each row of our methods is also compared,
+paired per subject, with the best baseline at each k (``is_baseline``: the classical methods and the GQN /
+C-VAE mean images).
 """
 from __future__ import annotations
 
@@ -32,38 +29,29 @@ from typing import Any, Optional
 import numpy as np
 from tqdm import tqdm
 
-from bruno.baselines import ClassicalMethod
 from bruno.config import Config
 from bruno.data.subjects import Subject
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import Acquired
-from bruno.latent_volume import load_latent_volume_model
 from bruno.metrics import SliceScores, psnr, slice_scores
-from bruno.model import SequenceModel
-from bruno.reconstruction import Reconstruction, reconstruct
+from bruno.models import ConditionalBruno, SequenceModel
+from bruno.reconstruction import Method, Result, Source, build_method
+from bruno.reconstruction.classical import classical_methods
 from bruno.runs import restore_model
 
-__all__ = ["METRICS", "MODEL_NAMES", "evaluate", "load_runs", "method_labels"]
-
-MODEL_NAMES = {"bruno": "BRUNO", "gqn": "GQN", "cvae": "C-VAE"}
+__all__ = ["METRICS", "evaluate", "evaluation_methods", "load_runs", "method_rows"]
 METRICS = (("ssim", "SSIM", 3), ("cc", "CC", 3), ("psnr", "PSNR (dB)", 2))  # key, heading, decimals
 
 
-def method_labels(models: dict[str, SequenceModel], baselines: dict[str, ClassicalMethod]) -> dict[str, str]:
-    """Method key → table label, for the models (by name) and the classical baselines, in table order.
-
-    A model named after its kind (``bruno``, ``gqn``, ``cvae``) is labelled ``BRUNO``, ``GQN``, ``C-VAE``;
-    any other name is labelled with the kind and the name, e.g. ``BRUNO (ixi_faithful)``.
-    """
-    labels = {}
-    for name, model in models.items():
-        kind = model.config.kind
-        display = MODEL_NAMES[kind] if name == kind else f"{MODEL_NAMES[kind]} ({name})"
-        deterministic = "decoded predictive mean" if kind == "bruno" else "latents at the prior mean"
-        labels.update({f"{name}_mean": f"{display}, mean image", f"{name}_mode": f"{display}, {deterministic}",
-                       f"{name}_sample": f"{display}, single sample"})
-    return {**labels, **{key: method.label for key, method in baselines.items()}}
+def method_rows(method: Method) -> dict[str, str]:
+    """Row key → label of one method's rows: a sampling method's mean image, deterministic image and single
+    sample (``<key>_mean``, ``<key>_mode``, ``<key>_sample``), or one row (``<key>``)."""
+    if not method.sampled:
+        return {method.key: method.label}
+    return {f"{method.key}_mean": f"{method.label}, mean image",
+            f"{method.key}_mode": f"{method.label}, {method.deterministic_label}",
+            f"{method.key}_sample": f"{method.label}, single sample"}
 
 
 def _summary(scores: SliceScores) -> dict[str, float]:
@@ -103,46 +91,48 @@ def load_runs(runs: list[str], checkpoint: str) -> tuple[dict[str, SequenceModel
             loaded[0][1])
 
 
-def latent_variants(models: dict[str, SequenceModel], run_dirs: Sequence[str], table: SliceTable,
-                    progress: bool = True) -> dict[str, ClassicalMethod]:
-    """``<name>_latent``: each BRUNO run's flow with a Gaussian volume model of its latents (its settings stored in the run)."""
-    return {f"{name}_latent": load_latent_volume_model(model, table, run_dir, progress=progress)[0]
-            for (name, model), run_dir in zip(models.items(), run_dirs) if model.config.kind == "bruno"}
+def evaluation_methods(table: SliceTable, models: dict[str, SequenceModel], run_dirs: Sequence[str],
+                       keep_contexts: Optional[bool] = None, latent: bool = False, progress: bool = True) -> tuple[list[Method], dict[str, Any]]:
+    """What an evaluation scores, in table order: each run's model (``bruno`` in the registry), with ``latent``
+    each BRUNO run's latent volume model (``latent_pca_gp``: ``<name>_latent``), then the classical methods
+    (those needing no val split only, when the table has none and there are runs to score).
+
+    Returns:
+        (the methods, the classical settings as stored).
+    """
+    methods: list[Method] = []
+    for (name, model), run_dir in zip(models.items(), run_dirs):
+        source = Source(table, model, run_dir, name, keep_contexts, progress=progress)
+        methods.append(build_method("bruno", source))
+        if latent and isinstance(model, ConditionalBruno):
+            methods.append(build_method("latent_pca_gp", source))
+    classical, settings = classical_methods(table, progress, required=not models)
+    return methods + list(classical.values()), settings
 
 
-def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: Sequence[int],
-             baselines: dict[str, ClassicalMethod], contexts_for: Callable[[int, int], list[int]], num_samples: int,
-             seed: int = 0, progress: bool = True, keep_contexts: Optional[dict[str, bool]] = None,
-             variants: Optional[dict[str, ClassicalMethod]] = None,
-             acquire: Optional[Callable[[int, list[int]], Acquired]] = None,
-             ) -> tuple[dict[str, Any], dict[int, dict[str, Reconstruction]]]:
-    """Run the protocol for every model and classical baseline on the same subjects and contexts.
+def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequence[int],
+             contexts_for: Callable[[int, int], list[int]], num_samples: int, seed: int = 0, progress: bool = True,
+             acquire: Optional[Callable[[int, list[int]], Acquired]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Result]]]:
+    """Run the protocol for every method on the same subjects and contexts.
 
     Args:
-        models: name → trained model (all with the same N and slice size; may be empty).
-        baselines: key → classical method (:func:`bruno.baselines.load_methods`); a method is skipped
-            at k below its ``min_contexts``.
-        keep_contexts: name → return the context slices unchanged at their poses (default: each
-            model's ``model.keep_contexts``).
-        variants: key → a deterministic reconstruction built on a trained model (e.g.
-            :class:`bruno.latent_volume.LatentVolumeModel`), scored and paired like the models' rows.
+        methods: in table order (:func:`evaluation_methods`); a method is skipped at k below its ``min_contexts``.
+        num_samples: S, for the methods whose mean is an average of samples.
         acquire: None (the paper's protocol: every method gets the subject's slices at the context
-            poses), or the acquired-slices protocol (:func:`bruno.acquired_protocol.acquired_inputs`):
+            poses), or the acquired-slices protocol (:func:`bruno.experiments.acquired_protocol.acquired_inputs`):
             every method gets only the acquired slices at their (estimated) poses, and its output is
             mapped onto the truth's grid before scoring.
 
     Returns:
-        (results, the reconstructions of the first subject per k and model name).
-        ``results["per_subject"]`` holds, per subject, k and method, the per-slice ``ssim`` and ``cc``
-        lists and their means; ``results["table"][method][k]`` the means over subjects;
-        ``results["methods"]`` the method keys in table order and ``results["labels"]`` their labels.
+        (results, the reconstructions of the first subject per k and method key; their std only there).
+        ``results["per_subject"]`` holds, per subject, k and row, the per-slice ``ssim`` and ``cc``
+        lists and their means; ``results["table"][row][k]`` the means over subjects;
+        ``results["methods"]`` the row keys in table order and ``results["labels"]`` their labels.
     """
-    variants = variants or {}
-    labels = method_labels(models, {**variants, **baselines})
-    keep = {name: model.config.keep_contexts for name, model in models.items()} | (keep_contexts or {})
+    labels = {row: label for method in methods for row, label in method_rows(method).items()}
     num_poses = len(subjects[0].images)
     per_subject: list[dict[str, Any]] = []
-    first: dict[int, dict[str, Reconstruction]] = {}
+    first: dict[int, dict[str, Result]] = {}
     jobs = [(s, k) for s in subjects for k in ks]
     for subject, k in tqdm(jobs, desc="evaluate", unit="volume", disable=not progress):
         contexts = contexts_for(k, num_poses)
@@ -155,36 +145,57 @@ def evaluate(models: dict[str, SequenceModel], subjects: Sequence[Subject], ks: 
             inputs, poses, to_truth = acquired.images, acquired.poses, acquired.to_truth
             placement = {"poses": poses, "slice_pose_errors": acquired.slice_errors, "pose_error": acquired.pose_error,
                          "pose_error_mm": acquired.pose_error_mm}
-        methods = {}
-        for name, model in models.items():
-            recon = reconstruct(model, inputs, poses, num_samples, seed=seed, progress=False, keep_contexts=keep[name])
+        rows = {}
+        for method in methods:
+            if k < method.min_contexts:
+                continue
+            result = method.reconstruct(inputs, poses, num_samples if method.sampled else 0, seed,
+                                        with_std=subject is subjects[0], progress=False)
             if acquire is not None:
-                samples = to_truth(recon.samples)
-                recon = recon._replace(mean=samples.mean(0), std=samples.std(0), samples=samples, mode=to_truth(recon.mode))
+                result = _onto_truth(result, to_truth)
             if subject is subjects[0]:
-                first.setdefault(k, {})[name] = recon
-            sample_scores = [slice_scores(sample, truth) for sample in recon.samples]
-            methods[f"{name}_mean"] = slice_scores(recon.mean, truth)
-            methods[f"{name}_mode"] = slice_scores(recon.mode, truth)
-            methods[f"{name}_sample"] = SliceScores(*(np.nanmean([getattr(s, f) for s in sample_scores], axis=0)
-                                                      for f in SliceScores._fields))
-        for key, method in {**variants, **baselines}.items():
-            if k >= method.min_contexts:
-                methods[key] = slice_scores(to_truth(method.estimate(inputs, poses, with_std=False).mean), truth)
+                first.setdefault(k, {})[method.key] = result
+            rows.update(_scores(method, result, truth))
         per_subject.append({
             "subject": subject.name, "k": k, "contexts": contexts, **placement,
             "methods": {m: {**_summary(s), "ssim_per_slice": s.ssim.tolist(),
                             "cc_per_slice": [None if not math.isfinite(v) else v for v in s.cc.tolist()]}
-                        for m, s in methods.items()},
+                        for m, s in rows.items()},
         })
     table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k and m in r["methods"]])
                  for k in ks} for m in labels}
-    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples, "keep_contexts": keep,
+    sampled = [m.key for m in methods if m.sampled]
+    single = [m.key for m in methods if not m.sampled]
+    rows_of = {m.key: (f"{m.key}_mean", f"{m.key}_mode") if m.sampled else (m.key,) for m in methods}
+    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples,
+            "keep_contexts": {m.key: m.keep_contexts for m in methods if m.sampled},
             "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject,
-            "kinds": {name: model.config.kind for name, model in models.items()}, "baselines": list(baselines),
-            "variants": list(variants), "short": {key: method.short for key, method in {**variants, **baselines}.items()}}, first
+            "sampled": sampled, "single": single,
+            "rivals": [m.key for m in methods if m.is_baseline and not m.sampled]
+            + [f"{m.key}_mean" for m in methods if m.is_baseline and m.sampled],
+            "ours": [row for m in methods if not m.is_baseline for row in rows_of[m.key]],
+            "short": {row: m.short for m in methods for row in rows_of[m.key]}}, first
+
+
+def _scores(method: Method, result: Result, truth: np.ndarray) -> dict[str, SliceScores]:
+    """The scores of a method's rows (:func:`method_rows`)."""
+    if not method.sampled:
+        return {method.key: slice_scores(result.mean, truth)}
+    assert result.samples is not None and result.decoded_mean is not None
+    sample_scores = [slice_scores(sample, truth) for sample in result.samples]
+    return {f"{method.key}_mean": slice_scores(result.mean, truth), f"{method.key}_mode": slice_scores(result.decoded_mean, truth),
+            f"{method.key}_sample": SliceScores(*(np.nanmean([getattr(s, f) for s in sample_scores], axis=0)
+                                                  for f in SliceScores._fields))}
+
+
+def _onto_truth(result: Result, to_truth: Callable[[np.ndarray], np.ndarray]) -> Result:
+    """A reconstruction on the acquisition's grid mapped onto the truth's (a spread only from mapped samples)."""
+    if result.samples is None:
+        return result._replace(mean=to_truth(result.mean), std=None)
+    samples = to_truth(result.samples)
+    decoded = None if result.decoded_mean is None else to_truth(result.decoded_mean)
+    return result._replace(mean=samples.mean(0), std=samples.std(0), samples=samples, decoded_mean=decoded)
 
 
 def _identity(stack: np.ndarray) -> np.ndarray:
     return stack
-

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import matplotlib
 
@@ -20,34 +20,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from bruno.baselines import ClassicalMethod  # noqa: E402
 from bruno.data.subjects import Subject  # noqa: E402
 from bruno.experiments.evaluation import METRICS  # noqa: E402
 from bruno.files import atomic_output, write_text_files  # noqa: E402
-from bruno.reconstruction import Reconstruction  # noqa: E402
+from bruno.reconstruction import Result  # noqa: E402
 
-__all__ = ["REPORT_FILES", "by_distance", "paired_differences", "results_markdown", "save_curves", "save_montage",
-           "write_report", "write_results"]
+__all__ = ["REPORT_FILES", "by_distance", "montage_rows", "paired_differences", "results_markdown", "save_curves",
+           "save_montage", "write_report", "write_results"]
 
 REPORT_FILES = ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png")
 
 
-def write_report(results: dict[str, Any], first: dict[int, dict[str, Reconstruction]], subject: Subject,
-                 methods: dict[str, ClassicalMethod], contexts_for: Callable[[int, int], list[int]], out_dir: str, title: str,
-                 overwrite: bool = False) -> str:
+def write_report(results: dict[str, Any], first: dict[int, dict[str, Result]], subject: Subject,
+                 contexts_for: Callable[[int, int], list[int]], out_dir: str, title: str, overwrite: bool = False) -> str:
     """Write :data:`REPORT_FILES` into ``out_dir`` (the montage shows ``subject``, the first, at k = 3 or the
     smallest k) and return the markdown tables.
 
     Args:
         results, first: what :func:`~bruno.experiments.evaluation.evaluate` returned.
-        methods: the classical methods and latent variants, by key, for the montage.
         contexts_for: k, N → the context poses (as evaluated).
     """
     write_results(results, out_dir, title, overwrite)
     save_curves(results, os.path.join(out_dir, "ssim_curves.png"), overwrite)
     ks = results["ks"]
     k_shown = 3 if 3 in ks else ks[0]
-    save_montage(subject, first.get(k_shown, {}), results["labels"], os.path.join(out_dir, "montage.png"), methods,
+    save_montage(subject, first.get(k_shown, {}), results, os.path.join(out_dir, "montage.png"),
                  contexts_for(k_shown, len(subject.images)), overwrite=overwrite)
     return results_markdown(results, title)
 
@@ -71,10 +68,11 @@ def _short(results: dict[str, Any], method: str) -> str:
 def paired_differences(results: dict[str, Any], method: str, metric: str) -> dict[str, dict[str, Any]]:
     """Per k: ``method`` − the best competitor at that k (highest mean ``metric``), paired per subject.
 
-    Competitors: the classical baselines and the mean images of the GQN / C-VAE runs. Returns, per k,
-    the competitor's key, the mean difference, its standard error, the wins and the subject count.
+    Competitors: ``results["rivals"]``, the rows of the baselines (the classical methods and the mean images of
+    the GQN / C-VAE runs). Returns, per k, the competitor's key, the mean difference, its standard error, the
+    wins and the subject count.
     """
-    rivals = results["baselines"] + [f"{n}_mean" for n, kind in results["kinds"].items() if kind != "bruno"]
+    rivals = results["rivals"]
     out = {}
     for k in results["ks"]:
         scored = [r for r in rivals if math.isfinite(results["table"][r][str(k)][metric])]
@@ -139,11 +137,11 @@ def _pose_lines(results: dict[str, Any]) -> list[str]:
 
 def results_markdown(results: dict[str, Any], title: str) -> str:
     """Tables laid out like the paper's Tables 3a/3b (one row per method, one column per k), then
-    each BRUNO row against the best competitor at each k, paired per subject."""
+    each of our rows against the best competitor at each k, paired per subject."""
     ks = results["ks"]
     lines = [f"# {title}", "",
              f"{results['num_subjects']} subjects"
-             + (f", {results['num_samples']} samples per pose; " if results["kinds"] else "; ")
+             + (f", {results['num_samples']} samples per pose; " if results["sampled"] else "; ")
              + "mean over slices (PSNR: over the volume's voxels), then over subjects ± the standard error over subjects"
              + _kept_note(results), ""]
     for metric, name, places in METRICS:
@@ -155,8 +153,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
             lines.append(f"| {results['labels'][method]} | " + " | ".join(row) + " |")
         lines.append("")
     lines += _pose_lines(results)
-    ours = [f"{n}_{part}" for n, kind in results["kinds"].items() if kind == "bruno" for part in ("mean", "mode")]
-    ours += results.get("variants", [])
+    ours = results["ours"]
     if ours:
         lines += ["## Paired differences against the best competitor at each k", "",
                   "Per subject, the row's score minus that of the best baseline at that k (mean ± SE; in brackets "
@@ -194,12 +191,12 @@ def write_results(results: dict[str, Any], out_dir: str, title: str, overwrite: 
 def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> None:
     """Per-slice SSIM (mean over subjects) against the pose (Fig. 3c).
 
-    One line per k for the first model's mean image (without models: the last classical baseline);
-    the other models and every classical baseline at the largest k.
+    One line per k for the first sampling method's mean image (without one: the last other method);
+    the other sampling methods and every other method at the largest k.
     """
-    names = list(results["kinds"])
+    names = results["sampled"]
     leading, leading_label = ((f"{names[0]}_mean", _display(results["labels"], names[0])) if names else
-                              (results["baselines"][-1], _short(results, results["baselines"][-1])))
+                              (results["single"][-1], _short(results, results["single"][-1])))
     last = results["ks"][-1]
 
     def curve(method: str, k: int) -> tuple[np.ndarray, list[int]]:
@@ -214,7 +211,7 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
     for name in names[1:]:
         ax.plot(curve(f"{name}_mean", last)[0], "--", label=f"{_display(results['labels'], name)}, k = {last}")
     colours = plt.get_cmap("tab10").colors[len(results["ks"]) + len(names[1:]):]
-    for key, colour in zip([b for b in [*results.get("variants", []), *results["baselines"]] if b != leading], colours):
+    for key, colour in zip([b for b in results["single"] if b != leading], colours):
         ax.plot(curve(key, last)[0], "--", color=colour, lw=1.0, label=f"{_short(results, key)}, k = {last}")
     ax.set_xlabel("slice position (pose)")
     ax.set_ylabel("SSIM")
@@ -226,36 +223,39 @@ def save_curves(results: dict[str, Any], path: str, overwrite: bool = False) -> 
     plt.close(fig)
 
 
-def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: dict[str, str], path: str,
-                 baselines: Optional[dict[str, ClassicalMethod]] = None, contexts: Optional[list[int]] = None,
-                 num_columns: int = 10, num_sample_rows: int = 3, overwrite: bool = False) -> None:
-    """Truth, then per model its samples, mean image, deterministic image and std, then each classical baseline
-    (and the Gaussian model's std).
-
-    The first model shows ``num_sample_rows`` samples, the others one; evenly spaced poses plus the
-    contexts (framed red). Every spread shares one colour scale.
-
-    Args:
-        recons: model name → its reconstruction of ``subject`` (all with the same contexts; may be empty).
-        labels: method key → label, as ``results["labels"]``.
-        baselines: key → classical method, estimated here from the same contexts.
-        contexts: the context poses (default: those of the reconstructions).
-    """
-    contexts = list(contexts if contexts is not None else next(iter(recons.values())).contexts)
-    poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(contexts))
+def montage_rows(subject: Subject, recons: dict[str, Result], results: dict[str, Any],
+                 num_sample_rows: int = 3) -> list[tuple[str, np.ndarray, bool]]:
+    """(row name, [N, H, W] stack, is a spread) for :func:`save_montage`: the truth, then per sampling method its
+    samples (the first method ``num_sample_rows``, the others one), mean image, deterministic image (named as in
+    its row label) and std; then every other method's reconstruction (and its std where it has one)."""
     rows: list[tuple[str, np.ndarray, bool]] = [("truth", subject.images, False)]
-    for index, (name, recon) in enumerate(recons.items()):
-        display = _display(labels, name)
+    labels = results["labels"]
+    for index, key in enumerate(k for k in results["sampled"] if k in recons):
+        recon, display = recons[key], _display(labels, key)
+        assert recon.samples is not None and recon.decoded_mean is not None and recon.std is not None
         count = min(num_sample_rows if index == 0 else 1, len(recon.samples))
         rows += [(f"{display}\nsample {i + 1}", recon.samples[i], False) for i in range(count)]
-        rows += [(f"{display}\nmean", recon.mean, False), (f"{display}\n{'decoded' if name == 'bruno' else 'prior z'}", recon.mode, False),
+        rows += [(f"{display}\nmean", recon.mean, False), (labels[f"{key}_mode"].replace(", ", "\n", 1), recon.decoded_mean, False),
                  (f"{display}\nstd", recon.std, True)]
-    for method in (baselines or {}).values():
-        if len(contexts) >= method.min_contexts:
-            estimate = method.estimate(subject.images, contexts)
-            rows.append((method.short.replace(" + ", "\n+ "), estimate.mean, False))
-            if estimate.std is not None:
-                rows.append((f"{method.short}\nstd", estimate.std, True))
+    for key in (k for k in results["single"] if k in recons):
+        short = _short(results, key)
+        rows.append((short.replace(" + ", "\n+ "), recons[key].mean, False))
+        if recons[key].std is not None:
+            rows.append((f"{short}\nstd", recons[key].std, True))
+    return rows
+
+
+def save_montage(subject: Subject, recons: dict[str, Result], results: dict[str, Any], path: str,
+                 contexts: list[int], num_columns: int = 10, overwrite: bool = False) -> None:
+    """The rows of :func:`montage_rows` at evenly spaced poses plus the contexts (framed red); every spread
+    shares one colour scale.
+
+    Args:
+        recons: method key → its reconstruction of ``subject`` at ``contexts`` (may be empty).
+        results: the evaluation's results (labels and which methods sample).
+    """
+    poses = sorted(set(np.linspace(0, len(subject.images) - 1, num_columns).round().astype(int).tolist()) | set(contexts))
+    rows = montage_rows(subject, recons, results)
     fig, axes = plt.subplots(len(rows), len(poses), figsize=(1.0 * len(poses) + 1.4, 1.05 * len(rows) + 0.6), dpi=100,
                              squeeze=False)
     fig.subplots_adjust(top=1.0 - 0.5 / fig.get_figheight(), bottom=0.02, hspace=0.1, wspace=0.05)
@@ -273,7 +273,8 @@ def save_montage(subject: Subject, recons: dict[str, Reconstruction], labels: di
                 ax.set_title(f"{q}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(name, fontsize=7)
-    samples = f", {len(next(iter(recons.values())).samples)} samples per pose" if recons else ""
+    sampled = [recons[k] for k in results["sampled"] if k in recons]
+    samples = f", {len(sampled[0].samples)} samples per pose" if sampled and sampled[0].samples is not None else ""
     fig.suptitle(f"{subject.name}: k = {len(contexts)} contexts (red){samples}; "
                  f"std on one scale, 0 to {spread_max:.0f} grey levels", fontsize=9, y=1.0 - 0.15 / fig.get_figheight())
     with atomic_output(path, overwrite) as tmp:

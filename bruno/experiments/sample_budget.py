@@ -19,8 +19,8 @@ from tqdm import tqdm
 from bruno.data.subjects import Subject
 from bruno.files import write_text_files
 from bruno.metrics import slice_scores
-from bruno.model import SequenceModel
-from bruno.reconstruction import reconstruct
+from bruno.models import SequenceModel
+from bruno.reconstruction import sample_volume
 
 __all__ = ["STUDY_FILES", "cheapest_within", "sample_count_study", "study_markdown", "write_study"]
 
@@ -40,7 +40,7 @@ def sample_count_study(model: SequenceModel, subjects: Sequence[Subject], ks: Se
     largest = counts[-1]
     rows = []
     for subject, k in tqdm([(s, k) for s in subjects for k in ks], desc="samples", unit="volume", disable=not progress):
-        recon = reconstruct(model, subject.images, contexts_for(k, model.num_poses), largest, seed=seed, progress=False)
+        recon = sample_volume(model, subject.images, contexts_for(k, model.num_poses), largest, seed=seed, progress=False)
         truth = subject.images.astype(np.float64)
         scores = {s: slice_scores(recon.samples[:s].mean(axis=0), truth) for s in counts}
         rows.append({"subject": subject.name, "k": k,

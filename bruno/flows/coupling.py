@@ -27,7 +27,6 @@ from tensorflow_probability import bijectors as tfb
 
 from bruno.flows.layers import ConvCouplingNet, DenseCouplingNet
 
-
 __all__ = ["ConvCoupling", "DenseCoupling", "conv_mask", "dense_mask"]
 
 CONV_MASKS = ("checkerboard0", "checkerboard1", "channel0", "channel1")

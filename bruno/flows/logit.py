@@ -14,7 +14,6 @@ import math
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 
-
 __all__ = ["ALPHA", "logit_bijector", "logit_forward_and_log_det", "logit_inverse"]
 
 ALPHA = 1e-5

@@ -32,7 +32,6 @@ from bruno.flows.coupling import ConvCoupling, DenseCoupling
 from bruno.flows.logit import ALPHA, logit_bijector, logit_forward_and_log_det, logit_inverse
 from bruno.flows.squeeze import Squeeze
 
-
 __all__ = ["ConditionalRealNVP", "FlowArchitecture"]
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 
-
 __all__ = ["Squeeze"]
 
 

@@ -1,6 +1,7 @@
 """Latent processes over the slices of one subject, one interface (:class:`~bruno.processes.base.Process`):
 the paper's exchangeable Student-t/Gaussian processes (:mod:`.exchangeable`, SPEC §1), our pose-aware
 generalisation (:mod:`.pose_kernel`, SPEC §8) and its latent factor extension (:mod:`.latent_factor`, SPEC §9.3)."""
+from bruno.config import ProcessConfig
 from bruno.processes.base import DF_MIN, Process
 from bruno.processes.exchangeable import (
     ExchangeableProcess,
@@ -14,7 +15,6 @@ from bruno.processes.exchangeable import (
 )
 from bruno.processes.latent_factor import FactorPredictive, LatentFactorProcess
 from bruno.processes.pose_kernel import KERNELS, PoseKernelProcess
-from bruno.config import ProcessConfig
 
 __all__ = [
     "DF_MIN",

@@ -1,4 +1,4 @@
-"""The interface every latent process gives the model (:class:`~bruno.model.ConditionalBruno`).
+"""The interface every latent process gives the model (:class:`~bruno.models.ConditionalBruno`).
 
 A process scores and predicts the latents z [batch, n, D] of one subject's slices, each with its
 pose index [batch, n]:
@@ -107,6 +107,11 @@ class Process(tf.Module):
         [batch, T] → [batch, T − n_c]: the targets do not condition each other."""
         predictive = self.predictive(z[:, :num_context], poses[:, :num_context], poses[:, num_context:])
         return self.log_prob(predictive, z[:, num_context:])
+
+    def warm_start_variables(self) -> dict[str, tf.Variable]:
+        """The variables a warm start (``train.init_from``) may copy into another process, by role:
+        any two processes that both list a role and agree on its shape share it."""
+        return {"variance": self.prior_var, "correlation": self.prior_corr}
 
     @property
     def parameters(self) -> tuple[tf.Variable, ...]:

@@ -29,11 +29,11 @@ Parameters (one per latent dimension unless stated): ``prior_var`` v = softplus(
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from bruno.processes.base import DF_MIN, Process, floored_softplus, unconstrained
 from bruno.processes.exchangeable import Predictive
@@ -56,12 +56,7 @@ class _KernelSolve(NamedTuple):
     gaussian_variance: tf.Tensor
 
 
-def _kernel(kind: str, distance: tf.Tensor) -> tf.Tensor:
-    """κ(r) for r = |q − q'|/ℓ >= 0."""
-    if kind == "matern32":
-        scaled = math.sqrt(3.0) * distance
-        return (1.0 + scaled) * tf.exp(-scaled)
-    return tf.exp(-0.5 * tf.square(distance))
+_KERNEL_CLASSES = {"matern32": tfp.math.psd_kernels.MaternThreeHalves, "rbf": tfp.math.psd_kernels.ExponentiatedQuadratic}
 
 
 class PoseKernelProcess(Process):
@@ -102,6 +97,9 @@ class PoseKernelProcess(Process):
         self.prior_length = self._per_dim(unconstrained(floored_softplus(length_min, tf.float64), length_init), "prior_length")
         self.prior_atlas = tf.Variable(tf.zeros([num_poses, num_dims], dtype), name="prior_atlas")
 
+    def warm_start_variables(self) -> dict[str, tf.Variable]:
+        return {**super().warm_start_variables(), "length": self.prior_length, "atlas": self.prior_atlas}
+
     @property
     def length_scale(self) -> tf.Tensor:
         """ℓ in poses, [D]."""
@@ -116,13 +114,12 @@ class PoseKernelProcess(Process):
         Returns:
             [batch, D, A, M]: ρ + (1 − ρ)·κ(|a − b|/ℓ) + ε·[a = b].
         """
-        a = tf.cast(poses_a, self.dtype)[:, None, :, None]
-        b = tf.cast(poses_b, self.dtype)[:, None, None, :]
-        distance = tf.abs(a - b)
+        a = tf.cast(poses_a, self.dtype)[:, None, :, None, None]  # one feature: the pose
+        b = tf.cast(poses_b, self.dtype)[:, None, None, :, None]
         rho = self.correlation[None, :, None, None]
-        length = self.length_scale[None, :, None, None]
-        same = tf.cast(tf.equal(distance, 0.0), self.dtype)
-        return rho + (1.0 - rho) * _kernel(self.kernel, distance / length) + self.nugget * same
+        kernel = _KERNEL_CLASSES[self.kernel](length_scale=self.length_scale[None, :, None, None])  # κ(|a − b|/ℓ)
+        same = tf.cast(tf.equal(a[..., 0], b[..., 0]), self.dtype)
+        return rho + (1.0 - rho) * kernel.apply(a, b) + self.nugget * same
 
     def _solve(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> _KernelSolve:
         """The per-dimension kernel solves shared by the predictives (n >= 1 contexts)."""

@@ -4,7 +4,7 @@
 Run directories, model building and restoring live in :mod:`bruno.runs`, which inference uses
 without importing this package.
 """
-from bruno.training.loop import TrainResult, Trainer, open_run
+from bruno.training.loop import Trainer, TrainResult, open_run
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.stops import TrainingInterrupted

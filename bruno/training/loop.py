@@ -2,7 +2,7 @@
 
 The same loop trains the paper's GQN and C-VAE baselines (``model.kind``, :func:`bruno.runs.make_model`): their
 "log-prob" is the ELBO, so the loss is −ELBO and validation compares bounds; the model is told the
-step before each update (:meth:`~bruno.model.SequenceModel.set_step`, the GQN's σ annealing).
+step before each update (:meth:`~bruno.models.SequenceModel.set_step`, the GQN's σ annealing).
 
 Semantics (upstream ``config_conditional/train.py``):
 
@@ -55,13 +55,15 @@ from tqdm import tqdm
 from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
-from bruno.errors import RunDirError, TrainingDiverged, WorkerLost
-from bruno.latent_volume import initialize_latent_factors
-from bruno.model import ConditionalBruno, bits_per_dim
+from bruno.errors import DataFileError, RunDirError, TrainingDiverged, WorkerLost
+from bruno.models import ConditionalBruno, bits_per_dim
+from bruno.models.encoder import SliceEncoder
 from bruno.precision import require_gpu
 from bruno.processes import LatentFactorProcess
-from bruno.runs import check_run_dir, drop_partial_record, make_model, prepare_run_dir, restore_checkpoint
+from bruno.processes.latent_factor_init import initialize_latent_factors
+from bruno.runs import make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
+from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.stops import StopRequests, TrainingInterrupted
@@ -205,8 +207,12 @@ class Trainer:
             source_step = copy_trained_flow(self.model, self.config, init_from)  # type: ignore[arg-type]
             logger.info("step 0: flow, pose embedding and process copied from %s (step %d)", init_from, source_step)
         if isinstance(self.model, ConditionalBruno) and isinstance(self.model.process, LatentFactorProcess):
-            initialize_latent_factors(self.model, self.table, self.validate, init_from is None, self.config.train.seed,
-                                      self.progress)
+            # Dequantised by uniform noise drawn from the run's seed, as in training.
+            rng = np.random.default_rng(self.config.train.seed)
+            latents = SliceEncoder(self.model).volumes(self.table, "train", self.progress, rng)
+            if len(latents) < 2:
+                raise DataFileError(f"{self.table.path}: the latent factor init needs >= 2 train volumes, found {len(latents)}")
+            initialize_latent_factors(self.model.process, latents, self.validate, init_from is None)
         self.step.assign(0)
 
     def _validate_and_keep_best(self, step: int) -> float:

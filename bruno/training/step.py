@@ -7,7 +7,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from bruno.config import TrainConfig
-from bruno.model import SequenceModel
+from bruno.models import SequenceModel
 from bruno.precision import DynamicLossScale
 from bruno.training.distribute import WorkerRole
 from bruno.training.optimizers import make_optimizer

@@ -6,13 +6,10 @@ import os
 
 from bruno.config import Config, FlowConfig
 from bruno.errors import ConfigError, RunDirError
-from bruno.model import ConditionalBruno
+from bruno.models import ConditionalBruno
 from bruno.runs import load_run_config, restore_model
 
 __all__ = ["check_init_source", "copy_trained_flow"]
-
-_SHARED_PROCESS_VARIABLES = ("prior_var", "prior_corr", "prior_length", "prior_atlas")  # §8 and §9.3 alike
-
 
 def check_init_source(config: Config, run_dir: str) -> None:
     """Check that ``train.init_from``'s run can seed this config: a BRUNO run on the same data section
@@ -58,9 +55,9 @@ def copy_trained_flow(model: ConditionalBruno, config: Config, run_dir: str) -> 
     if len(theirs_flow) != len(ours_flow):
         raise ConfigError(f"train.init_from={run_dir!r}: {len(theirs_flow)} flow variables there, expected {len(ours_flow)}")
     pairs = list(zip(theirs_flow, ours_flow))
-    pairs += [(getattr(source.process, n), getattr(model.process, n)) for n in _SHARED_PROCESS_VARIABLES
-              if hasattr(source.process, n) and hasattr(model.process, n)
-              and getattr(source.process, n).shape == getattr(model.process, n).shape]
+    theirs_process, ours_process = source.process.warm_start_variables(), model.process.warm_start_variables()
+    pairs += [(theirs_process[role], variable) for role, variable in ours_process.items()
+              if role in theirs_process and theirs_process[role].shape == variable.shape]
     for theirs, ours in pairs:
         if theirs.shape != ours.shape:
             raise ConfigError(f"train.init_from={run_dir!r}: variable {theirs.name} has shape {theirs.shape}, "

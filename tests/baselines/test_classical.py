@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bruno.baselines.classical import ResidualInterpolation, matern32, residual_weights
 from bruno.baselines.gaussian import GaussianVolumeModel
-from bruno.baselines.tuning import load_methods, settings_path
+from bruno.baselines.kernels import matern32, residual_weights
 from bruno.data.preprocess import build_slice_table
 from bruno.errors import DataFileError
-
+from bruno.reconstruction.classical import ResidualInterpolation, classical_methods, settings_path
 from tests.conftest import phantom_config
 
 POSES, SIZE = 4, 3
@@ -119,35 +118,35 @@ def test_residual_interpolation_on_both_priors() -> None:
     subject = _volumes(1, seed=9)[0]
     for prior in ("atlas", "pca"):
         method = ResidualInterpolation(model, prior, length=2.0, rho=0.1)
-        estimate = method.estimate(subject, [3, 0])
+        estimate = method.reconstruct(subject, [3, 0])
         np.testing.assert_array_equal(estimate.mean[[0, 3]], subject[[0, 3]])
         base = model.mean if prior == "atlas" else model.condition(subject, [0, 3]).projection
         w = residual_weights(POSES, [0, 3], 2.0, 0.1)
         expected = base[1] + w[1, 0] * (subject[0] - base[0]) + w[1, 1] * (subject[3] - base[3])
         np.testing.assert_allclose(estimate.mean[1], expected, rtol=1e-10)
-        np.testing.assert_allclose(method.estimate(subject, []).mean, model.mean)
+        np.testing.assert_allclose(method.reconstruct(subject, []).mean, model.mean)
 
 
 def test_search_is_stored_and_checked(tmp_path: Path) -> None:
     table = build_slice_table(phantom_config(tmp_path, subjects=8), progress=False)
-    methods, settings = load_methods(table, progress=False)
+    methods, settings = classical_methods(table, progress=False)
     assert list(methods) == ["linear", "population_mean", "pca", "atlas_gp", "pca_gp"]
     stored = Path(settings_path(table))
     assert stored.is_file() and json.loads(stored.read_text())["chosen"] == settings["chosen"]
     best = max(settings["grid"]["pca"], key=lambda s: s["val_ssim"])
     assert settings["chosen"]["pca"] == best and methods["pca"].model.rank == best["rank"]
-    again, _ = load_methods(table, progress=False)  # read back, not searched again
+    again, _ = classical_methods(table, progress=False)  # read back, not searched again
     images = table.read(table.rows_of(int(table.volumes_in("test")[0])))
     for key in methods:
         contexts = [2, 5] if key != "population_mean" else []
-        np.testing.assert_array_equal(methods[key].estimate(images, contexts).mean, again[key].estimate(images, contexts).mean)
+        np.testing.assert_array_equal(methods[key].reconstruct(images, contexts).mean, again[key].reconstruct(images, contexts).mean)
     stored.write_text("{not json")
     with pytest.raises(DataFileError, match=r"baselines\.json: not a readable baseline settings file"):
-        load_methods(table, progress=False)
+        classical_methods(table, progress=False)
     settings["train_subjects_sha1"] = "0" * 40
     stored.write_text(json.dumps(settings))
     with pytest.raises(DataFileError, match="other train subjects"):
-        load_methods(table, progress=False)
+        classical_methods(table, progress=False)
 
 
 def test_without_a_val_split_only_the_simple_baselines(tmp_path: Path) -> None:
@@ -155,8 +154,8 @@ def test_without_a_val_split_only_the_simple_baselines(tmp_path: Path) -> None:
 
     table = build_slice_table(phantom_config(tmp_path, subjects=6, split=SplitConfig(train=0.5, val=0.0, test=0.5, seed=0)),
                               progress=False)
-    methods, settings = load_methods(table, progress=False, required=False)
+    methods, settings = classical_methods(table, progress=False, required=False)
     assert list(methods) == ["linear", "population_mean"] and settings["chosen"] == {}
     assert not Path(settings_path(table)).exists()
     with pytest.raises(DataFileError, match=r"need >= 2 train volumes and >= 1 val volume"):
-        load_methods(table, progress=False)
+        classical_methods(table, progress=False)

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bruno.baselines import ConditionalVAE, GenerativeQueryNetwork
-from bruno.baselines.gqn import pixel_sigma_at
 from bruno.config import CVAEConfig, GQNConfig, ModelConfig, load_config, override, parse_config
 from bruno.errors import ConfigError
-from bruno.training.optimizers import make_optimizer
-from bruno.runs import make_deterministic, prepare_run_dir, restore_model
+from bruno.models import ConditionalVAE, GenerativeQueryNetwork
+from bruno.models.gqn import pixel_sigma_at
+from bruno.runs import make_deterministic, restore_model
 from bruno.training import Trainer
-
-from tests.conftest import REPO
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from bruno.training.optimizers import make_optimizer
+from bruno.training.run_dir import prepare_run_dir
+from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 SIZE, POSES = 16, 8
 GQN_SMALL = ModelConfig(kind="gqn", gqn=GQNConfig(representation_channels=8, hidden_channels=8, latent_channels=4,
@@ -221,7 +220,6 @@ def test_evaluate_scores_bruno_and_baselines_in_one_table(runs: dict[str, Path],
 
 def test_gqn_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     """The step-seeded noise and the σ schedule live in the checkpoint: a resumed run repeats the losses."""
-    from tests.training.test_training import losses, trainer
 
     config = override(load_config(REPO / "config_rnn/tiny_gqn.yaml"), "data", output=str(tmp_path / "tiny.h5"))
     trainer(config, tmp_path / "full", checkpoint_every=3, log_every=1).train(max_steps=6)

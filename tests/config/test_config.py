@@ -8,7 +8,6 @@ import yaml
 
 from bruno.config import Config, FlowConfig, ProcessConfig, config_to_yaml, load_config, override, parse_config
 from bruno.errors import ConfigError
-
 from tests.conftest import REPO
 
 CONFIGS = sorted((REPO / "config_rnn").glob("*.yaml"))

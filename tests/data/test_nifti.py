@@ -9,7 +9,6 @@ import pytest
 
 from bruno.data.nifti import find_inputs, load_nifti, subject_id
 from bruno.errors import VolumeError
-
 from tests.conftest import head_like, write_nifti
 
 

@@ -8,7 +8,6 @@ import pytest
 from bruno.data.preprocess import build_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
-
 from tests.conftest import phantom_config
 
 

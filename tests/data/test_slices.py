@@ -5,9 +5,7 @@ import pytest
 
 from bruno.config import DataConfig
 from bruno.data.nifti import Volume
-from bruno.data.slices import (
-    extract_slices, intensity_bounds, slab_bounds, slices_to_volume, to_uint8, volume_to_slices,
-)
+from bruno.data.slices import extract_slices, intensity_bounds, slab_bounds, slices_to_volume, to_uint8, volume_to_slices
 from bruno.errors import VolumeError
 
 

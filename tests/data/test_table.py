@@ -13,7 +13,6 @@ from bruno.data.preprocess import build_slice_table
 from bruno.data.table import FORMAT_VERSION, SliceTable, assign_splits
 from bruno.errors import ConfigError, DataFileError, OutputPathError, VolumeError
 from bruno.files import atomic_output
-
 from tests.conftest import head_like, is_root, nifti_config, phantom_config, write_nifti
 
 

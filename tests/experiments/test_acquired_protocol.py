@@ -7,16 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.baselines import population_mean
-from bruno.baselines.classical import Atlas, LinearInterpolation
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
-from bruno.errors import ConfigError
 from bruno.data.subjects import Subject
+from bruno.errors import ConfigError
+from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.experiments.evaluation import evaluate
-from tests.conftest import REPO, head_like, nifti_config, write_nifti
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from bruno.reconstruction.classical import Atlas, LinearInterpolation
+from tests.conftest import REPO, assert_one_line_error, head_like, nifti_config, run_script, write_nifti
 
 
 @pytest.fixture
@@ -36,10 +35,10 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
     atlas = population_mean(table)
     test = [int(i) for i in table.volumes_in("test")] + [int(i) for i in table.volumes_in("val")]
     subjects = [Subject(str(i), table.read(table.rows_of(i)), index=i) for i in test]
-    baselines = {"linear": LinearInterpolation(), "population_mean": Atlas(atlas)}
+    methods = [LinearInterpolation(), Atlas(atlas)]
     for poses_from in ("known", "estimated"):
         acquire = acquired_inputs(table, config.data, poses_from, None, atlas)
-        results, _ = evaluate({}, subjects, [2, 4], baselines, lambda k, n: list(np.linspace(0, n - 1, k).round().astype(int)),
+        results, _ = evaluate(methods, subjects, [2, 4], lambda k, n: list(np.linspace(0, n - 1, k).round().astype(int)),
                               1, progress=False, acquire=acquire)
         errors = [r["pose_error"] for r in results["per_subject"]]
         assert all(np.mean(r["slice_pose_errors"]) == r["pose_error"] for r in results["per_subject"])

@@ -9,12 +9,18 @@ import pytest
 from scipy import ndimage
 
 from bruno.errors import ConfigError
-from bruno.metrics import cross_correlation, slice_scores
-from bruno.experiments.motion.simulate import STACK_AXES, acquire_stack, gaussian_average, random_translations, simulate_stacks, voxel_spacing
+from bruno.experiments.motion.simulate import (
+    STACK_AXES,
+    acquire_stack,
+    gaussian_average,
+    random_translations,
+    simulate_stacks,
+    voxel_spacing,
+)
 from bruno.experiments.motion.study import default_contexts
 from bruno.experiments.motion.svr import normalised_cross_correlation, register_stack, slice_to_volume
-from tests.conftest import head_like, train_tiny_run, write_nifti
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from bruno.metrics import cross_correlation, slice_scores
+from tests.conftest import assert_one_line_error, head_like, run_script, train_tiny_run, write_nifti
 
 SPACING = np.array([2.0, 3.0, 4.0])  # (dN, dH, dW) mm: anisotropic, so mm and voxels differ per axis
 

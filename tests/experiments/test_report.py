@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bruno.experiments.report import by_distance, paired_differences
+from bruno.data.subjects import Subject
+from bruno.experiments.report import by_distance, montage_rows, paired_differences
+from bruno.reconstruction import Result
 
 
 def test_paired_differences_and_distance_table() -> None:
@@ -14,7 +16,7 @@ def test_paired_differences_and_distance_table() -> None:
             "bruno_mean": {"ssim": ours, "ssim_per_slice": per_slice},
             "pca": {"ssim": pca, "ssim_per_slice": per_slice}, "linear": {"ssim": linear, "ssim_per_slice": per_slice}}}
 
-    results = {"ks": [2], "baselines": ["linear", "pca"], "kinds": {"bruno": "bruno"},
+    results = {"ks": [2], "rivals": ["linear", "pca"],
                "table": {"linear": {"2": {"ssim": 0.5}}, "pca": {"2": {"ssim": 0.7}}},
                "per_subject": [subject(0.8, 0.7, 0.5), subject(0.6, 0.7, 0.4), subject(0.9, 0.7, 0.6)]}
     diff = paired_differences(results, "bruno_mean", "ssim")["2"]
@@ -22,3 +24,20 @@ def test_paired_differences_and_distance_table() -> None:
     assert diff["mean"] == pytest.approx(0.2 / 3) and diff["se"] == pytest.approx(np.std([0.1, -0.1, 0.2], ddof=1) / np.sqrt(3))
     # poses 0..4 with contexts 0 and 3: distances 0, 1, 1, 0, 1
     np.testing.assert_allclose(by_distance(results, 2, "bruno_mean", bins=2)[:2], [1.0, (0.8 + 0.6 + 0.9) / 3])
+
+
+def test_montage_rows_name_each_runs_deterministic_image_by_its_method() -> None:
+    """Two BRUNO runs scored together (named after their folders) and a GQN run: each decoded row is labelled
+    by its own model, not by whether the run's name is 'bruno'."""
+    stack = np.zeros((4, 2, 2))
+    sampled = Result(stack, stack, np.stack([stack, stack]), [1], stack)
+    results = {"sampled": ["ixi_a", "ixi_b", "gqn"], "single": ["pca"], "short": {"pca": "PCA"},
+               "labels": {"ixi_a_mode": "BRUNO (ixi_a), decoded predictive mean", "ixi_a_mean": "BRUNO (ixi_a), mean image",
+                          "ixi_b_mode": "BRUNO (ixi_b), decoded predictive mean", "ixi_b_mean": "BRUNO (ixi_b), mean image",
+                          "gqn_mode": "GQN, latents at the prior mean", "gqn_mean": "GQN, mean image", "pca": "Gaussian volume model"}}
+    recons = {"ixi_a": sampled, "ixi_b": sampled, "gqn": sampled, "pca": Result(stack, stack, None, [1])}
+    names = [name for name, _, _ in montage_rows(Subject("s", stack), recons, results)]
+    assert names == ["truth", "BRUNO (ixi_a)\nsample 1", "BRUNO (ixi_a)\nsample 2", "BRUNO (ixi_a)\nmean",
+                     "BRUNO (ixi_a)\ndecoded predictive mean", "BRUNO (ixi_a)\nstd",
+                     "BRUNO (ixi_b)\nsample 1", "BRUNO (ixi_b)\nmean", "BRUNO (ixi_b)\ndecoded predictive mean", "BRUNO (ixi_b)\nstd",
+                     "GQN\nsample 1", "GQN\nmean", "GQN\nlatents at the prior mean", "GQN\nstd", "PCA", "PCA\nstd"]

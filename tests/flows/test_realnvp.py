@@ -8,8 +8,7 @@ import tf_keras as keras
 from bruno.config import ModelConfig, ProcessConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
-from bruno.model import ConditionalBruno
-
+from bruno.models import ConditionalBruno
 from tests.flows.test_coupling import randomise
 
 SMALL = FlowArchitecture(num_scales=3, num_filters=4, num_residual_blocks=1, num_dense_couplings=2, dense_units=8)

@@ -9,8 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from bruno.experiments.benchmark import graph_flops
-from tests.conftest import REPO
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from tests.conftest import REPO, assert_one_line_error, run_script
 
 
 def test_flops_of_products_and_convolutions_and_their_gradients() -> None:

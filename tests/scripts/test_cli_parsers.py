@@ -8,7 +8,6 @@ import pytest
 
 from bruno.errors import ConfigError
 from bruno.reconstruction import FAST_SAMPLES
-
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))

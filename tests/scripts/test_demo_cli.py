@@ -1,4 +1,5 @@
 """scripts/demo.py end to end, with a 2-step model (the real demo trains 400 steps)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from tests.conftest import assert_one_line_error, run_script
 
 
 def test_demo_writes_a_reconstruction_from_five_acquired_slices(tmp_path: Path) -> None:

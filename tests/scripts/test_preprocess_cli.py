@@ -1,9 +1,6 @@
 """The command-line scripts: one-line errors with exit code 2, outputs that appear only when complete."""
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -11,25 +8,7 @@ import numpy as np
 import pytest
 
 from bruno.data.table import SliceTable
-
-from tests.conftest import REPO, head_like, write_nifti
-
-
-def run_script(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / name), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
-    """Exit code 2 and one ``error:`` line matching ``pattern``; none of TensorFlow's start-up logging."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    noise = [line for line in result.stderr.splitlines() if re.match(r"[IWEF]\d{4} |WARNING: All log messages", line)]
-    assert noise == [], result.stderr  # TensorFlow's C++/absl start-up lines
+from tests.conftest import REPO, assert_one_line_error, head_like, run_script, write_nifti
 
 
 def test_tiny_phantom_end_to_end_with_montage(tmp_path: Path) -> None:

@@ -16,9 +16,7 @@ from bruno.config import config_to_yaml, load_config, override
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
 from bruno.training.distribute import local_cluster
-
-from tests.conftest import REPO
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from tests.conftest import REPO, assert_one_line_error, run_script
 
 
 def _losses(run_dir: Path) -> list[tuple[int, float]]:

@@ -18,14 +18,11 @@ import tensorflow as tf
 
 from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
+from bruno.runs import iterate_metrics, load_run_config, restore_model
+from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
-from bruno.runs import (
-    check_run_dir, drop_partial_record, iterate_metrics, load_run_config, make_deterministic, prepare_run_dir, restore_model,
-)
-from bruno.training import Trainer, TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
-
-from tests.conftest import REPO
-from tests.scripts.test_preprocess_cli import assert_one_line_error, run_script
+from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
+from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +34,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
     load_slice_table(config, progress=False)
     return config
-
-
-def trainer(config: Config, run_dir: Path, resume: bool = False, **train: object) -> Trainer:
-    config = override(config, "train", **train)
-    prepare_run_dir(str(run_dir), config, resume=resume, overwrite=False)
-    make_deterministic(config.train.seed)
-    t = Trainer(config, str(run_dir), progress=False)
-    if resume:
-        t.restore()
-    return t
-
-
-def losses(run_dir: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in iterate_metrics(str(run_dir)) if r["split"] == "train"]
 
 
 def test_schedules() -> None:
@@ -282,7 +265,7 @@ def test_unwritable_run_dir(tiny: Config, tmp_path: Path, monkeypatch: pytest.Mo
     locked.mkdir()
     locked.chmod(0o555)
     if os.geteuid() == 0:  # root may write anywhere; simulate what a normal user meets
-        monkeypatch.setattr("bruno.runs.os.access", lambda path, mode: False)
+        monkeypatch.setattr("bruno.training.run_dir.os.access", lambda path, mode: False)
     try:
         with pytest.raises(RunDirError, match=r"locked/r: (run directory is not writable|cannot create the run directory)"):
             prepare_run_dir(str(locked / "r"), tiny, resume=False, overwrite=False)
@@ -361,7 +344,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from bruno.config import load_config, override
-from bruno.runs import make_deterministic, prepare_run_dir
+from bruno.runs import make_deterministic
+from bruno.training.run_dir import prepare_run_dir
 from bruno.training import Trainer
 folder = sys.argv[1]
 config = override(load_config(sys.argv[2]), "data", output=os.path.join(folder, "tiny.h5"))

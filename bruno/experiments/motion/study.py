@@ -32,12 +32,16 @@ from tqdm import tqdm  # noqa: E402
 
 from bruno.baselines import linear_interpolation  # noqa: E402
 from bruno.data.subjects import Subject  # noqa: E402
-from bruno.experiments.motion.simulate import gaussian_average, simulate_stacks, voxel_spacing  # noqa: E402
+from bruno.experiments.motion.simulate import (  # noqa: E402
+    gaussian_average,
+    simulate_stacks,
+    voxel_spacing,
+)
 from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
 from bruno.files import atomic_output, check_output_dir, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
-from bruno.model import SequenceModel  # noqa: E402
-from bruno.reconstruction import FETAL_CONTEXTS, reconstruct  # noqa: E402
+from bruno.models import SequenceModel  # noqa: E402
+from bruno.reconstruction import FETAL_CONTEXTS, sample_volume  # noqa: E402
 
 __all__ = ["INITS", "RESULT_FILES", "MotionSettings", "default_contexts", "motion_markdown", "run_study", "run_subject",
            "save_svr_curves", "save_views", "summarise", "write_motion_results"]
@@ -99,7 +103,7 @@ def run_subject(model: SequenceModel, images: np.ndarray, spacing: np.ndarray, c
         "motion_free_average_svr": gaussian_average(truth.shape, still, settings.svr_sigma),
         "gaussian": gaussian_average(truth.shape, stacks, settings.sigma),
         "gaussian_svr_sigma": gaussian_average(truth.shape, stacks, settings.svr_sigma),
-        "bruno": reconstruct(model, images, contexts, settings.num_samples, seed=settings.seed, progress=progress).mean,
+        "bruno": sample_volume(model, images, contexts, settings.num_samples, seed=settings.seed, progress=progress).mean,
         "linear": linear_interpolation(images, contexts),
     }
     scores = {name: _score(v, truth) for name, v in volumes.items()}

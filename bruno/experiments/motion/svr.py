@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bruno.experiments.motion.simulate import Stack, gaussian_average, sample_volume
+from bruno.metrics import pearson
 
 __all__ = ["PATTERN_STEPS", "SVRResult", "normalised_cross_correlation", "register_stack", "slice_to_volume"]
 
@@ -37,11 +38,8 @@ _MIN_CONTENT = 1.0  # grey levels: flatter slices are not registered
 
 
 def normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson correlation of [..., P] arrays; 0 where either row is constant."""
-    x = a - a.mean(-1, keepdims=True)
-    y = b - b.mean(-1, keepdims=True)
-    denominator = np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
-    return np.where(denominator > 0, (x * y).sum(-1) / np.where(denominator > 0, denominator, 1.0), 0.0)
+    """Row-wise Pearson correlation of [..., P] arrays (:func:`bruno.metrics.pearson`); 0 where either row is constant."""
+    return np.nan_to_num(pearson(a, b), nan=0.0)
 
 
 def register_stack(volume: np.ndarray, stack: Stack, offsets_vox: np.ndarray, limit_vox: Optional[np.ndarray] = None,

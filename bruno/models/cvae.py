@@ -23,9 +23,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from bruno.baselines.common import SCALE, QueryGenerator, TowerEncoder, broadcast_pose
 from bruno.config import ModelConfig
-from bruno.model import LogProb
+from bruno.models.query_generator import SCALE, QueryGenerator, TowerEncoder, broadcast_pose
+from bruno.models.sequence_model import LogProb
 
 __all__ = ["ConditionalVAE"]
 
@@ -38,13 +38,15 @@ def _conv_pair(filters: int, name: str) -> keras.Sequential:
 
 
 class ConditionalVAE(QueryGenerator):
-    """The C-VAE baseline; trains and samples through the same interface as :class:`~bruno.model.ConditionalBruno`.
+    """The C-VAE baseline; trains and samples through the same interface as :class:`~bruno.models.ConditionalBruno`.
 
     Args:
         image_size: H = W, a multiple of 8.
         num_poses: N.
         config: the ``model`` section; sizes from ``config.cvae``.
     """
+
+    display_name, deterministic_label = "C-VAE", "latents at the prior mean"
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(kind="cvae")) -> None:
         super().__init__(image_size, num_poses, config, name="cvae")

@@ -8,7 +8,7 @@ per pose). Scores:
 
 * :func:`model_scores`, a trained model's exact log-likelihood log p(x_i | pose q) in nats: the
   flow is conditioned on the pose, and with no contexts the process gives the prior at that pose;
-* :func:`atlas_scores`, for the classical methods: 1000 × the normalised cross-correlation of slice i
+* :func:`atlas_scores`, without a trained model: 1000 × the normalised cross-correlation of slice i
   with the population-mean slice at pose q (a similarity, not a likelihood).
 
 The margin is the best score minus the best score of any placement that moves some slice by more than
@@ -28,7 +28,8 @@ from bruno.baselines.simple import population_mean
 from bruno.data.acquisition import Acquisition, place_slab, slab_affine, slab_from_poses
 from bruno.data.table import SliceTable
 from bruno.errors import VolumeError
-from bruno.model import SequenceModel
+from bruno.metrics import pearson
+from bruno.models import SequenceModel
 
 __all__ = ["AMBIGUOUS_POSES", "Placement", "PoseEstimate", "atlas_scores", "estimate_poses", "model_scores",
            "place_acquisition", "training_pose_spacing"]
@@ -65,12 +66,9 @@ def model_scores(model: SequenceModel, images: np.ndarray, batch_size: int = 256
 
 
 def atlas_scores(atlas: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """S[i, q] = 1000 · NCC(images[i], atlas[q]) for atlas [N, H, W] and images [k, H, W]."""
-    def normalised(x: np.ndarray) -> np.ndarray:
-        flat = np.asarray(x, np.float64).reshape(len(x), -1)
-        flat = flat - flat.mean(axis=1, keepdims=True)
-        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
-    return 1000.0 * normalised(images) @ normalised(atlas).T
+    """S[i, q] = 1000 · NCC(images[i], atlas[q]) for atlas [N, H, W] and images [k, H, W] (0 where either is constant)."""
+    flat_images, flat_atlas = np.reshape(images, (len(images), 1, -1)), np.reshape(atlas, (1, len(atlas), -1))
+    return 1000.0 * np.nan_to_num(pearson(flat_images, flat_atlas), nan=0.0)
 
 
 def estimate_poses(scores: np.ndarray, positions_mm: Sequence[float], mm_per_pose: tuple[float, float]) -> PoseEstimate:

@@ -38,9 +38,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
-from bruno.baselines.common import SCALE, QueryGenerator, TowerEncoder, broadcast_pose
 from bruno.config import GQNConfig, ModelConfig
-from bruno.model import LogProb
+from bruno.models.query_generator import SCALE, QueryGenerator, TowerEncoder, broadcast_pose
+from bruno.models.sequence_model import LogProb
 
 __all__ = ["ConvLSTMCell", "GaussianHead", "GenerativeQueryNetwork", "pixel_sigma_at"]
 
@@ -80,13 +80,15 @@ class GaussianHead(tf.Module):
 
 
 class GenerativeQueryNetwork(QueryGenerator):
-    """The GQN baseline; trains and samples through the same interface as :class:`~bruno.model.ConditionalBruno`.
+    """The GQN baseline; trains and samples through the same interface as :class:`~bruno.models.ConditionalBruno`.
 
     Args:
         image_size: H = W, a multiple of 4.
         num_poses: N.
         config: the ``model`` section; sizes from ``config.gqn``.
     """
+
+    display_name, deterministic_label = "GQN", "latents at the prior mean"
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(kind="gqn")) -> None:
         super().__init__(image_size, num_poses, config, name="gqn")

@@ -9,9 +9,9 @@ import pytest
 
 from bruno.baselines import population_mean
 from bruno.config import load_config, override
-from bruno.poses import atlas_scores, estimate_poses
-from bruno.reconstruction import evenly_spread
 from bruno.data.preprocess import load_slice_table
+from bruno.reconstruction import evenly_spread
+from bruno.reconstruction.placement import atlas_scores, estimate_poses
 from tests.conftest import REPO
 
 

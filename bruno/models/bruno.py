@@ -22,154 +22,25 @@ every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §
 handed its process (or builds the one ``model`` asks for) and only speaks the common interface
 (:class:`~bruno.processes.base.Process`).
 
-At ~350 lines this module holds two things that belong together: :class:`SequenceModel`, the
-interface (input checks, log-likelihood, predictive, sampling) the GQN and C-VAE baselines share
-with BRUNO, and :class:`ConditionalBruno` itself.
 """
 from __future__ import annotations
 
 import logging
-import math
-from typing import NamedTuple, Optional
+from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from bruno.config import Config, ModelConfig
+from bruno.config import ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
+from bruno.models.sequence_model import LogProb, Samples, SequenceModel, bits_per_dim, shape_of
 from bruno.processes import FactorPredictive, Predictive, Process, process_from_config
 
-__all__ = ["ConditionalBruno", "LogProb", "Samples", "SequenceModel", "bits_per_dim"]
+__all__ = ["ConditionalBruno"]
 
 logger = logging.getLogger(__name__)
 MIN_INIT_IMAGES = 32
-
-
-class LogProb(NamedTuple):
-    """Scores of the targets of a batch of sequences.
-
-    Attributes:
-        log_prob: float [batch, T − n_c], log p of each target image in nats.
-        bits_per_dim: float scalar, −mean(log_prob)/(D·ln 2).
-    """
-
-    log_prob: tf.Tensor
-    bits_per_dim: tf.Tensor
-
-
-class Samples(NamedTuple):
-    """Decoded samples for the query poses.
-
-    Attributes:
-        images: float [num_samples, batch, Q, H, W, 1] on the [0, 256] intensity scale (the stored
-            uint8 value plus dequantisation noise; divide by 256 for [0, 1]).
-        mean: float [batch, Q, H, W, 1], the average of ``images`` over samples.
-    """
-
-    images: tf.Tensor
-    mean: tf.Tensor
-
-
-def bits_per_dim(nats_per_image: float | tf.Tensor, num_dims: int) -> float | tf.Tensor:
-    """Nats per image → bits per dimension: nats / (D · ln 2)."""
-    return nats_per_image / (num_dims * math.log(2.0))
-
-
-def _shape(x: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
-    return tuple(tf.TensorShape(np.shape(x) if not isinstance(x, tf.Tensor) else x.shape).as_list())
-
-
-class SequenceModel(tf.Module):
-    """What the training loop, reconstruction and evaluation need from a model of (slice, pose) sequences.
-
-    Subclasses (:class:`ConditionalBruno`, the GQN and C-VAE baselines) implement ``log_prob``
-    (a lower bound for the baselines), ``sample`` and ``decode_predictive_mean`` with the signatures
-    of :class:`ConditionalBruno`, on the same [0, 256) intensity scale.
-
-    Args:
-        image_size: H = W of the slices.
-        num_poses: N, the length of the one-hot pose.
-        config: the ``model`` config section.
-        name: the module name (checkpoint paths start with it).
-    """
-
-    def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str = "sequence_model") -> None:
-        super().__init__(name=name)
-        if num_poses < 1:
-            raise ValueError(f"num_poses={num_poses}, expected >= 1")
-        self.image_size, self.num_poses, self.config = image_size, num_poses, config
-        self.num_dims = image_size * image_size
-
-    @classmethod
-    def from_config(cls, config: Config) -> SequenceModel:
-        """The model for an experiment: sizes from ``config.data``, architecture from ``config.model``."""
-        return cls(config.data.image_size, config.data.num_poses, config.model)
-
-    def build(self) -> None:
-        """Create every variable with a dummy pass (weights are then initialised or restored)."""
-        size, poses = self.image_size, self.num_poses
-        self.log_prob(tf.fill([1, 2, size, size, 1], 128.0), tf.one_hot([[0, 1 % poses]], poses), 1)
-
-    def initialize(self, images: tf.Tensor, poses: tf.Tensor) -> None:
-        """The step-0 pass on the first batch (BRUNO's data-dependent init; nothing to do by default)."""
-
-    def set_step(self, step: int) -> None:
-        """Tell the model the training step before it is taken (schedules that live in the model)."""
-
-    def summary(self) -> dict[str, float]:
-        """Scalars worth logging during training (none by default)."""
-        return {}
-
-    @property
-    def process_variables(self) -> tuple[tf.Variable, ...]:
-        """The variables training schedules apart (``train.process_grad_schedule``): BRUNO's process; none by default."""
-        return ()
-
-    def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
-        raise NotImplementedError
-
-    def sample(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor, num_samples: int,
-               seed: int = 0, decode_batch_size: int = 256, progress: bool = False) -> Samples:
-        raise NotImplementedError
-
-    def decode_predictive_mean(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
-                               decode_batch_size: int = 256) -> tf.Tensor:
-        raise NotImplementedError
-
-    def _check_num_context(self, num_context: int, length: Optional[int]) -> None:
-        if not isinstance(num_context, (int, np.integer)) or num_context < 0 or (length is not None and num_context >= length):
-            raise ValueError(f"num_context={num_context!r}, expected an integer in [0, T) with T={length}")
-
-    # --------------------------------------------------------------------------------- checks
-    def _check_images(self, name: str, images: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
-        shape = _shape(images)
-        size = self.image_size
-        if len(shape) != 5 or tuple(shape[2:]) != (size, size, 1):
-            raise ValueError(f"{name}: shape {shape}, expected [batch, num_slices, {size}, {size}, 1]")
-        self._check_finite(name, images)
-        return shape
-
-    def _check_poses(self, name: str, poses: tf.Tensor | np.ndarray, leading: tuple[Optional[int], ...]) -> None:
-        shape = _shape(poses)
-        if len(shape) != 3 or shape[-1] != self.num_poses or (None not in leading and tuple(shape[:2]) != leading):
-            raise ValueError(f"{name}: shape {shape}, expected [{leading[0]}, {leading[1]}, {self.num_poses}] (one-hot poses)")
-        self._check_finite(name, poses)
-
-    @staticmethod
-    def _check_finite(name: str, values: tf.Tensor | np.ndarray) -> None:
-        if tf.executing_eagerly() and not np.all(np.isfinite(np.asarray(values))):
-            raise ValueError(f"{name}: contains NaN or Inf, expected finite values")
-
-    def _check_query(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> tuple[int, int]:
-        shape = self._check_images("context_images", context_images)
-        self._check_poses("context_poses", context_poses, shape[:2])
-        query_shape = _shape(query_poses)
-        self._check_poses("query_poses", query_poses, (shape[0], query_shape[1] if len(query_shape) == 3 else None))
-        if query_shape[0] is None or query_shape[1] is None:
-            raise ValueError(f"query_poses: shape {query_shape}, expected a known batch size and number of queries")
-        return query_shape[0], query_shape[1]
 
 
 class ConditionalBruno(SequenceModel):
@@ -183,6 +54,8 @@ class ConditionalBruno(SequenceModel):
     Raises:
         ValueError: sizes out of range (e.g. ``image_size`` not a multiple of 2^num_scales).
     """
+
+    display_name, deterministic_label, is_baseline = "BRUNO", "decoded predictive mean", False
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(),
                  process: Optional[Process] = None) -> None:
@@ -238,7 +111,7 @@ class ConditionalBruno(SequenceModel):
         The per-unit statistics come from this batch: with a handful of images they are unreliable
         (2 images made the dense couplings' outputs reach ~1e10 in a probe; 64 gave |z| < 70).
         """
-        batch, length = _shape(images)[:2]
+        batch, length = shape_of(images)[:2]
         count = (batch or 0) * (length or 0)
         if count and count < MIN_INIT_IMAGES:
             logger.warning("data-dependent init on only %d images (recommended >= %d): expect unstable scales",
@@ -285,7 +158,7 @@ class ConditionalBruno(SequenceModel):
             query the same predictive.
         """
         batch, _ = self._check_query(context_images, context_poses, query_poses)
-        z = (self.encode(context_images, context_poses)[0] if _shape(context_images)[1]
+        z = (self.encode(context_images, context_poses)[0] if shape_of(context_images)[1]
              else tf.zeros([batch, 0, self.num_dims]))
         return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
 
@@ -310,7 +183,7 @@ class ConditionalBruno(SequenceModel):
         One deterministic image per query (not the mean of the decoded samples: the flow is non-linear).
         """
         predictive = self.predictive(context_images, context_poses, query_poses)
-        batch, queries = _shape(query_poses)[:2]
+        batch, queries = shape_of(query_poses)[:2]
         images = self._decode_all(tf.reshape(predictive.mean, [-1, self.num_dims]),
                                   tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
                                   decode_batch_size, False)
@@ -347,7 +220,7 @@ class ConditionalBruno(SequenceModel):
         if num_samples < 1:
             raise ValueError(f"num_samples={num_samples}, expected >= 1")
         predictive = self.predictive(context_images, context_poses, query_poses)
-        batch, queries = _shape(query_poses)[:2]
+        batch, queries = shape_of(query_poses)[:2]
         draws = predictive.distribution().sample(num_samples, seed=tf.constant([seed, 0], tf.int32))  # [S, B, Q, D]
         poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
                            [-1, self.num_poses])

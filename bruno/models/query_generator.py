@@ -14,7 +14,7 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from bruno.config import ModelConfig
-from bruno.model import LogProb, Samples, SequenceModel, bits_per_dim
+from bruno.models.sequence_model import LogProb, Samples, SequenceModel, bits_per_dim
 
 __all__ = ["SCALE", "QueryGenerator", "TowerEncoder", "broadcast_pose"]
 
