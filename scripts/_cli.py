@@ -133,6 +133,15 @@ def parse_ks(text: Optional[str], num_poses: int, default: Sequence[int]) -> lis
     return ks
 
 
+
+def parse_counts(text: str) -> list[int]:
+    """``--sample-counts "20,5,10"`` → [5, 10, 20]: at least two distinct integers >= 1."""
+    counts = sorted(set(parse_integers("--sample-counts", text, "integers >= 1")))
+    if len(counts) < 2 or counts[0] < 1:
+        raise ConfigError(f"--sample-counts {text!r}: expected at least two comma-separated integers >= 1, e.g. 5,10,20,50,100")
+    return counts
+
+
 def check_positive(flag: str, value: float | None, allow_zero: bool = False) -> None:
     """An error naming ``flag`` unless ``value`` (when given) is > 0 (or >= 0)."""
     if value is not None and not (value >= 0 if allow_zero else value > 0):

@@ -31,18 +31,17 @@ from __future__ import annotations
 import logging
 import os
 
-from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, parse_integers, parse_ks, parse_samples, run
+from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, parse_counts, parse_ks, parse_samples, run
 
 from bruno.config import load_config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.errors import ConfigError
-from bruno.experiments.acquired_protocol import acquired_inputs
-from bruno.experiments.evaluation import evaluate, evaluation_methods, load_runs
-from bruno.experiments.report import REPORT_FILES, write_report
+from bruno.experiments.evaluate_runs import Plan, evaluate_and_report
+from bruno.experiments.evaluation import load_runs
+from bruno.experiments.report import REPORT_FILES
 from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
 from bruno.files import check_output_dir
-from bruno.models import ConditionalBruno
 from bruno.reconstruction import evenly_spread, fetal_contexts
 from bruno.runs import make_deterministic
 
@@ -91,10 +90,7 @@ def main() -> None:
     num_poses, progress, source = config.data.num_poses, not args.no_progress, args.input or args.split
     ks = parse_ks(args.contexts_list, num_poses, DEFAULT_KS)
     num_samples = parse_samples(args.samples)
-    counts = sorted(set(parse_integers("--sample-counts", args.sample_counts, "integers >= 1"))) if args.sample_counts else None
-    if counts is not None and (len(counts) < 2 or counts[0] < 1):
-        raise ConfigError(f"--sample-counts {args.sample_counts!r}: expected at least two comma-separated integers >= 1, "
-                          "e.g. 5,10,20,50,100")
+    counts = parse_counts(args.sample_counts) if args.sample_counts else None
     contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
@@ -108,17 +104,8 @@ def main() -> None:
         study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, progress)
         print(write_study(study, f"{args.run[0]} (step {steps[name]}): samples needed, {source}", out, args.overwrite))
         return
-    methods, settings = evaluation_methods(table, models, args.run or [], args.keep_contexts, args.latent_volume, progress)
-    os.makedirs(out, exist_ok=True)  # only now that the inputs have been read and the methods built
-    scorer = next((m for m in models.values() if isinstance(m, ConditionalBruno)), None)
-    acquire = acquired_inputs(table, config.data, poses_from, scorer) if args.protocol == "acquired" else None
-    results, first = evaluate(methods, subjects, ks, contexts_for, num_samples, args.seed, progress, acquire)
-    results.update(runs=dict(zip(models, args.run or [])), checkpoint_steps=steps, source=source,
-                   baseline_settings=settings["chosen"], protocol=args.protocol, **({"poses_from": poses_from} if acquire else {}))
-    runs = ", ".join(f"{os.path.basename(os.path.normpath(r))} (step {step})" for r, step in zip(args.run or [], steps.values()))
-    title = f"{runs or 'classical baselines on ' + table.path}: {source}"
-    title += f", acquired slices only (poses {poses_from})" if acquire else ""
-    print(write_report(results, first, subjects[0], contexts_for, out, title, args.overwrite))
+    plan = Plan(ks, contexts_for, num_samples, args.seed, args.keep_contexts, args.latent_volume, args.protocol, poses_from)
+    print(evaluate_and_report(table, config.data, models, steps, args.run or [], subjects, source, plan, out, args.overwrite, progress))
     logging.getLogger("evaluate").info("wrote %s to %s", ", ".join(REPORT_FILES), out)
 
 

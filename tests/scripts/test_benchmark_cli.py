@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +33,7 @@ def test_flops_of_products_and_convolutions_and_their_gradients() -> None:
     assert graph_flops(unused.get_concrete_function(a, b)) == 0
 
 
+@pytest.mark.slow
 def test_benchmark_on_tiny_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
     args = ("--steps", "2", "--samples", "3", "--contexts", "2", "--decode-batch", "16", "--out", str(out))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import nibabel as nib
 import numpy as np
 
 from tests.conftest import assert_one_line_error, run_script
 
 
+@pytest.mark.slow
 def test_demo_writes_a_reconstruction_from_five_acquired_slices(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()  # where the phantom table is built, as in a checkout
     out = tmp_path / "demo"

@@ -18,6 +18,8 @@ from bruno.data.table import SliceTable
 from bruno.training.distribute import local_cluster
 from tests.conftest import REPO, assert_one_line_error, run_script
 
+pytestmark = pytest.mark.slow  # several worker processes, each training
+
 
 def _losses(run_dir: Path) -> list[tuple[int, float]]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

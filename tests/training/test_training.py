@@ -122,6 +122,7 @@ def test_rate_scales_multiply_the_step_per_variable() -> None:
         assert 1.0 - y.numpy()[0] == pytest.approx(10.0 * (1.0 - x.numpy()[0]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_varying_contexts_and_the_pose_process_train(tiny: Config, tmp_path: Path) -> None:
     """num_context_min: n_c per step is seeded by (seed, step); the SPEC §8 variant trains and resumes exactly."""
     train = override(tiny, "train", num_context_min=1, process_grad_schedule={0: 1.0}, process_learning_rate_scale=10.0).train
@@ -141,6 +142,7 @@ def test_varying_contexts_and_the_pose_process_train(tiny: Config, tmp_path: Pat
     np.testing.assert_allclose([v for _, v in losses(tmp_path / "split")], [v for _, v in losses(tmp_path / "full")], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(tiny: Config, tmp_path: Path) -> None:
     trainer(tiny, tmp_path / "full", checkpoint_every=3, log_every=1).train(max_steps=8)
     trainer(tiny, tmp_path / "split", checkpoint_every=3, log_every=1).train(max_steps=5)
@@ -169,6 +171,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Config, tmp_pat
     assert t.manager.latest_checkpoint.endswith("ckpt-4")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_inside_a_step_saves_that_step_and_resumes_exactly(tiny: Config, tmp_path: Path, signum: int) -> None:
     """The signal arrives while step 4 runs: the step completes, a checkpoint of step 4 (with the data stream
@@ -197,6 +200,7 @@ def test_a_signal_inside_a_step_saves_that_step_and_resumes_exactly(tiny: Config
         [r["loss"] for r in iterate_metrics(str(tmp_path / "full")) if r["split"] == "val"]
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_script_exits_143_and_resume_matches_an_uninterrupted_run(tiny: Config, tmp_path: Path) -> None:
     settings = dict(max_steps=400, checkpoint_every=1000, log_every=1, validate_every=1000)
     config = write_config(tmp_path, tiny, **settings)
@@ -311,6 +315,7 @@ def test_cli_nan_exits_non_zero(tiny: Config, tmp_path: Path) -> None:
     assert_one_line_error(result, r"step \d+: training loss is (nan|inf)")
 
 
+@pytest.mark.slow
 def test_kill_mid_run_then_resume_loses_at_most_one_interval(tiny: Config, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny, max_steps=400, checkpoint_every=4, log_every=1, validate_every=1000)
     run_dir = tmp_path / "r"
@@ -357,6 +362,7 @@ for name, strategy in [("single", None), ("mirrored", tf.distribute.MirroredStra
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_a_single_device(tmp_path: Path) -> None:
     """The multi-GPU path, on two logical CPU devices: same losses as one device (batch split, gradients averaged)."""
     result = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path), str(REPO / "config_rnn/tiny.yaml")],
@@ -366,6 +372,7 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path: Path) -> None:
     assert float(values["mirrored"]) == pytest.approx(float(values["single"]), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_path: Path) -> None:
     """train.init_from copies the flow and the shared process parameters; the factors start from a shrunk PCA."""
     source_config = override(tiny, "model.process", pose_kernel="matern32", kind="gaussian")
