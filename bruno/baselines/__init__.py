@@ -9,7 +9,7 @@ baselines (GQN, C-VAE) are trainable models in :mod:`bruno.models`. Nothing here
 """
 from bruno.baselines.gaussian import GaussianVolumeModel, Posterior
 from bruno.baselines.kernels import gp_residual, matern32, residual_weights
-from bruno.baselines.simple import linear_interpolation, population_mean
+from bruno.baselines.simple import interpolate_along_pose, linear_interpolation, population_mean
 
-__all__ = ["GaussianVolumeModel", "Posterior", "gp_residual", "linear_interpolation", "matern32", "population_mean",
+__all__ = ["GaussianVolumeModel", "Posterior", "gp_residual", "interpolate_along_pose", "linear_interpolation", "matern32", "population_mean",
            "residual_weights"]

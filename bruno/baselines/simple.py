@@ -11,7 +11,7 @@ import numpy as np
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 
-__all__ = ["linear_interpolation", "population_mean"]
+__all__ = ["interpolate_along_pose", "linear_interpolation", "population_mean"]
 
 
 def linear_interpolation(images: np.ndarray, contexts: Sequence[int]) -> np.ndarray:
@@ -27,12 +27,17 @@ def linear_interpolation(images: np.ndarray, contexts: Sequence[int]) -> np.ndar
     known = np.array(sorted(set(int(c) for c in contexts)))
     if known.size == 0:
         raise ValueError("contexts: expected at least one known slice")
-    stack = np.asarray(images, np.float64)[known]
     where = np.interp(np.arange(len(images)), known, np.arange(len(known)))  # fractional index into ``known``, clamped
-    below = np.floor(where).astype(int)
-    above = np.minimum(below + 1, len(known) - 1)
-    weight = (where - below)[:, None, None]
-    return (1.0 - weight) * stack[below] + weight * stack[above]
+    return interpolate_along_pose(np.asarray(images, np.float64)[known], where)
+
+
+def interpolate_along_pose(stack: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """A stack [..., M, H, W] at fractional poses ``positions`` [Q] in [0, M − 1], linear between neighbours: [..., Q, H, W]."""
+    positions = np.asarray(positions, np.float64)
+    below = np.floor(positions).astype(int)
+    above = np.minimum(below + 1, stack.shape[-3] - 1)
+    weight = (positions - below)[:, None, None]
+    return (1.0 - weight) * stack[..., below, :, :] + weight * stack[..., above, :, :]
 
 
 def population_mean(table: SliceTable, split: str = "train") -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 
-from bruno.baselines.simple import population_mean
+from bruno.baselines.simple import interpolate_along_pose, population_mean
 from bruno.config import DataConfig
 from bruno.data.acquisition import acquisition_from, grid_slab
 from bruno.data.nifti import load_nifti
@@ -80,12 +80,9 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
         step, first = float(np.dot(affine[:3, 2], normal)), float(np.dot(affine[:3, 3], normal))
         truth_z = lo_true + (np.arange(num_poses) + 0.5) * step_true
         where = np.clip((truth_z - first) / step, 0.0, num_poses - 1.0)  # fractional pose of each truth pose
-        below = np.minimum(np.floor(where).astype(int), num_poses - 2)
-        weight = (where - below)[:, None, None]
 
         def to_truth(stack: np.ndarray) -> np.ndarray:
-            stack = np.asarray(stack, np.float64)
-            resampled = (1.0 - weight) * stack[..., below, :, :] + weight * stack[..., below + 1, :, :]
+            resampled = interpolate_along_pose(np.asarray(stack, np.float64), where)
             scan = low + resampled * (high - low) / 255.0
             return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
 
