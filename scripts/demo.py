@@ -21,18 +21,17 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 from _cli import add_common, make_parser, run
 
 from bruno.config import load_config, override
-from bruno.data.acquisition import grid_slab, sparse_stack
+from bruno.data.acquisition import grid_poses, spread_stack
 from bruno.data.phantom import phantom_subject
 from bruno.data.preprocess import load_slice_table
 from bruno.files import check_output_dir
 from bruno.reconstruction import ModelSampling, save_nifti
 from bruno.reconstruction.pipeline import prepare_acquired, reconstruct_and_write
-from bruno.runs import latest_step, make_deterministic, restore_model
-from bruno.training import open_run
+from bruno.runs import make_deterministic, restore_model
+from bruno.training import train_unless_done
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
 NUM_ACQUIRED = 5
@@ -56,28 +55,19 @@ def main() -> None:
     if args.max_steps is not None:
         config = override(config, "train", max_steps=args.max_steps)
     table = load_slice_table(config, progress=not args.no_progress)
-    reached = latest_step(args.run_dir)
-    if reached is None or reached < config.train.max_steps:  # not trained yet, or stopped part-way: (re)start it
-        make_deterministic(args.seed)
-        result = open_run(config, args.run_dir, reached is not None, False, progress=not args.no_progress).train()
-        logger.info("trained %d steps in %.0f s (best val %.3f nats/image)", result.step, result.seconds, result.best_val_loss)
+    train_unless_done(config, args.run_dir, args.seed, progress=not args.no_progress)
     model, _, step = restore_model(args.run_dir)
     make_deterministic(args.seed)
     os.makedirs(args.out, exist_ok=True)
 
     info = table.info(int(table.volumes_in("test")[0]))
     volume = phantom_subject(int(info.subject.rsplit("_", 1)[1]), config.data.phantom)
-    start, stop = info.slab
-    gap = (stop - start) // NUM_ACQUIRED
-    save_nifti(paths["acquired.nii.gz"], *sparse_stack(volume, range(start + gap // 2, stop, gap)[:NUM_ACQUIRED]), args.overwrite)
+    save_nifti(paths["acquired.nii.gz"], *spread_stack(volume, info.slab, NUM_ACQUIRED), args.overwrite)
     save_nifti(paths["truth.nii.gz"], volume.data, volume.affine, args.overwrite)
 
     prepared = prepare_acquired([paths["acquired.nii.gz"]], config.data, table, model)
-    acquisition = prepared.acquisition
-    lo, step_mm = grid_slab(info.affine, acquisition.normal)
-    true_poses = np.floor((acquisition.positions_mm - lo) / step_mm).astype(int).tolist()
-    logger.info("%s: %d acquired slices at %s mm; estimated poses %s (true %s)", info.subject, NUM_ACQUIRED,
-                ", ".join(f"{z:.0f}" for z in acquisition.positions_mm), prepared.contexts, true_poses)
+    logger.info("%s: %d acquired slices; estimated poses %s (true %s)", info.subject, NUM_ACQUIRED, prepared.contexts,
+                grid_poses(info.affine, prepared.acquisition).tolist())
     reconstruct_and_write(ModelSampling(model), prepared, {"mean": paths["reconstruction.nii.gz"], "std": paths["std.nii.gz"]},
                           paths["reconstruction.png"], args.samples, args.seed, args.overwrite, not args.no_progress,
                           f"demo ({args.run_dir}, step {step}): {info.subject} from {NUM_ACQUIRED} acquired slices")

@@ -29,8 +29,8 @@ from bruno.data.nifti import Volume, load_nifti
 from bruno.data.slices import intensity_bounds, resample_to_grid, to_uint8, volume_to_slices
 from bruno.errors import VolumeError
 
-__all__ = ["MAX_TILT_DEG", "Acquisition", "acquisition_from", "grid_slab", "place_slab", "read_acquisition", "slab_affine",
-           "slab_from_poses", "sparse_stack"]
+__all__ = ["MAX_TILT_DEG", "Acquisition", "acquisition_from", "grid_poses", "grid_slab", "place_slab", "read_acquisition", "slab_affine",
+           "slab_from_poses", "sparse_stack", "spread_stack"]
 
 MAX_TILT_DEG = 5.0  # the largest angle between a stack's slice normal and the world's superior axis
 _SAME_POSITION_MM = 1e-3
@@ -212,6 +212,12 @@ def grid_slab(grid_affine: np.ndarray, normal: np.ndarray) -> tuple[float, float
     return float(np.dot(grid_affine[:3, 3], normal)) - 0.5 * step, step
 
 
+def grid_poses(grid_affine: np.ndarray, acquisition: Acquisition) -> np.ndarray:
+    """The pose of each acquired slice on a pose grid (:func:`grid_slab`), as :func:`place_slab` puts them: int [k]."""
+    lo, step = grid_slab(grid_affine, acquisition.normal)
+    return np.floor((np.asarray(acquisition.positions_mm) - lo) / step).astype(int)
+
+
 def sparse_stack(volume: Volume, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The axial slices ``indices`` (evenly spaced, increasing) of ``volume`` as one sparse stack:
     (data [X, Y, k], its voxel → world affine, the slice spacing scaled by the gap)."""
@@ -223,3 +229,10 @@ def sparse_stack(volume: Volume, indices: Sequence[int]) -> tuple[np.ndarray, np
     affine[:3, 2] *= gaps.pop()
     affine[:3, 3] = (volume.affine @ [0.0, 0.0, indices[0], 1.0])[:3]
     return volume.data[:, :, indices], affine
+
+
+def spread_stack(volume: Volume, slab: tuple[int, int], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` evenly spaced axial slices of the slab [start, stop) of ``volume`` as one sparse stack (:func:`sparse_stack`)."""
+    start, stop = slab
+    gap = (stop - start) // count
+    return sparse_stack(volume, range(start + gap // 2, stop, gap)[:count])

@@ -19,7 +19,7 @@ import numpy as np
 
 from bruno.baselines.simple import interpolate_along_pose, population_mean
 from bruno.config import DataConfig
-from bruno.data.acquisition import acquisition_from, grid_slab
+from bruno.data.acquisition import acquisition_from, grid_poses, grid_slab
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
@@ -86,8 +86,7 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
             scan = low + resampled * (high - low) / 255.0
             return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
 
-        true_poses = np.floor((acquisition.positions_mm - lo_true) / step_true)  # as place_slab puts them
-        errors = np.abs(np.asarray(poses) - true_poses).astype(int)
+        errors = np.abs(np.asarray(poses) - grid_poses(info.affine, acquisition))
         error = float(errors.mean())
         return Acquired(placement.images, list(poses), to_truth, errors.tolist(), error, error * abs(step_true))
 

@@ -4,6 +4,7 @@
 Run directories, model building and restoring live in :mod:`bruno.runs`, which inference uses
 without importing this package.
 """
+from bruno.training.ensure import train_unless_done
 from bruno.training.loop import Trainer, TrainResult, open_run
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
@@ -11,4 +12,4 @@ from bruno.training.stops import TrainingInterrupted
 from bruno.training.warm_start import check_init_source, copy_trained_flow
 
 __all__ = ["TrainResult", "Trainer", "TrainingInterrupted", "UpdateStep", "check_init_source",
-           "copy_trained_flow", "learning_rate_at", "num_context_at", "open_run", "process_grad_scale"]
+           "copy_trained_flow", "learning_rate_at", "num_context_at", "open_run", "process_grad_scale", "train_unless_done"]

@@ -1,0 +1,24 @@
+"""A run trained to its ``max_steps`` whatever state it is in: not started, stopped part-way, or done (``scripts/demo.py``)."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from bruno.config import Config
+from bruno.runs import latest_step, make_deterministic
+from bruno.training.loop import TrainResult, open_run
+
+__all__ = ["train_unless_done"]
+
+logger = logging.getLogger(__name__)
+
+
+def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = True) -> Optional[TrainResult]:
+    """Train ``run_dir`` to ``config.train.max_steps`` (resuming a run stopped part-way); None when it is already there."""
+    reached = latest_step(run_dir)
+    if reached is not None and reached >= config.train.max_steps:
+        return None
+    make_deterministic(seed)
+    result = open_run(config, run_dir, reached is not None, False, progress=progress).train()
+    logger.info("trained %d steps in %.0f s (best val %.3f nats/image)", result.step, result.seconds, result.best_val_loss)
+    return result
