@@ -14,8 +14,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Callable, TypeVar
 
 EXIT_USER_ERROR = 2
 VERBOSE = "--verbose" in sys.argv[1:]
@@ -46,8 +45,11 @@ def _import_tensorflow_quietly() -> None:
 if not VERBOSE:
     _import_tensorflow_quietly()
 
-from bruno.errors import BrunoError, ConfigError  # noqa: E402  (after the quiet import)
-from bruno.reconstruction import FAST_SAMPLES, check_contexts  # noqa: E402
+from bruno.errors import BrunoError  # noqa: E402  (after the quiet import)
+from bruno.options import parse_samples  # noqa: E402
+from bruno.reconstruction import FAST_SAMPLES  # noqa: E402
+
+T = TypeVar("T")
 
 
 def make_parser(doc: str, progress: bool = True) -> argparse.ArgumentParser:
@@ -69,7 +71,7 @@ def add_common(parser: argparse.ArgumentParser, *, seed: int = 0, seed_help: str
 
 
 def add_samples(parser: argparse.ArgumentParser, per: str = "pose") -> None:
-    """``--samples N|fast`` (read it with :func:`parse_samples`)."""
+    """``--samples N|fast`` (read it with :func:`bruno.options.parse_samples`)."""
     parser.add_argument("--samples", default="100", help=f"samples per {per} (default 100), or 'fast' = {FAST_SAMPLES}: "
                                                          "a mean within 0.005 SSIM of 100's")
 
@@ -87,65 +89,13 @@ def add_subject_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-subjects", type=int, help="only the first M subjects")
 
 
-def parse_samples(text: str) -> int:
-    """``--samples``: a positive integer, or ``fast`` for :data:`bruno.reconstruction.FAST_SAMPLES`."""
-    if text.strip().lower() == "fast":
-        return FAST_SAMPLES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"--samples {text!r}: expected an integer >= 1 or 'fast' ({FAST_SAMPLES} samples)")
-    return value
-
-
-def parse_integers(flag: str, text: str, what: str = "integers, e.g. 20,45,70") -> list[int]:
-    """``"20, 45,70"`` → [20, 45, 70]; an error naming ``flag`` otherwise."""
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated {what}") from None
-
-
-def parse_contexts(text: str, num_poses: int, flag: str = "--contexts") -> list[int]:
-    """``--contexts "20,40,60"`` → [20, 40, 60]: at least one, each in [0, N), no repeats."""
-    values = parse_integers(flag, text, "slice indices")
-    if not values:
-        raise ConfigError(f"{flag} {text!r}: no slice index given (for the prior, use --num-contexts 0 or "
-                          "scripts/sample_prior.py)")
-    return check_contexts(values, num_poses, label=f"{flag} {text!r}")
-
-
-def parse_ks(text: Optional[str], num_poses: int, default: Sequence[int]) -> list[int]:
-    """``--contexts-list``: the given ks, each in [1, N]; by default those of ``default`` below N (logged)."""
-    if text is None:
-        ks = [k for k in default if k < num_poses]
-        if len(ks) < len(default):
-            logging.getLogger("evaluate").info("N = %d poses: k = %s (of the default %s)", num_poses, ks, list(default))
-        return ks
-    ks = parse_integers("--contexts-list", text, "integers")
-    if not ks:
-        raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
-    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
-    if bad is not None:
-        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
-    return ks
-
-
-
-def parse_counts(text: str) -> list[int]:
-    """``--sample-counts "20,5,10"`` → [5, 10, 20]: at least two distinct integers >= 1."""
-    counts = sorted(set(parse_integers("--sample-counts", text, "integers >= 1")))
-    if len(counts) < 2 or counts[0] < 1:
-        raise ConfigError(f"--sample-counts {text!r}: expected at least two comma-separated integers >= 1, e.g. 5,10,20,50,100")
-    return counts
-
-
-def check_positive(flag: str, value: float | None, allow_zero: bool = False) -> None:
-    """An error naming ``flag`` unless ``value`` (when given) is > 0 (or >= 0)."""
-    if value is not None and not (value >= 0 if allow_zero else value > 0):
-        raise ConfigError(f"{flag} {value}: expected a number {'>=' if allow_zero else '>'} 0")
+def read_request(kind: type[T], args: argparse.Namespace) -> T:
+    """A library command's request (a NamedTuple whose fields are the script's option names) from parsed ``args``;
+    its ``num_samples`` field, where it has one, from ``--samples`` (:func:`bruno.options.parse_samples`)."""
+    values = {name: getattr(args, name) for name in kind._fields if name != "num_samples"}  # type: ignore[attr-defined]
+    if "num_samples" in kind._fields:  # type: ignore[attr-defined]
+        values["num_samples"] = parse_samples(args.samples)
+    return kind(**values)
 
 
 def run(main: Callable[[], None]) -> None:

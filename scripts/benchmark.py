@@ -22,19 +22,11 @@ from _cli import make_parser, run
 
 from bruno.config import load_config
 from bruno.errors import ConfigError
-from bruno.experiments.benchmark import MODES, benchmark, summary
+from bruno.experiments.benchmark import MODES, benchmark, parse_modes, summary
 from bruno.files import atomic_output, check_output_path
 from bruno.runs import make_deterministic
 
 logger = logging.getLogger("benchmark")
-
-
-def _modes(text: str) -> tuple[str, ...]:
-    modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise ConfigError(f"--modes {text!r}: expected a comma-separated subset of {','.join(MODES)}")
-    return modes
 
 
 def main() -> None:
@@ -56,7 +48,7 @@ def main() -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
     if args.contexts < 0:
         raise ConfigError(f"--contexts {args.contexts}: expected >= 0")
-    modes = _modes(args.modes)
+    modes = parse_modes(args.modes)
     if args.out:
         check_output_path(args.out, args.overwrite)
     config = load_config(args.config)

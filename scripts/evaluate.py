@@ -28,24 +28,9 @@ Examples:
 """
 from __future__ import annotations
 
-import logging
-import os
+from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, read_request, run
 
-from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, parse_counts, parse_ks, parse_samples, run
-
-from bruno.config import load_config
-from bruno.data.preprocess import load_slice_table
-from bruno.data.subjects import load_subjects
-from bruno.errors import ConfigError
-from bruno.experiments.evaluate_runs import Plan, evaluate_and_report
-from bruno.experiments.evaluation import load_runs
-from bruno.experiments.report import REPORT_FILES
-from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
-from bruno.files import check_output_dir
-from bruno.reconstruction import evenly_spread, fetal_contexts
-from bruno.runs import make_deterministic
-
-DEFAULT_KS = (1, 3, 5, 9)
+from bruno.experiments.evaluate_runs import Request, run_evaluation
 
 
 def main() -> None:
@@ -73,40 +58,7 @@ def main() -> None:
     parser.add_argument("--out", help="output folder (default: the first RUN/eval_<split or input>)")
     add_common(parser, checkpoint=True, overwrite="replace existing result files")
     args = parser.parse_args()
-    if args.protocol == "acquired" and (args.input or args.sample_counts):
-        raise ConfigError("--protocol acquired: scores volumes of the run's table (--split), not --input or --sample-counts")
-    if args.config and not args.out:
-        raise ConfigError("--config: pass --out too (there is no run folder to write into)")
-    if args.config and args.sample_counts:
-        raise ConfigError("--sample-counts measures a model's samples: pass --run")
-    if args.config and (args.latent_volume or args.keep_contexts is not None):
-        raise ConfigError(f"--{'latent-volume' if args.latent_volume else 'keep-contexts'}: needs a trained run: pass --run")
-    if args.poses_from and args.protocol != "acquired":
-        raise ConfigError("--poses-from: only with --protocol acquired")
-    poses_from = args.poses_from or "estimated"
-
-    models, steps, config = ({}, {}, load_config(args.config)) if args.config else load_runs(args.run, args.checkpoint)
-    make_deterministic(args.seed)
-    num_poses, progress, source = config.data.num_poses, not args.no_progress, args.input or args.split
-    ks = parse_ks(args.contexts_list, num_poses, DEFAULT_KS)
-    num_samples = parse_samples(args.samples)
-    counts = parse_counts(args.sample_counts) if args.sample_counts else None
-    contexts_for = fetal_contexts if args.context_table == "fetal" else evenly_spread
-    for k in ks:
-        contexts_for(k, num_poses)  # fail now, not after hours of sampling
-    out = args.out or os.path.join(args.run[0], "eval_" + ("input" if args.input else args.split))
-    check_output_dir(out, STUDY_FILES if counts else REPORT_FILES, args.overwrite)
-
-    table = load_slice_table(config, progress)
-    subjects = load_subjects(table, config.data, args.split, args.input, args.max_subjects)
-    if counts:
-        name, model = next(iter(models.items()))
-        study = sample_count_study(model, subjects, ks, counts, contexts_for, args.seed, progress)
-        print(write_study(study, f"{args.run[0]} (step {steps[name]}): samples needed, {source}", out, args.overwrite))
-        return
-    plan = Plan(ks, contexts_for, num_samples, args.seed, args.keep_contexts, args.latent_volume, args.protocol, poses_from)
-    print(evaluate_and_report(table, config.data, models, steps, args.run or [], subjects, source, plan, out, args.overwrite, progress))
-    logging.getLogger("evaluate").info("wrote %s to %s", ", ".join(REPORT_FILES), out)
+    print(run_evaluation(read_request(Request, args), progress=not args.no_progress))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,11 @@ Examples:
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 
 from _cli import make_parser, run
 
-from bruno.errors import ConfigError
-from bruno.training.distribute import local_cluster
+from bruno.training.launcher import launch_workers
 
 TRAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 
@@ -36,48 +31,7 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=60.0, help="seconds the others get to stop after one fails (default 60)")
     parser.add_argument("train_args", nargs="+", metavar="-- CONFIG ...", help="scripts/train.py's arguments")
     args = parser.parse_args()
-    if args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: expected an integer >= 1")
-    if "--strategy" in args.train_args or "--gpus" in args.train_args:
-        raise ConfigError("--strategy / --gpus: the launcher sets --strategy multiworker itself; leave them out")
-
-    workers: list[subprocess.Popen[str]] = []
-    def forward(signum: int, _: object) -> None:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signum)
-    for number in (signal.SIGINT, signal.SIGTERM):  # before any worker starts, so none is left without the signal
-        signal.signal(number, forward)
-    for index, tf_config in enumerate(local_cluster(args.workers)):
-        workers.append(subprocess.Popen([sys.executable, TRAIN, *args.train_args, "--strategy", "multiworker"],
-                                        env={**os.environ, "TF_CONFIG": tf_config}, text=True, start_new_session=True,
-                                        stderr=None if index == 0 else subprocess.PIPE))  # signals reach them once, from here
-        if index:
-            threading.Thread(target=_relay, args=(workers[-1], f"[worker {index}] "), daemon=True).start()
-    failed = None
-    try:
-        while any(w.poll() is None for w in workers):
-            failed = failed or next(((w, time.time()) for w in workers if w.poll()), None)
-            if failed and time.time() - failed[1] > args.grace:
-                for w in workers:
-                    if w.poll() is None:
-                        print(f"error: worker {workers.index(w)} still running {args.grace:g} s after worker "
-                              f"{workers.index(failed[0])} failed; killed", file=sys.stderr)
-                        w.kill()
-            time.sleep(0.2)
-    finally:
-        for w in workers:  # the launcher itself failed: take its workers along
-            if w.poll() is None:
-                w.kill()
-    failed = failed or next(((w, 0.0) for w in workers if w.returncode), None)
-    code = failed[0].returncode if failed else 0
-    sys.exit(128 - code if code < 0 else code)  # killed by signal s: 128 + s, as a shell reports it
-
-
-def _relay(worker: subprocess.Popen[str], prefix: str) -> None:
-    assert worker.stderr is not None
-    for line in worker.stderr:
-        sys.stderr.write(prefix + line)
+    sys.exit(launch_workers([sys.executable, TRAIN, *args.train_args], args.workers, args.grace))
 
 
 if __name__ == "__main__":

@@ -20,17 +20,15 @@ from __future__ import annotations
 import logging
 import os
 
-from _cli import add_common, add_subject_source, check_positive, make_parser, parse_contexts, run
+from _cli import add_common, add_subject_source, make_parser, run
 
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.experiments.motion.simulate import LAWS
-from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, default_contexts, motion_markdown, run_study
+from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, checked_settings, default_contexts, motion_markdown, run_study
 from bruno.files import check_output_dir
+from bruno.options import parse_contexts
 from bruno.runs import make_deterministic, restore_model
-
-logger = logging.getLogger("motion_experiment")
-
 
 def main() -> None:
     defaults = MotionSettings()
@@ -55,15 +53,8 @@ def main() -> None:
                overwrite="replace existing result files")
     args = parser.parse_args()
 
-    search_mm = max(2.0 * args.translation_mm, 1.0) if args.search_mm is None else args.search_mm
-    for flag, value, allow_zero in (("--translation-mm", args.translation_mm, True), ("--sigma", args.sigma, False),
-                                    ("--svr-sigma", args.svr_sigma, False), ("--svr-iterations", args.svr_iterations, True),
-                                    ("--samples", args.samples, False), ("--search-mm", search_mm, False),
-                                    ("--max-subjects", args.max_subjects, False)):
-        check_positive(flag, value, allow_zero)
-    settings = MotionSettings(args.translation_mm, args.law, args.sigma, args.svr_sigma, args.svr_iterations, search_mm,
-                              args.samples, args.seed)
-
+    settings = checked_settings(args.translation_mm, args.law, args.sigma, args.svr_sigma, args.svr_iterations,
+                                args.search_mm, args.samples, args.seed)
     model, config, step = restore_model(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses
@@ -77,7 +68,7 @@ def main() -> None:
     about = {"run": args.run, "checkpoint_step": step, "source": args.input or args.split}
     results = run_study(model, subjects, contexts, settings, out, title, about, args.overwrite, not args.no_progress)
     print(motion_markdown(results, title))
-    logger.info("wrote %s and %d views_*.png to %s", ", ".join(RESULT_FILES), len(subjects), out)
+    logging.getLogger("motion_experiment").info("wrote %s and %d views_*.png to %s", ", ".join(RESULT_FILES), len(subjects), out)
 
 
 if __name__ == "__main__":

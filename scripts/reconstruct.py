@@ -34,17 +34,10 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
+from _cli import add_common, add_keep_contexts, add_samples, make_parser, read_request, run
 
-from _cli import add_common, add_keep_contexts, add_samples, make_parser, parse_contexts, parse_integers, parse_samples, run
-
-from bruno.config import load_config
-from bruno.data.preprocess import load_slice_table
-from bruno.errors import ConfigError
-from bruno.files import check_outputs, png_beside
-from bruno.reconstruction import METHODS, Source, build_method, evenly_spread
-from bruno.reconstruction.pipeline import check_method_outputs, prepare_acquired, prepare_volume, reconstruct_and_write
-from bruno.runs import make_deterministic, restore_model
+from bruno.reconstruction import METHODS
+from bruno.reconstruction.command import Request, run_reconstruction
 
 
 def main() -> None:
@@ -73,40 +66,7 @@ def main() -> None:
     add_keep_contexts(parser)
     add_common(parser, checkpoint=True)
     args = parser.parse_args()
-
-    num_samples, acquired, method = parse_samples(args.samples), args.contexts is None and args.num_contexts is None, METHODS[args.method]
-    _check_flags(args, acquired, method.needs_run, method.sampled)
-    paths = {"mean": args.output, "decoded_mean": args.decoded_mean, "std": args.std, "samples": args.samples_out}
-    check_method_outputs(args.method, method, paths)
-    png = args.png or (png_beside(args.output) if acquired else None)
-    check_outputs(dict(zip(("--output", "--decoded-mean", "--std", "--samples-out"), paths.values())), {"--png": png},
-                  args.overwrite, args.input)
-    model, config, _ = restore_model(args.run, args.checkpoint) if args.run else (None, load_config(args.config), None)
-    make_deterministic(args.seed)
-    progress = not args.no_progress
-    table = load_slice_table(config, progress) if acquired or method.needs_table else None
-    if acquired:
-        prepared = prepare_acquired(args.input, config.data, table, model, args.slices and parse_integers("--slices", args.slices),
-                                    args.intensity_window, args.slab_mm and tuple(args.slab_mm),
-                                    args.poses and parse_integers("--poses", args.poses))
-    else:
-        num_poses = config.data.num_poses
-        contexts = parse_contexts(args.contexts, num_poses) if args.contexts is not None else evenly_spread(args.num_contexts, num_poses)
-        prepared = prepare_volume(args.input[0], config.data, contexts)
-    built = build_method(args.method, Source(table, model, args.run, keep_contexts=args.keep_contexts, progress=progress))
-    reconstruct_and_write(built, prepared, paths, png, num_samples, args.seed, args.overwrite, progress)
-
-
-def _check_flags(args: argparse.Namespace, acquired: bool, needs_run: bool, sampled: bool) -> None:
-    if needs_run and args.run is None:
-        raise ConfigError(f"--method {args.method} needs --run (a trained model); with --config choose a classical --method")
-    if args.keep_contexts is not None and not sampled:
-        raise ConfigError(f"--keep-contexts: --method {args.method} always returns the given slices unchanged (or ignores them)")
-    if not acquired and (args.slices or args.intensity_window):
-        raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
-    if not acquired and len(args.input) != 1:
-        raise ConfigError(f"--input: {len(args.input)} files; --contexts/--num-contexts take one whole volume "
-                          "(for acquired slices in several files, leave those two out)")
+    run_reconstruction(read_request(Request, args), progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ CASES = {
                              r"nothing/\*\.nii\.gz: no files match"),
     "evaluate: a k above N": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "1,9"),
                               r"--contexts-list '1,9': k = 9 does not fit, expected each k in \[1, N = 8\]"),
+    "evaluate: --max-subjects 0": (("evaluate.py", "--run", "{w}/run", "--max-subjects", "0"),
+                                   r"--max-subjects 0: expected an integer >= 1"),
+    "motion: --max-subjects 0": (("motion_experiment.py", "--run", "{w}/run", "--max-subjects", "0", "--no-progress"),
+                                 r"--max-subjects 0: expected an integer >= 1"),
     "motion: empty glob": (("motion_experiment.py", "--run", "{w}/run", "--input", "{w}/nothing/*.nii.gz", "--no-progress"),
                            r"nothing/\*\.nii\.gz: no files match"),
 }

@@ -43,9 +43,11 @@ def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", file
     """The first ``max_subjects`` volumes of ``split``, or of the NIfTI folder/glob/file ``files``.
 
     Raises:
-        ConfigError: the split has no volumes.
+        ConfigError: the split has no volumes, or ``max_subjects`` < 1.
         VolumeError: no file matches, or a file is unusable.
     """
+    if max_subjects is not None and max_subjects < 1:
+        raise ConfigError(f"--max-subjects {max_subjects}: expected an integer >= 1")
     if files is not None:
         subjects = []
         for path in find_inputs(files)[:max_subjects]:

@@ -40,9 +40,17 @@ from bruno.reconstruction import evenly_spread, sample_volume
 from bruno.runs import make_model
 from bruno.training import UpdateStep, learning_rate_at
 
-__all__ = ["MODES", "benchmark", "graph_flops", "machine", "peak_rss_mb", "summary", "synthetic_batch"]
+__all__ = ["MODES", "benchmark", "graph_flops", "machine", "parse_modes", "peak_rss_mb", "summary", "synthetic_batch"]
 
 MODES = ("eager", "function", "xla")
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``--modes "eager, xla"`` → ("eager", "xla"): a non-empty subset of :data:`MODES`."""
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not modes or any(m not in MODES for m in modes):
+        raise ConfigError(f"--modes {text!r}: expected a comma-separated subset of {','.join(MODES)}")
+    return modes
 
 
 def _op_flops(op: tf.Operation) -> int:

@@ -1,19 +1,29 @@
 """An evaluation from the runs (or a config's table alone) to the report, as ``scripts/evaluate.py`` runs it."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, Optional
 
-from bruno.config import DataConfig
-from bruno.data.subjects import Subject
+from bruno.config import DataConfig, load_config
+from bruno.data.preprocess import load_slice_table
+from bruno.data.subjects import Subject, load_subjects
 from bruno.data.table import SliceTable
+from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import acquired_inputs
-from bruno.experiments.evaluation import evaluate, evaluation_methods
-from bruno.experiments.report import write_report
+from bruno.experiments.evaluation import evaluate, evaluation_methods, load_runs
+from bruno.experiments.report import REPORT_FILES, write_report
+from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
+from bruno.files import check_output_dir
 from bruno.models import ConditionalBruno, SequenceModel
+from bruno.options import parse_counts, parse_ks
+from bruno.reconstruction import evenly_spread, fetal_contexts
+from bruno.runs import make_deterministic
 
-__all__ = ["Plan", "evaluate_and_report"]
+__all__ = ["DEFAULT_KS", "Plan", "Request", "evaluate_and_report", "run_evaluation"]
+
+DEFAULT_KS = (1, 3, 5, 9)
 
 
 class Plan(NamedTuple):
@@ -49,3 +59,67 @@ def evaluate_and_report(table: SliceTable, data: DataConfig, models: dict[str, S
     title = f"{runs or 'classical baselines on ' + table.path}: {source}"
     title += f", acquired slices only (poses {plan.poses_from})" if acquire else ""
     return write_report(results, first, subjects[0], plan.contexts_for, out, title, overwrite)
+
+
+class Request(NamedTuple):
+    """``scripts/evaluate.py``'s options (their argparse names); ``num_samples`` already read."""
+
+    run: Optional[list[str]]
+    config: Optional[str]
+    split: str
+    input: Optional[str]
+    max_subjects: Optional[int]
+    contexts_list: Optional[str]
+    context_table: Literal["even", "fetal"]
+    num_samples: int
+    sample_counts: Optional[str]
+    keep_contexts: Optional[bool]
+    latent_volume: bool
+    protocol: Literal["paper", "acquired"]
+    poses_from: Optional[Literal["estimated", "known"]]
+    out: Optional[str]
+    checkpoint: str = "best"
+    seed: int = 0
+    overwrite: bool = False
+
+
+def check_request(r: Request) -> None:
+    """The rules between options, before anything is loaded; :class:`ConfigError` naming the flag otherwise."""
+    if r.protocol == "acquired" and (r.input or r.sample_counts):
+        raise ConfigError("--protocol acquired: scores volumes of the run's table (--split), not --input or --sample-counts")
+    if r.config and not r.out:
+        raise ConfigError("--config: pass --out too (there is no run folder to write into)")
+    if r.config and r.sample_counts:
+        raise ConfigError("--sample-counts measures a model's samples: pass --run")
+    if r.config and (r.latent_volume or r.keep_contexts is not None):
+        raise ConfigError(f"--{'latent-volume' if r.latent_volume else 'keep-contexts'}: needs a trained run: pass --run")
+    if r.poses_from and r.protocol != "acquired":
+        raise ConfigError("--poses-from: only with --protocol acquired")
+    if r.max_subjects is not None and r.max_subjects < 1:  # load_subjects says so too, but only after the table is read
+        raise ConfigError(f"--max-subjects {r.max_subjects}: expected an integer >= 1")
+
+
+def run_evaluation(r: Request, progress: bool = True) -> str:
+    """Check ``r``, load the runs (or the config), check every k and the output folder before any long work, then
+    write the report (or, with ``sample_counts``, the study of how many samples the mean image needs); its markdown."""
+    check_request(r)
+    models, steps, config = ({}, {}, load_config(r.config)) if r.config else load_runs(r.run, r.checkpoint)
+    make_deterministic(r.seed)
+    num_poses, source = config.data.num_poses, r.input or r.split
+    ks = parse_ks(r.contexts_list, num_poses, DEFAULT_KS)
+    counts = parse_counts(r.sample_counts) if r.sample_counts else None
+    contexts_for = fetal_contexts if r.context_table == "fetal" else evenly_spread
+    for k in ks:
+        contexts_for(k, num_poses)  # fail now, not after hours of sampling
+    out = r.out or os.path.join(r.run[0], "eval_" + ("input" if r.input else r.split))
+    check_output_dir(out, STUDY_FILES if counts else REPORT_FILES, r.overwrite)
+    table = load_slice_table(config, progress)
+    subjects = load_subjects(table, config.data, r.split, r.input, r.max_subjects)
+    if counts:
+        name, model = next(iter(models.items()))
+        study = sample_count_study(model, subjects, ks, counts, contexts_for, r.seed, progress)
+        return write_study(study, f"{r.run[0]} (step {steps[name]}): samples needed, {source}", out, r.overwrite)
+    plan = Plan(ks, contexts_for, r.num_samples, r.seed, r.keep_contexts, r.latent_volume, r.protocol, r.poses_from or "estimated")
+    text = evaluate_and_report(table, config.data, models, steps, r.run or [], subjects, source, plan, out, r.overwrite, progress)
+    logging.getLogger("evaluate").info("wrote %s to %s", ", ".join(REPORT_FILES), out)
+    return text

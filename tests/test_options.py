@@ -1,17 +1,13 @@
-"""The shared flag readers of ``scripts/_cli.py``: values in, errors naming the flag out."""
+"""The readers of option values (``bruno.options``): values in, errors naming the flag out."""
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 
 from bruno.errors import ConfigError
+from bruno.options import check_positive, parse_contexts, parse_integers, parse_samples
 from bruno.reconstruction import FAST_SAMPLES
-from tests.conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-from _cli import check_positive, parse_contexts, parse_integers, parse_samples  # noqa: E402
 
 
 def test_contexts_flag() -> None:
