@@ -7,8 +7,13 @@ contexts, and GP interpolation of the residuals of the atlas and of that model. 
 are chosen once on the val split and stored beside the table (data/<name>.baselines.json).
 Several runs (BRUNO, GQN, C-VAE: model.kind) trained on the same data are scored on the same subjects
 and contexts, in one table; with --config and no --run, only the baselines.
-Writes results.md (tables like the paper's 3a/3b, and each BRUNO row paired against the best baseline
-per k), results.csv, results.json (per slice), ssim_curves.png (per-slice SSIM per k, Fig. 3c) and
+Every method with a distribution (each run's samples; the Gaussian volume model in closed form and by
+samples) is also scored as a forecast of the non-acquired voxels inside the head: coverage of its
+central 50 % and 90 % intervals (from the truth's rank among the samples, or the closed form), CRPS,
+and the conditional NLL of each non-acquired slice in bits/dim (bruno/metrics/forecast.py).
+Writes results.md (tables like the paper's 3a/3b, each BRUNO row paired against the best baseline
+per k, and the forecast scores), results.csv, results.json (per slice), ssim_curves.png (per-slice
+SSIM per k, Fig. 3c), reliability.png (observed against nominal interval coverage, per k) and
 montage.png (contexts, truth, each model's samples, mean, std, and every baseline).
 With --protocol acquired, every method sees only what a clinician has: the k raw slices of the test
 volume's own file nearest to the context poses, read on their own (their own intensity window), placed

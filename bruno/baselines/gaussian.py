@@ -14,6 +14,9 @@ Given the voxels O of the acquired slices, with M = W_Oᵀ W_O + σ² I_r (r × 
     Var[x_u | x_O]  = σ² + σ² Σ_j (W M⁻¹)_uj W_uj               (per voxel u outside O)
 
 since C_UO C_OO⁻¹ = W_U M⁻¹ W_Oᵀ and I − W_Oᵀ C_OO⁻¹ W_O = σ² M⁻¹. No n × n matrix is ever formed.
+Each non-acquired slice q on its own (conditional NLL, SPEC §10): x_q | x_O ~ N(μ_q + W_q ẑ, σ²(I + A_q A_qᵀ)),
+A_q = W_q L⁻ᵀ with M = L Lᵀ; with G_q = I_r + A_qᵀ A_q, the determinant lemma gives log|Cov| = H·W log σ² + log|G_q|
+and Woodbury the quadratic form (dᵀd − dᵀA_q G_q⁻¹ A_qᵀ d)/σ² (never an H·W × H·W matrix).
 Samples: x_U = μ_U + W_U ẑ + σ ε with ẑ ~ N(M⁻¹ W_Oᵀ (x_O − μ_O), σ² M⁻¹), ε ~ N(0, I). With no
 slices the mean is μ (the atlas) and the variance the model's prior variance. The acquired slices
 themselves are returned unchanged (their conditional variance is 0).
@@ -125,6 +128,25 @@ class GaussianVolumeModel:
         spread = (self.noise_variance * (1.0 + np.sum(whitened ** 2, axis=0))).reshape(self.mean.shape)
         spread[contexts] = 0.0
         return Posterior(mean, spread, projection)
+
+    def slice_log_density(self, images: np.ndarray, contexts: Sequence[int]) -> np.ndarray:
+        """float64 [N − k]: log p(images[q] | images[contexts]) in nats for each other pose q, in pose order, each
+        slice under its own conditional (module docstring); ``images`` float [N, H, W], e.g. dequantised."""
+        contexts = sorted(set(int(c) for c in contexts))
+        chol, code, loadings = self._solve(images, contexts)
+        images = np.asarray(images, np.float64).reshape(loadings.shape[:2])
+        mean = self.mean.reshape(loadings.shape[:2]) + loadings @ code
+        dims, variance = loadings.shape[1], self.noise_variance
+        result = []
+        for q in (q for q in range(len(images)) if q not in contexts):
+            spread = solve_triangular(chol, loadings[q].T, lower=True)  # A_qᵀ [r, H·W]
+            gram_chol = np.linalg.cholesky(np.eye(self.rank) + spread @ spread.T)  # G_q = C Cᵀ
+            residual = images[q] - mean[q]
+            projected = solve_triangular(gram_chol, spread @ residual, lower=True)  # C⁻¹ A_qᵀ d
+            quadratic = (residual @ residual - projected @ projected) / variance
+            log_det = dims * np.log(variance) + 2.0 * np.sum(np.log(np.diag(gram_chol)))
+            result.append(-0.5 * (dims * np.log(2.0 * np.pi) + log_det + quadratic))
+        return np.array(result)
 
     def sample(self, images: np.ndarray, contexts: Sequence[int], num_samples: int, seed: int = 0) -> np.ndarray:
         """float64 [S, N, H, W] draws from the conditional law (acquired slices unchanged)."""

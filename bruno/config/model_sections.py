@@ -142,6 +142,9 @@ class ProcessConfig:
         latent_factors: 0, or r >= 1: the latent factor process of SPEC §9.3 (a rank-r subject code
             shared by every pose and latent dimension on top of the pose kernel; needs ``pose_kernel``
             and ``kind: gaussian``), initialised by a PCA of the training latents.
+        population: the population process of SPEC §9.4 (needs ``pose_kernel`` and ``kind: gaussian``, and
+            no ``latent_factors``): the subject code's loadings are the other training subjects' latents.
+        shrinkage_init: the population process's initial shrinkage c of those loadings (> 0).
     """
 
     kind: Literal["student_t", "gaussian"] = "student_t"
@@ -153,6 +156,8 @@ class ProcessConfig:
     length_min: float = 0.5
     kernel_nugget: float = 1e-3
     latent_factors: int = 0
+    population: bool = False
+    shrinkage_init: float = 0.5
 
     def __post_init__(self) -> None:
         if self.variance_init <= 0:
@@ -171,6 +176,10 @@ class ProcessConfig:
             _fail("latent_factors", self.latent_factors, "an integer >= 0")
         if self.latent_factors and (self.pose_kernel is None or self.kind != "gaussian"):
             _fail("latent_factors", self.latent_factors, "0 unless pose_kernel is set and kind is 'gaussian'")
+        if self.population and (self.pose_kernel is None or self.kind != "gaussian" or self.latent_factors):
+            _fail("population", self.population, "false unless pose_kernel is set, kind is 'gaussian' and latent_factors is 0")
+        if self.shrinkage_init <= 0:
+            _fail("shrinkage_init", self.shrinkage_init, "a number > 0")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ Volume score = mean over slices (CC ignores undefined slices; PSNR from the volu
 over subjects, with the standard error over subjects (sd/√n). Each row of our methods is also compared,
 paired per subject, with the best baseline at each k (``is_baseline``: the classical methods and the GQN /
 C-VAE mean images).
+
+Every method with a distribution is also scored as a forecast of the voxels it did not see (:mod:`.forecast`):
+interval coverage, CRPS and, under the paper's protocol, the conditional NLL.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from bruno.data.subjects import Subject
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import Acquired
-from bruno.metrics import SliceScores, psnr, slice_scores
+from bruno.experiments.forecast import forecast_rows, forecast_scores, forecast_table
+from bruno.metrics import LEVELS, SliceScores, psnr, slice_scores
 from bruno.models import ConditionalBruno, SequenceModel
 from bruno.reconstruction import Method, Result, Source, build_method
 from bruno.reconstruction.classical import classical_methods
@@ -145,26 +149,31 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
             inputs, poses, to_truth = acquired.images, acquired.poses, acquired.to_truth
             placement = {"poses": poses, "slice_pose_errors": acquired.slice_errors, "pose_error": acquired.pose_error,
                          "pose_error_mm": acquired.pose_error_mm}
-        rows = {}
+        rows, forecast = {}, {}
         for method in methods:
             if k < method.min_contexts:
                 continue
-            result = method.reconstruct(inputs, poses, num_samples if method.sampled else 0, seed,
-                                        with_std=subject is subjects[0], progress=False)
+            result = method.reconstruct(inputs, poses, num_samples if method.has_distribution else 0, seed,
+                                        with_std=subject is subjects[0] or method.has_distribution, progress=False)
+            nll = method.conditional_nll(inputs, poses, seed) if acquire is None and method.has_distribution else None
             if acquire is not None:
-                result = _onto_truth(result, to_truth)
+                result = _onto_truth(result, to_truth, method.sampled)
             if subject is subjects[0]:
                 first.setdefault(k, {})[method.key] = result
             rows.update(_scores(method, result, truth))
+            forecast.update(forecast_scores(method, result, truth, contexts, nll, closed_form=acquire is None))
         per_subject.append({
             "subject": subject.name, "k": k, "contexts": contexts, **placement,
             "methods": {m: {**_summary(s), "ssim_per_slice": s.ssim.tolist(),
                             "cc_per_slice": [None if not math.isfinite(v) else v for v in s.cc.tolist()]}
                         for m, s in rows.items()},
+            "forecast": forecast,
         })
     table = {m: {str(k): _mean_and_error([r["methods"][m] for r in per_subject if r["k"] == k and m in r["methods"]])
                  for k in ks} for m in labels}
     sampled = [m.key for m in methods if m.sampled]
+    forecasts = {row: label for method in methods for row, label in forecast_rows(method, num_samples).items()
+                 if any(row in r["forecast"] for r in per_subject)}  # a closed form is not scored on another grid
     single = [m.key for m in methods if not m.sampled]
     rows_of = {m.key: (f"{m.key}_mean", f"{m.key}_mode") if m.sampled else (m.key,) for m in methods}
     return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples,
@@ -174,7 +183,8 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
             "rivals": [m.key for m in methods if m.is_baseline and not m.sampled]
             + [f"{m.key}_mean" for m in methods if m.is_baseline and m.sampled],
             "ours": [row for m in methods if not m.is_baseline for row in rows_of[m.key]],
-            "short": {row: m.short for m in methods for row in rows_of[m.key]}}, first
+            "short": {row: m.short for m in methods for row in rows_of[m.key]},
+            "levels": list(LEVELS), "forecast_rows": forecasts, "forecast": forecast_table(per_subject, list(forecasts), ks)}, first
 
 
 def _scores(method: Method, result: Result, truth: np.ndarray) -> dict[str, SliceScores]:
@@ -188,13 +198,15 @@ def _scores(method: Method, result: Result, truth: np.ndarray) -> dict[str, Slic
                                                   for f in SliceScores._fields))}
 
 
-def _onto_truth(result: Result, to_truth: Callable[[np.ndarray], np.ndarray]) -> Result:
-    """A reconstruction on the acquisition's grid mapped onto the truth's (a spread only from mapped samples)."""
+def _onto_truth(result: Result, to_truth: Callable[[np.ndarray], np.ndarray], sampled: bool) -> Result:
+    """A reconstruction on the acquisition's grid mapped onto the truth's (a spread only from mapped samples; the mean
+    of a sampling method is the mean of its mapped samples, any other method's its own mean mapped)."""
     if result.samples is None:
         return result._replace(mean=to_truth(result.mean), std=None)
     samples = to_truth(result.samples)
     decoded = None if result.decoded_mean is None else to_truth(result.decoded_mean)
-    return result._replace(mean=samples.mean(0), std=samples.std(0), samples=samples, decoded_mean=decoded)
+    return result._replace(mean=samples.mean(0) if sampled else to_truth(result.mean), std=samples.std(0), samples=samples,
+                           decoded_mean=decoded)
 
 
 def _identity(stack: np.ndarray) -> np.ndarray:

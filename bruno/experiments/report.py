@@ -1,7 +1,8 @@
 """Tables and figures of an evaluation (:func:`bruno.experiments.evaluation.evaluate`'s results):
 ``results.md`` (the paper's tables 3a/3b, paired differences against the best competitor, SSIM by
-distance to the nearest context, pose placement errors), ``results.csv``, ``results.json``,
-``ssim_curves.png`` (per-slice SSIM per k, the paper's Fig. 3c) and ``montage.png``.
+distance to the nearest context, pose placement errors, every distribution scored as a forecast),
+``results.csv``, ``results.json``, ``ssim_curves.png`` (per-slice SSIM per k, the paper's Fig. 3c),
+``reliability.png`` (observed against nominal interval coverage) and ``montage.png``.
 """
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from bruno.data.subjects import Subject  # noqa: E402
 from bruno.experiments.evaluation import METRICS  # noqa: E402
+from bruno.experiments.forecast import FORECAST_FIGURE, forecast_markdown, save_reliability  # noqa: E402
 from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.reconstruction import Result  # noqa: E402
 
 __all__ = ["REPORT_FILES", "by_distance", "montage_rows", "paired_differences", "results_markdown", "save_curves",
            "save_montage", "write_report", "write_results"]
 
-REPORT_FILES = ("results.md", "results.csv", "results.json", "ssim_curves.png", "montage.png")
+REPORT_FILES = ("results.md", "results.csv", "results.json", "ssim_curves.png", FORECAST_FIGURE, "montage.png")
 
 
 def write_report(results: dict[str, Any], first: dict[int, dict[str, Result]], subject: Subject,
@@ -42,6 +44,7 @@ def write_report(results: dict[str, Any], first: dict[int, dict[str, Result]], s
     """
     write_results(results, out_dir, title, overwrite)
     save_curves(results, os.path.join(out_dir, "ssim_curves.png"), overwrite)
+    save_reliability(results, os.path.join(out_dir, FORECAST_FIGURE), overwrite)
     ks = results["ks"]
     k_shown = 3 if 3 in ks else ks[0]
     save_montage(subject, first.get(k_shown, {}), results, os.path.join(out_dir, "montage.png"),
@@ -166,7 +169,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
                          if (d := diffs.get(str(k))) else "–" for k in ks]
                 lines.append(f"| {results['labels'][method]} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines + _distance_lines(results))
+    return "\n".join(lines + forecast_markdown(results) + _distance_lines(results))
 
 
 def _csv_text(results: dict[str, Any]) -> str:

@@ -18,7 +18,9 @@ With ``model.process.pose_kernel`` set, the exchangeable process is replaced by 
 SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its own
 predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
 that process's prior (the latent atlas). ``model.process.latent_factors`` adds a subject code shared by
-every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3). The model is
+every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3); ``model.process.population``
+takes that code's loadings from the other training subjects' latents (:class:`~bruno.processes.PopulationProcess`,
+SPEC §9.4). The model is
 handed its process (or builds the one ``model`` asks for) and only speaks the common interface
 (:class:`~bruno.processes.base.Process`).
 
@@ -35,7 +37,7 @@ from bruno.config import ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
 from bruno.models.sequence_model import LogProb, Samples, SequenceModel, bits_per_dim, shape_of
-from bruno.processes import FactorPredictive, Predictive, Process, process_from_config
+from bruno.processes import FactorPredictive, PopulationProcess, Predictive, Process, process_from_config
 
 __all__ = ["ConditionalBruno"]
 
@@ -56,6 +58,7 @@ class ConditionalBruno(SequenceModel):
     """
 
     display_name, deterministic_label, is_baseline = "BRUNO", "decoded predictive mean", False
+    exact_log_prob = True
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(),
                  process: Optional[Process] = None) -> None:
@@ -80,6 +83,11 @@ class ConditionalBruno(SequenceModel):
     def summary(self) -> dict[str, float]:
         """The process's figures (:meth:`~bruno.processes.Process.summary`)."""
         return self.process.summary()
+
+    @property
+    def uses_subjects(self) -> bool:
+        """Whether training should tell :meth:`log_prob` each sequence's subject (a population process)."""
+        return isinstance(self.process, PopulationProcess)
 
     @property
     def process_variables(self) -> tuple[tf.Variable, ...]:
@@ -118,13 +126,16 @@ class ConditionalBruno(SequenceModel):
                            count, MIN_INIT_IMAGES)
         self.encode(images, poses, init=True)
 
-    def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> LogProb:
+    def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int,
+                 subjects: Optional[tf.Tensor] = None) -> LogProb:
         """Score the targets of each sequence given its first ``num_context`` slices (SPEC §1.7).
 
         Args:
             images: float32 [batch, T, H, W, 1], dequantised pixels in [0, 256).
             poses: float32 [batch, T, N], one-hot.
             num_context: n_c, 0 <= n_c < T; 0 scores every item given the ones before it.
+            subjects: int [batch], each sequence's training subject (its bank row): the population process leaves
+                it out and writes the sequence's latents into its bank (:attr:`uses_subjects`); None: new subjects.
 
         Returns:
             :class:`LogProb` with ``log_prob`` [batch, T − n_c].
@@ -134,7 +145,7 @@ class ConditionalBruno(SequenceModel):
         """
         self._check_num_context(num_context, self._check_images("images", images)[1])
         z, log_det = self.encode(images, poses)
-        log_prob = (self.process.sequence_log_prob(z, tf.argmax(poses, axis=-1), num_context)
+        log_prob = (self.process.sequence_log_prob(z, tf.argmax(poses, axis=-1), num_context, subjects)
                     + log_det[:, num_context:])
         return LogProb(log_prob, bits_per_dim(-tf.reduce_mean(log_prob), self.num_dims))
 

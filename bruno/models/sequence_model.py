@@ -7,13 +7,13 @@ deterministic image is (``deterministic_label``) and whether it is a baseline to
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from bruno.config import Config, ModelConfig
+from bruno.metrics.forecast import bits_per_dim
 
 __all__ = ["LogProb", "Samples", "SequenceModel", "bits_per_dim", "shape_of"]
 
@@ -43,11 +43,6 @@ class Samples(NamedTuple):
     mean: tf.Tensor
 
 
-def bits_per_dim(nats_per_image: float | tf.Tensor, num_dims: int) -> float | tf.Tensor:
-    """Nats per image → bits per dimension: nats / (D · ln 2)."""
-    return nats_per_image / (num_dims * math.log(2.0))
-
-
 def shape_of(x: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
     return tuple(tf.TensorShape(np.shape(x) if not isinstance(x, tf.Tensor) else x.shape).as_list())
 
@@ -69,9 +64,14 @@ class SequenceModel(tf.Module):
         display_name: how tables name the model (``BRUNO``, ``GQN``, ``C-VAE``).
         deterministic_label: what :meth:`decode_predictive_mean` gives, in a row label.
         is_baseline: whether evaluation pairs our models against it (GQN, C-VAE) or it is ours (BRUNO).
+        exact_log_prob: whether :meth:`log_prob` is the exact log-density (BRUNO) rather than a lower bound.
+        uses_subjects: whether training passes each sequence's training subject to :meth:`log_prob`
+            (``subjects=``, BRUNO with a population process).
     """
 
     display_name, deterministic_label, is_baseline = "model", "deterministic image", True
+    exact_log_prob = False  # log_prob is the exact log-density (BRUNO), not a bound
+    uses_subjects = False
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str = "sequence_model") -> None:
         super().__init__(name=name)

@@ -1,6 +1,7 @@
 """Latent processes over the slices of one subject, one interface (:class:`~bruno.processes.base.Process`):
 the paper's exchangeable Student-t/Gaussian processes (:mod:`.exchangeable`, SPEC §1), our pose-aware
-generalisation (:mod:`.pose_kernel`, SPEC §8) and its latent factor extension (:mod:`.latent_factor`, SPEC §9.3)."""
+generalisation (:mod:`.pose_kernel`, SPEC §8) and its latent factor extension (:mod:`.latent_factor`, SPEC §9.3) and population process (:mod:`.population`,
+SPEC §9.4)."""
 from bruno.config import ProcessConfig
 from bruno.processes.base import DF_MIN, Process
 from bruno.processes.exchangeable import (
@@ -14,6 +15,7 @@ from bruno.processes.exchangeable import (
     sequential_log_prob,
 )
 from bruno.processes.latent_factor import FactorPredictive, LatentFactorProcess
+from bruno.processes.population import PopulationProcess
 from bruno.processes.pose_kernel import KERNELS, PoseKernelProcess
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "FactorPredictive",
     "GaussianProcess",
     "LatentFactorProcess",
+    "PopulationProcess",
     "PoseKernelProcess",
     "Predictive",
     "Process",
@@ -37,9 +40,13 @@ __all__ = [
 
 def process_from_config(config: ProcessConfig, num_dims: int, num_poses: int) -> Process:
     """The process a ``model.process`` config section asks for: exchangeable (no ``pose_kernel``), pose-kernel,
-    or latent factor (``latent_factors``), over D = ``num_dims`` latents and N = ``num_poses`` poses."""
+    latent factor (``latent_factors``) or population (``population``), over D = ``num_dims`` latents and N = ``num_poses`` poses."""
     if config.pose_kernel is None:
         return make_process(config.kind, num_dims, config.variance_init, config.correlation_init, config.df_init)
+    if config.population:
+        return PopulationProcess(num_dims, num_poses, config.pose_kernel, config.variance_init, config.correlation_init,
+                                 config.length_init, config.length_min, config.kernel_nugget, config.shrinkage_init,
+                                 name="population_process")
     if config.latent_factors:
         return LatentFactorProcess(num_dims, num_poses, config.latent_factors, config.pose_kernel, config.variance_init,
                                    config.correlation_init, config.length_init, config.length_min, config.kernel_nugget,

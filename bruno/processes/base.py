@@ -102,9 +102,11 @@ class Process(tf.Module):
         """Σ_j log p(z_j) of latents z [batch, Q, D] under ``predictive`` → [batch, Q]."""
         return predictive.log_prob(z)
 
-    def sequence_log_prob(self, z: tf.Tensor, poses: tf.Tensor, num_context: int) -> tf.Tensor:
+    def sequence_log_prob(self, z: tf.Tensor, poses: tf.Tensor, num_context: int,
+                          subjects: Optional[tf.Tensor] = None) -> tf.Tensor:
         """log p(z_t | z_1..z_{n_c}) of each target t > n_c of sequences z [batch, T, D] with poses int
-        [batch, T] → [batch, T − n_c]: the targets do not condition each other."""
+        [batch, T] → [batch, T − n_c]: the targets do not condition each other. ``subjects`` (int [batch], the
+        training subject of each sequence) matters only to the population process."""
         predictive = self.predictive(z[:, :num_context], poses[:, :num_context], poses[:, num_context:])
         return self.log_prob(predictive, z[:, num_context:])
 

@@ -244,9 +244,10 @@ class ExchangeableProcess(Process):
         return Predictive(tf.broadcast_to(mean[:, None], shape), tf.broadcast_to(variance[:, None], shape),
                           None if df is None else df[..., None, :])
 
-    def sequence_log_prob(self, z: tf.Tensor, poses: tf.Tensor, num_context: int) -> tf.Tensor:
+    def sequence_log_prob(self, z: tf.Tensor, poses: tf.Tensor, num_context: int,
+                          subjects: Optional[tf.Tensor] = None) -> tf.Tensor:
         """Training's score (upstream): the targets given the first n_c items; n_c = 0 scores every item
-        given the ones before it (:meth:`sequential_log_prob`)."""
+        given the ones before it (:meth:`sequential_log_prob`); ``subjects`` is not used."""
         if num_context == 0:
             return self.sequential_log_prob(z)
         return self.state_log_prob(self.condition(z[:, :num_context]), z[:, num_context:])

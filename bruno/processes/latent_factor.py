@@ -42,7 +42,7 @@ from tensorflow_probability import distributions as tfd
 from bruno.processes.base import softplus_inverse
 from bruno.processes.pose_kernel import PoseKernelProcess
 
-__all__ = ["FactorPredictive", "LatentFactorProcess"]
+__all__ = ["FactorPredictive", "LatentFactorProcess", "factor_predictive"]
 
 
 class FactorPredictive(NamedTuple):
@@ -99,25 +99,10 @@ class LatentFactorProcess(PoseKernelProcess):
         Returns:
             :class:`FactorPredictive` with mean and diagonal variance [batch, Q, D] and factor [batch, Q, D, r].
         """
-        context_z = tf.convert_to_tensor(context_z, self.dtype)
-        v = self.variance
-        query_loadings = tf.gather(self.prior_loadings, query_poses)  # W(a), [B, Q, D, r]
-        prior_mean = tf.gather(self.prior_atlas, query_poses)
-        if context_z.shape[1] == 0:
-            return FactorPredictive(prior_mean, tf.zeros_like(prior_mean) + v * (1.0 + self.nugget), query_loadings)
-        solve = self._solve(context_z, context_poses, query_poses)
-        context_loadings = tf.transpose(tf.gather(self.prior_loadings, context_poses), [0, 2, 1, 3])  # W_b, [B, D, n, r]
-        scaled = tf.linalg.cholesky_solve(solve.chol, context_loadings) / v[None, :, None, None]  # K_d⁻¹ W_b,d
-        eye = tf.eye(self.num_factors, dtype=self.dtype)
-        chol_a = tf.linalg.cholesky(eye + tf.einsum("bdnr,bdns->brs", context_loadings, scaled))  # A = L Lᵀ
-        code = tf.linalg.cholesky_solve(chol_a, tf.einsum("bdnr,bdn->br", scaled, solve.residual)[..., None])[..., 0]  # û
-        unexplained = query_loadings - tf.einsum("bdnq,bdnr->bqdr", solve.weights, context_loadings)  # W(a) − G_a
-        mean = prior_mean + solve.interpolated + tf.einsum("bqdr,br->bqd", unexplained, code)
-        batch, queries = tf.shape(unexplained)[0], tf.shape(unexplained)[1]
-        flat = tf.reshape(unexplained, [batch, -1, self.num_factors])  # [B, Q·D, r]
-        whitened = tf.linalg.triangular_solve(chol_a, tf.transpose(flat, [0, 2, 1]), lower=True)  # L⁻¹ (W(a) − G_a)ᵀ
-        factor = tf.reshape(tf.transpose(whitened, [0, 2, 1]), [batch, queries, self.num_dims, self.num_factors])
-        return FactorPredictive(mean, solve.gaussian_variance, factor)
+        context_loadings = tf.gather(self.prior_loadings, context_poses)  # [B, n, D, r]
+        return factor_predictive(self, tf.convert_to_tensor(context_z, self.dtype), context_poses, query_poses,
+                                 tf.gather(self.prior_atlas, context_poses), tf.gather(self.prior_atlas, query_poses),
+                                 context_loadings, tf.gather(self.prior_loadings, query_poses))
 
     def summary(self) -> dict[str, float]:
         """The pose-kernel figures and the RMS of the loadings."""
@@ -138,3 +123,27 @@ class LatentFactorProcess(PoseKernelProcess):
         if residual_variance is not None:
             scale = np.sqrt(np.maximum(np.asarray(residual_variance, np.float64), 1e-4))
             self.prior_var.assign(tf.constant([softplus_inverse(float(s)) for s in scale], self.dtype))
+
+
+def factor_predictive(kernel: PoseKernelProcess, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
+                      context_mean: tf.Tensor, query_mean: tf.Tensor, context_loadings: tf.Tensor,
+                      query_loadings: tf.Tensor) -> FactorPredictive:
+    """The Woodbury predictive of the module docstring under ``kernel``'s Gaussian pose kernel, for given prior
+    means μ(b) [B, n, D], μ(a) [B, Q, D] and loadings W(b) [B, n, D, r], W(a) [B, Q, D, r] (one set per
+    sequence: the population process's loadings differ between subjects)."""
+    v, r = kernel.variance, tf.shape(query_loadings)[-1]
+    if context_z.shape[1] == 0:
+        return FactorPredictive(query_mean, tf.zeros_like(query_mean) + v * (1.0 + kernel.nugget), query_loadings)
+    solve = kernel._solve(context_z - context_mean, context_poses, query_poses)
+    context_loadings = tf.transpose(context_loadings, [0, 2, 1, 3])  # W_b, [B, D, n, r]
+    scaled = tf.linalg.cholesky_solve(solve.chol, context_loadings) / v[None, :, None, None]  # K_d⁻¹ W_b,d
+    eye = tf.eye(r, dtype=kernel.dtype)
+    chol_a = tf.linalg.cholesky(eye + tf.einsum("bdnr,bdns->brs", context_loadings, scaled))  # A = L Lᵀ
+    code = tf.linalg.cholesky_solve(chol_a, tf.einsum("bdnr,bdn->br", scaled, solve.residual)[..., None])[..., 0]  # û
+    unexplained = query_loadings - tf.einsum("bdnq,bdnr->bqdr", solve.weights, context_loadings)  # W(a) − G_a
+    mean = query_mean + solve.interpolated + tf.einsum("bqdr,br->bqd", unexplained, code)
+    batch, queries = tf.shape(unexplained)[0], tf.shape(unexplained)[1]
+    flat = tf.reshape(unexplained, [batch, -1, r])  # [B, Q·D, r]
+    whitened = tf.linalg.triangular_solve(chol_a, tf.transpose(flat, [0, 2, 1]), lower=True)  # L⁻¹ (W(a) − G_a)ᵀ
+    factor = tf.reshape(tf.transpose(whitened, [0, 2, 1]), [batch, queries, kernel.num_dims, r])
+    return FactorPredictive(mean, solve.gaussian_variance, factor)

@@ -121,9 +121,9 @@ class PoseKernelProcess(Process):
         same = tf.cast(tf.equal(a[..., 0], b[..., 0]), self.dtype)
         return rho + (1.0 - rho) * kernel.apply(a, b) + self.nugget * same
 
-    def _solve(self, context_z: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> _KernelSolve:
-        """The per-dimension kernel solves shared by the predictives (n >= 1 contexts)."""
-        residual = context_z - tf.gather(self.prior_atlas, context_poses)  # e_b, [B, n, D]
+    def _solve(self, residual: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor) -> _KernelSolve:
+        """The per-dimension kernel solves shared by the predictives (n >= 1 contexts), from the contexts'
+        residuals e_b = z_b − (their prior mean), [B, n, D]."""
         chol = tf.linalg.cholesky(self.relative_covariance(context_poses, context_poses))  # [B, D, n, n]
         cross = self.relative_covariance(context_poses, query_poses)  # r_ba, [B, D, n, Q]
         residual_t = tf.transpose(residual, [0, 2, 1])[..., None]  # [B, D, n, 1]
@@ -151,7 +151,7 @@ class PoseKernelProcess(Process):
         if context_z.shape[1] == 0:
             variance = tf.zeros_like(prior_mean) + v * (1.0 + self.nugget)
             return Predictive(prior_mean, variance, None if df0 is None else df0 + tf.zeros_like(v))
-        solve = self._solve(context_z, context_poses, query_poses)
+        solve = self._solve(context_z - tf.gather(self.prior_atlas, context_poses), context_poses, query_poses)
         mean = prior_mean + solve.interpolated
         if df0 is None:
             return Predictive(mean, solve.gaussian_variance, None)

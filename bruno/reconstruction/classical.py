@@ -34,7 +34,8 @@ from bruno.baselines import GaussianVolumeModel, gp_residual, linear_interpolati
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
-from bruno.reconstruction.method import Method, Result, Source
+from bruno.metrics import bits_per_dim
+from bruno.reconstruction.method import Method, Result, Source, dequantised
 from bruno.reconstruction.tuning import SEARCH_KS, can_search, stored_settings, val_score
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "PCAGP", "RANKS", "RHOS", "Atlas", "AtlasGP", "GaussianConditional",
@@ -104,6 +105,10 @@ class GaussianConditional(_Classical):
         posterior = self.model.condition(images, contexts, variance=with_std)
         samples = self.model.sample(images, contexts, num_samples, seed) if num_samples else None
         return Result(posterior.mean, np.sqrt(posterior.variance) if with_std else None, samples, list(contexts))
+
+    def conditional_nll(self, images: np.ndarray, contexts: Sequence[int], seed: int = 0) -> np.ndarray:
+        noisy = dequantised(images, seed)
+        return -bits_per_dim(self.model.slice_log_density(noisy, contexts), noisy[0].size)
 
 
 class ResidualInterpolation(_Classical):

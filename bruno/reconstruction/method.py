@@ -20,7 +20,7 @@ from bruno.data.table import SliceTable
 if TYPE_CHECKING:  # a type only: classical methods must not load TensorFlow
     from bruno.models import SequenceModel
 
-__all__ = ["Method", "Result", "Source"]
+__all__ = ["Method", "Result", "Source", "dequantised"]
 
 
 class Result(NamedTuple):
@@ -111,3 +111,15 @@ class Method(ABC):
             seed: seed of the draws.
             with_std: False skips a standard deviation that costs extra.
         """
+
+    def conditional_nll(self, images: np.ndarray, contexts: Sequence[int], seed: int = 0) -> Optional[np.ndarray]:
+        """float [N − k]: −log₂ p(x_q + ε | the acquired slices) / (H·W) for each other pose q, in pose order, each slice
+        under its own predictive (SPEC §10), ε ~ U(0, 1) the dequantisation (:func:`dequantised`, from ``seed``);
+        None when the method has no exact density (the default)."""
+        return None
+
+
+def dequantised(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """float64 ``images`` [N, H, W] (0..255) plus U(0, 1) noise drawn from ``seed``: the continuous values a density scores."""
+    images = np.asarray(images, np.float64)
+    return images + np.random.default_rng(seed).random(images.shape)

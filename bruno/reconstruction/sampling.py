@@ -21,9 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from bruno.errors import ConfigError
+from bruno.metrics import bits_per_dim
 from bruno.models import SequenceModel
 from bruno.reconstruction.contexts import check_contexts
-from bruno.reconstruction.method import Method, Result, Source
+from bruno.reconstruction.method import Method, Result, Source, dequantised
 
 __all__ = ["ModelSampling", "sample_volume"]
 
@@ -93,3 +94,19 @@ class ModelSampling(Method):
     def reconstruct(self, images: np.ndarray, contexts: Sequence[int], num_samples: int = 0, seed: int = 0,
                     with_std: bool = True, progress: bool = False) -> Result:
         return sample_volume(self.model, images, contexts, num_samples, seed, progress, keep_contexts=self.keep_contexts)
+
+    def conditional_nll(self, images: np.ndarray, contexts: Sequence[int], seed: int = 0) -> Optional[np.ndarray]:
+        """Each other pose q scored as the one target of the sequence (acquired slices, q): the flow's log-det plus the
+        process's predictive log-density (None for a model whose ``log_prob`` is only a bound: the GQN, the C-VAE)."""
+        if not self.model.exact_log_prob:
+            return None
+        contexts = check_contexts(contexts, self.model.num_poses)
+        noisy = dequantised(images, seed).astype(np.float32)
+        targets = [q for q in range(self.model.num_poses) if q not in contexts]
+        if not targets:
+            return np.zeros(0)
+        order = np.array([[*contexts, q] for q in targets])  # [N − k, k + 1]
+        one_hot = np.eye(self.model.num_poses, dtype=np.float32)
+        nats = [self.model.log_prob(tf.constant(noisy[chunk][..., None]), tf.constant(one_hot[chunk]), len(contexts)).log_prob
+                for chunk in np.array_split(order, -(-len(order) // 32))]  # at most 32 sequences at once
+        return -bits_per_dim(np.concatenate([n.numpy()[:, 0] for n in nats]).astype(np.float64), self.model.num_dims)

@@ -8,7 +8,8 @@ Semantics (upstream ``config_conditional/train.py``):
 
 * step 0 runs the data-dependent initialisation on the first batch (or, with ``train.init_from``,
   copies a trained run's flow: fine-tuning) and takes no gradient step; a latent factor process is
-  then initialised by a PCA of the train split's latents;
+  then initialised by a PCA of the train split's latents, a population process's bank filled with them (each
+  step then tells the model its sequences' train subjects, so the bank leaves them out and takes their latents);
   steps 1..max_steps each draw a fresh batch of B sequences of T slices;
 * loss = −mean over the B·(T − n_c) targets of [log p(z_t | contexts) + J_t] (nats per image),
   reported as bits/dim = loss/(D·ln 2);
@@ -56,13 +57,11 @@ from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.errors import DataFileError, RunDirError, TrainingDiverged, WorkerLost
-from bruno.models import ConditionalBruno, bits_per_dim
-from bruno.models.encoder import SliceEncoder
+from bruno.models import bits_per_dim
 from bruno.precision import require_gpu
-from bruno.processes import LatentFactorProcess
-from bruno.processes.latent_factor_init import initialize_latent_factors
 from bruno.runs import make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
+from bruno.training.process_init import bank_rows, initialize_process
 from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
@@ -109,6 +108,7 @@ class Trainer:
             raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
         self.sampler = SequenceSampler(table, "train", train.batch_size, train.seq_len, train.seed,
                                        shard=(self.role.task_index, self.role.num_workers))
+        self._bank_rows = bank_rows(table)  # a population process's row of each volume
         val_split = "val" if len(table.volumes_in("val")) else None
         if val_split is None:
             logger.warning("%s has no validation volumes: no validation NLL, the best checkpoint is the latest", table.path)
@@ -138,9 +138,12 @@ class Trainer:
             check_init_source(config, train.init_from)
 
     def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
-                    num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``)."""
-        return self.update.compiled(num_context, self.config.train.jit_compile)(images, poses, learning_rate, process_scale)
+                    num_context: int, subjects: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``); ``subjects``: the bank rows
+        of the sequences, for a model that :attr:`~bruno.models.SequenceModel.uses_subjects`."""
+        extra = {} if subjects is None else {"subjects": subjects}
+        return self.update.compiled(num_context, self.config.train.jit_compile)(images, poses, learning_rate,
+                                                                                 process_scale, **extra)
 
     def validate(self) -> float:
         """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""
@@ -206,13 +209,7 @@ class Trainer:
         else:
             source_step = copy_trained_flow(self.model, self.config, init_from)  # type: ignore[arg-type]
             logger.info("step 0: flow, pose embedding and process copied from %s (step %d)", init_from, source_step)
-        if isinstance(self.model, ConditionalBruno) and isinstance(self.model.process, LatentFactorProcess):
-            # Dequantised by uniform noise drawn from the run's seed, as in training.
-            rng = np.random.default_rng(self.config.train.seed)
-            latents = SliceEncoder(self.model).volumes(self.table, "train", self.progress, rng)
-            if len(latents) < 2:
-                raise DataFileError(f"{self.table.path}: the latent factor init needs >= 2 train volumes, found {len(latents)}")
-            initialize_latent_factors(self.model.process, latents, self.validate, init_from is None)
+        initialize_process(self.model, self.table, self.config.train.seed, self.validate, init_from is None, self.progress)
         self.step.assign(0)
 
     def _validate_and_keep_best(self, step: int) -> float:
@@ -290,9 +287,10 @@ class Trainer:
                 rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
                 scale = process_grad_scale(step, train.process_grad_schedule)
                 self.model.set_step(step)
+                subjects = tf.constant(self._bank_rows[batch["volume"]]) if self.model.uses_subjects else None
                 loss_t, _ = self._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]),
                                              tf.constant(rate, tf.float32), tf.constant(scale, tf.float32),
-                                             num_context_at(step, train))
+                                             num_context_at(step, train), subjects)
                 loss = float(loss_t)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint is "

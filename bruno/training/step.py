@@ -47,14 +47,18 @@ class UpdateStep:
         self._rate_scales = [train.process_learning_rate_scale if p else 1.0 for p in self._is_process]
         self._compiled: dict[tuple[int, bool], Any] = {}
 
-    def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """Mean target log-probability (nats per image) and bits/dim of a batch."""
-        result = self.model.log_prob(images, poses, num_context)
+    def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int,
+                      subjects: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Mean target log-probability (nats per image) and bits/dim of a batch (``subjects``: each sequence's
+        training subject, for a model that :attr:`~bruno.models.SequenceModel.uses_subjects`)."""
+        extra = {} if subjects is None else {"subjects": subjects}
+        result = self.model.log_prob(images, poses, num_context, **extra)
         return tf.reduce_mean(result.log_prob), result.bits_per_dim
 
-    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+    def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int,
+                           subjects: Optional[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
         with tf.GradientTape() as tape:
-            mean_log_prob, bits = self.mean_log_prob(images, poses, num_context)
+            mean_log_prob, bits = self.mean_log_prob(images, poses, num_context, subjects)
             loss = -mean_log_prob
             scaled = loss if self.loss_scale is None else loss * self.loss_scale.scale
         gradients = [tf.zeros_like(v) if g is None else g for g, v in zip(tape.gradient(scaled, self.variables), self.variables)]
@@ -63,9 +67,9 @@ class UpdateStep:
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, (loss, bits, gradients))
 
     def __call__(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
-                 num_context: int) -> tuple[tf.Tensor, tf.Tensor]:
+                 num_context: int, subjects: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
         """One update (eager unless called through :meth:`compiled`) on this worker's rows of the batch; returns
-        the (loss, bits/dim) of the whole global batch."""
+        the (loss, bits/dim) of the whole global batch. ``subjects``: as :meth:`mean_log_prob`."""
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
 
@@ -78,7 +82,8 @@ class UpdateStep:
                 return values[local * size:(local + 1) * size]
             return strategy.experimental_distribute_values_from_function(rows)
 
-        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context))
+        per_replica = strategy.run(self._replica_gradients,
+                                   args=(shard(images), shard(poses), num_context, None if subjects is None else shard(subjects)))
         loss, bits, gradients = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
         gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
         if self.loss_scale is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal
 
 from bruno.baselines.gaussian import GaussianVolumeModel
 from bruno.baselines.kernels import matern32, residual_weights
@@ -51,6 +52,24 @@ def test_gaussian_conditional_matches_the_dense_oracle(rank: int, noise: float) 
         np.testing.assert_allclose(posterior.mean, mean, rtol=1e-8)
         np.testing.assert_allclose(posterior.variance, var, rtol=1e-8, atol=1e-9)
         assert model.condition(subject, contexts, variance=False).variance is None
+
+
+@pytest.mark.parametrize("rank, noise", [(3, 4.0), (8, 50.0), (5, 1000.0)])
+def test_gaussian_slice_log_density_matches_the_dense_oracle(rank: int, noise: float) -> None:
+    model = GaussianVolumeModel.fit(_volumes(), rank, noise)
+    subject = _volumes(1, seed=7)[0]
+    n = model.mean.size
+    cov = model.loadings @ model.loadings.T + noise * np.eye(n)
+    index = np.arange(n).reshape(model.mean.shape)
+    for contexts in ([1], [0, 3], [2, 1]):
+        o = index[sorted(contexts)].ravel()
+        expected = []
+        for q in (q for q in range(POSES) if q not in contexts):
+            t = index[q].ravel()
+            gain = cov[np.ix_(t, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
+            mean = model.mean.ravel()[t] + gain @ (subject.ravel()[o] - model.mean.ravel()[o])
+            expected.append(multivariate_normal(mean, cov[np.ix_(t, t)] - gain @ cov[np.ix_(o, t)]).logpdf(subject.ravel()[t]))
+        np.testing.assert_allclose(model.slice_log_density(subject, contexts), expected, rtol=1e-8)
 
 
 def test_gaussian_model_limits_and_fit() -> None:

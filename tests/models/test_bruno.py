@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from bruno.config import FlowConfig, ModelConfig, ProcessConfig
 from bruno.models import ConditionalBruno
+from bruno.reconstruction import ModelSampling
+from bruno.reconstruction.method import dequantised
 from tests.flows.test_coupling import randomise
 
 TINY = ModelConfig(flow=FlowConfig(num_scales=2, num_filters=8, num_residual_blocks=1, num_dense_couplings=2, dense_units=16,
@@ -46,6 +48,19 @@ def test_log_prob_shapes_and_definition(model: ConditionalBruno) -> None:
     assert unconditional.log_prob.shape == (3, 5)
     np.testing.assert_allclose(unconditional.log_prob.numpy()[:, 0],
                                (model.process.prior_log_prob(z[:, 0]) + log_det[:, 0]).numpy(), rtol=1e-6)
+
+
+def test_conditional_nll_scores_each_other_pose_alone_given_the_contexts(model: ConditionalBruno) -> None:
+    images = np.random.default_rng(5).integers(20, 230, (POSES, SIZE, SIZE)).astype(np.float64)
+    nll = ModelSampling(model).conditional_nll(images, [4, 1], seed=3)
+    noisy, one_hot = dequantised(images, 3).astype(np.float32), np.eye(POSES, dtype=np.float32)
+    expected = []
+    for q in (0, 2, 3, 5):
+        order = [1, 4, q]
+        log_prob = model.log_prob(tf.constant(noisy[order][None, ..., None]), tf.constant(one_hot[order][None]), 2).log_prob
+        expected.append(-float(log_prob[0, 0]) / (SIZE * SIZE * math.log(2)))
+    np.testing.assert_allclose(nll, expected, rtol=1e-5)
+    assert ModelSampling(model).conditional_nll(images, range(POSES)).shape == (0,)
 
 
 def test_contexts_are_exchangeable(model: ConditionalBruno) -> None:
@@ -130,7 +145,9 @@ def test_every_config_builds_a_model() -> None:
         model = ConditionalBruno.from_config(config)
         assert model.num_dims == config.data.image_size ** 2 and model.num_poses == config.data.num_poses
         expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process.kind]
-        kernel = "LatentFactorProcess" if config.model.process.latent_factors else "PoseKernelProcess"
+        process = config.model.process
+        kernel = ("PopulationProcess" if process.population else
+                  "LatentFactorProcess" if process.latent_factors else "PoseKernelProcess")
         assert type(model.process).__name__ == (kernel if config.model.process.pose_kernel else expected)
     for name in ("adni", "thorax_ct", "fetal"):  # the paper's configs stay faithful
         assert load_config(REPO / f"config_rnn/{name}.yaml").model.process.pose_kernel is None

@@ -12,6 +12,7 @@ from bruno.config import CVAEConfig, GQNConfig, ModelConfig, load_config, overri
 from bruno.errors import ConfigError
 from bruno.models import ConditionalVAE, GenerativeQueryNetwork
 from bruno.models.gqn import pixel_sigma_at
+from bruno.reconstruction import ModelSampling
 from bruno.runs import make_deterministic, restore_model
 from bruno.training import Trainer
 from bruno.training.optimizers import make_optimizer
@@ -58,6 +59,8 @@ def test_shapes_ranges_and_seeds(model: GenerativeQueryNetwork | ConditionalVAE)
     assert prior.images.shape == (2, 2, POSES, SIZE, SIZE, 1)
     with pytest.raises(ValueError, match=r"num_context=5, expected an integer in \[0, T\) with T=5"):
         model.log_prob(images, poses, 5)
+    # its log_prob is a bound, not a density: no conditional NLL in the forecast tables
+    assert ModelSampling(model).conditional_nll(np.full((POSES, SIZE, SIZE), 100.0), [1, 3]) is None
     with pytest.raises(ValueError, match=r"poses: shape \(2, 5, 7\), expected \[2, 5, 8\]"):
         model.log_prob(images, poses[..., :7], 3)
 

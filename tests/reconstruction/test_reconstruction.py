@@ -167,8 +167,17 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert "| Gaussian volume model (PCA, r = " in report and "Gaussian volume model + GP residual (ℓ = " in report
     assert "| BRUNO, mean image | SSIM | " in report  # paired against the best baseline per k
     assert json.loads((evaluation / "results.json").read_text())["table"]["pca_gp"]["3"]["psnr"] > 0
-    for name in ("results.csv", "results.json", "ssim_curves.png", "montage.png"):
+    for name in ("results.csv", "results.json", "ssim_curves.png", "reliability.png", "montage.png"):
         assert (evaluation / name).stat().st_size > 100
+    forecast = json.loads((evaluation / "results.json").read_text())["forecast"]
+    assert sorted(forecast) == ["bruno_samples", "pca_gaussian", "pca_samples"]  # the methods with a distribution
+    for row, cells in forecast.items():
+        for k, cell in cells.items():
+            assert len(cell["coverage"]) == 10 and all(0 <= c <= 1 for c in cell["coverage"]) and cell["crps"] > 0, (row, k)
+            assert np.all(np.diff(cell["coverage"]) >= 0), (row, k)  # wider intervals cover at least as much
+    assert 0 < forecast["bruno_samples"]["3"]["nll"] < 16 and 0 < forecast["pca_gaussian"]["3"]["nll"] < 16  # bits/dim
+    assert math.isnan(forecast["pca_samples"]["3"]["nll"])  # the density's NLL sits on its closed-form row
+    assert "### CRPS (grey levels)" in report and "| BRUNO, 2 samples |" in report
     assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,3", "--out", str(evaluation)),
                           r"results\.md: output file exists")
 

@@ -5,9 +5,8 @@ import json
 import math
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from bruno.experiments.benchmark import graph_flops

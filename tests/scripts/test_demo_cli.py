@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import nibabel as nib
 import numpy as np
+import pytest
 
 from tests.conftest import assert_one_line_error, run_script
 

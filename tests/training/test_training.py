@@ -400,6 +400,33 @@ def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_pat
         trainer(override(config, "model.flow", num_filters=16), tmp_path / "bad2", **settings)._initialize()
 
 
+def test_a_population_run_fills_its_bank_trains_on_it_and_restores_it(tiny: Config, tmp_path: Path) -> None:
+    """SPEC §9.4: step 0 encodes the 4 train volumes into the bank; each step writes its sequences' latents at
+    (their train subject, pose) and leaves that subject out; the bank is saved and restored with the checkpoint."""
+    config = override(tiny, "model.process", pose_kernel="matern32", kind="gaussian", population=True)
+    run = trainer(config, tmp_path / "run", num_context_min=1, process_grad_schedule={0: 1.0}, log_every=1)
+    run._initialize()
+    bank = run.model.process.population_bank.numpy().copy()
+    train = run.table.volumes_in("train")
+    assert bank.shape == (len(train), 8, 256) and np.all(np.isfinite(bank))
+    state = run.sampler.state
+    batch = run.sampler.next_batch()  # the batch step 1 will draw
+    run.sampler.state = state
+    result = run.train(max_steps=1)
+    assert math.isfinite(result.train_loss) and math.isfinite(result.best_val_loss)
+    written = run.model.process.population_bank.numpy()
+    changed = np.argwhere(np.any(written != bank, axis=-1))
+    rows = {(int(np.searchsorted(train, v)), int(np.argmax(p))) for v, seq in zip(batch["volume"], batch["poses"]) for p in seq}
+    assert {tuple(map(int, c)) for c in changed} == rows
+    restored, _, step = restore_model(str(tmp_path / "run"), "latest")
+    assert step == 1 and restored.uses_subjects
+    np.testing.assert_array_equal(restored.process.population_bank.numpy(), written)
+    few = override(config, "data", output=str(tmp_path / "few.h5"))
+    few = override(few, "data.split", train=0.25, val=0.25, test=0.5)
+    with pytest.raises(DataFileError, match=r"few\.h5: model\.process needs >= 3 train volumes, found 2"):
+        trainer(few, tmp_path / "few", num_context_min=1)._initialize()
+
+
 def test_a_run_checkpointed_before_the_training_package_split_still_restores() -> None:
     """tests/fixtures/tiny_run_v1: tiny.yaml trained 20 steps (seed 0) by the code before issue 19, saved model-only;
     the log-probabilities of a fixed batch were recorded then."""

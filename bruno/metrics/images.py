@@ -1,4 +1,4 @@
-"""Scores of reconstructions: per-slice SSIM / CC and per-volume PSNR (SPEC §5.3); numpy only.
+"""Scores of mean images: per-slice SSIM / CC and per-volume PSNR (SPEC §5.3); numpy only.
 
 SSIM is scikit-image's ``structural_similarity`` on 2D slices scaled to [0, 1] with
 ``data_range=1.0`` (its default 7×7 window; Wang et al., 2004). CC is the Pearson correlation of
