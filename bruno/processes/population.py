@@ -61,11 +61,6 @@ class PopulationProcess(PoseKernelProcess):
         """c = softplus(``prior_shrinkage``)."""
         return tf.nn.softplus(self.prior_shrinkage)
 
-    @property
-    def bank_size(self) -> int:
-        """V, the number of subjects in the bank (0 before :meth:`fill`)."""
-        return int(self.population_bank.shape[0] or tf.shape(self.population_bank)[0])
-
     def warm_start_variables(self) -> dict[str, tf.Variable]:
         return {role: variable for role, variable in super().warm_start_variables().items() if role != "atlas"}
 
