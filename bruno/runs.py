@@ -27,6 +27,8 @@ from bruno.config import Config, parse_config
 from bruno.errors import ConfigError, RunDirError
 from bruno.models import MODEL_KINDS, SequenceModel
 from bruno.precision import compute_policy
+from bruno.processes import PopulationProcess
+from bruno.processes.population_state import apply_population_state
 
 __all__ = [
     "checkpoint_step",
@@ -89,10 +91,12 @@ def make_model(config: Config, precision: Optional[str] = None) -> SequenceModel
         return MODEL_KINDS[config.model.kind].from_config(config)
 
 
-def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Config, int]:
-    """The model of a run from its ``best`` or ``latest`` checkpoint, every variable restored.
+def restore_model(run_dir: str, which: str = "best", population_state: bool = True) -> tuple[SequenceModel, Config, int]:
+    """The model of a run from its ``best`` or ``latest`` checkpoint, every variable restored (a population
+    process from the best checkpoint also gets its stored test-time bank and c: :mod:`bruno.processes.population_state`).
 
     A run without a best checkpoint (no validation yet) gives its latest, with a warning.
+    ``population_state=False``: the best checkpoint as trained (what makes the test-time state).
 
     Returns:
         (model, config, step of the checkpoint).
@@ -104,6 +108,7 @@ def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Con
     config = load_run_config(run_dir)
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     path = tf.train.latest_checkpoint(os.path.join(run_dir, "best")) if which == "best" else latest
+    from_best = path is not None and which == "best"
     if path is None and which == "best" and latest is not None:
         logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run_dir, checkpoint_step(latest))
         path = latest
@@ -114,6 +119,9 @@ def restore_model(run_dir: str, which: str = "best") -> tuple[SequenceModel, Con
     model.build()
     step = tf.Variable(-1, dtype=tf.int64)
     restore_checkpoint(tf.train.Checkpoint(model=model, step=step), path, model)
+    process = getattr(model, "process", None)
+    if isinstance(process, PopulationProcess) and from_best and population_state:
+        apply_population_state(process, run_dir, int(step))
     return model, config, int(step)
 
 

@@ -8,7 +8,9 @@ The phantom table is generated if missing; NIfTI experiments need scripts/prepro
 Where it runs (--strategy): one device (default), the GPUs of this machine (mirrored, or --gpus N),
 or several worker processes (multiworker: each worker runs this same command with its own TF_CONFIG;
 scripts/launch_workers.py starts local ones). train.batch_size is the global batch, split across all
-replicas of all workers; only worker 0 writes RUN_DIR.
+replicas of all workers; only worker 0 writes RUN_DIR. A population run (model.process.population) ends by
+encoding the train split again into its bank and choosing its shrinkage c on val (RUN_DIR/population.npz, .json);
+--resume at the step reached does only that.
 
 Examples:
     python scripts/train.py config_rnn/phantom.yaml
@@ -20,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 from _cli import make_parser, run
@@ -57,9 +60,13 @@ def main() -> None:
     make_deterministic(config.train.seed)
     trainer = open_run(config, run_dir, args.resume, args.overwrite, strategy, progress=not args.no_progress)
     result = trainer.train()
-    logger.info("step %d: train %.4f bits/dim, best val %.4f bits/dim, %.0f s (%.1f images/s); checkpoints in %s", result.step,
-                trainer.bits_per_dim(result.train_loss), trainer.bits_per_dim(result.best_val_loss), result.seconds,
-                result.images_per_second, run_dir)
+    if math.isnan(result.train_loss):  # resumed at the step it had reached: nothing trained
+        logger.info("step %d: nothing left to train, best val %.4f bits/dim; checkpoints in %s", result.step,
+                    trainer.bits_per_dim(result.best_val_loss), run_dir)
+    else:
+        logger.info("step %d: train %.4f bits/dim, best val %.4f bits/dim, %.0f s (%.1f images/s); checkpoints in %s", result.step,
+                    trainer.bits_per_dim(result.train_loss), trainer.bits_per_dim(result.best_val_loss), result.seconds,
+                    result.images_per_second, run_dir)
 
 if __name__ == "__main__":
     run(main)

@@ -61,6 +61,12 @@ class PopulationProcess(PoseKernelProcess):
         """c = softplus(``prior_shrinkage``)."""
         return tf.nn.softplus(self.prior_shrinkage)
 
+    def set_shrinkage(self, value: float) -> None:
+        """Set c (> 0): the val-chosen test-time value (:mod:`bruno.processes.population_state`)."""
+        if not value > 0:
+            raise ValueError(f"shrinkage {value!r}: expected > 0")
+        self.prior_shrinkage.assign(softplus_inverse(value))
+
     def warm_start_variables(self) -> dict[str, tf.Variable]:
         return {role: variable for role, variable in super().warm_start_variables().items() if role != "atlas"}
 

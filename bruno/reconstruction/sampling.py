@@ -26,7 +26,7 @@ from bruno.models import SequenceModel
 from bruno.reconstruction.contexts import check_contexts
 from bruno.reconstruction.method import Method, Result, Source, dequantised
 
-__all__ = ["ModelSampling", "sample_volume"]
+__all__ = ["ModelSampling", "decoded_mean", "sample_volume"]
 
 
 def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], num_samples: int,
@@ -48,15 +48,9 @@ def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[i
     Raises:
         ConfigError: ``num_samples`` < 1, or contexts out of range / repeated.
     """
-    num_poses = model.num_poses
     if num_samples < 1:
         raise ConfigError(f"num_samples={num_samples}: expected >= 1")
-    contexts = check_contexts(contexts, num_poses)
-    rng = np.random.default_rng(seed)
-    size = model.image_size
-    context_images = np.asarray(images, np.float32)[contexts] + rng.random((len(contexts), size, size), dtype=np.float32)
-    one_hot = np.eye(num_poses, dtype=np.float32)
-    arguments = (tf.constant(context_images[None, ..., None]), tf.constant(one_hot[contexts][None]), tf.constant(one_hot[None]))
+    contexts, arguments = _conditioning(model, images, contexts, seed)
     result = model.sample(*arguments, num_samples, seed=seed, decode_batch_size=decode_batch_size, progress=progress)
     samples = np.clip(result.images.numpy()[:, 0, ..., 0] - 0.5, 0.0, 255.0)  # [S, N, H, W]
     decoded = np.clip(model.decode_predictive_mean(*arguments, decode_batch_size).numpy()[0, ..., 0] - 0.5, 0.0, 255.0)
@@ -65,6 +59,28 @@ def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[i
         samples[:, contexts] = acquired
         decoded[contexts] = acquired
     return Result(samples.mean(0), samples.std(0), samples, list(contexts), decoded)
+
+
+def decoded_mean(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], seed: int = 0,
+                 decode_batch_size: int = 512) -> np.ndarray:
+    """float [N, H, W]: :func:`sample_volume`'s decoded predictive mean alone (no samples), acquired slices kept as the
+    model's ``model.keep_contexts`` says."""
+    contexts, arguments = _conditioning(model, images, contexts, seed)
+    decoded = np.clip(model.decode_predictive_mean(*arguments, decode_batch_size).numpy()[0, ..., 0] - 0.5, 0.0, 255.0)
+    if model.config.keep_contexts:
+        decoded[contexts] = np.asarray(images, np.float32)[contexts]
+    return decoded
+
+
+def _conditioning(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], seed: int) -> tuple[list[int], tuple]:
+    """The checked contexts and the model's (context images, context poses, every pose) for one subject, the
+    context pixels dequantised by uniform noise from ``seed``."""
+    num_poses, size = model.num_poses, model.image_size
+    contexts = check_contexts(contexts, num_poses)
+    noise = np.random.default_rng(seed).random((len(contexts), size, size), dtype=np.float32)
+    context_images = np.asarray(images, np.float32)[contexts] + noise
+    one_hot = np.eye(num_poses, dtype=np.float32)
+    return contexts, (tf.constant(context_images[None, ..., None]), tf.constant(one_hot[contexts][None]), tf.constant(one_hot[None]))
 
 
 class ModelSampling(Method):

@@ -61,6 +61,7 @@ from bruno.models import bits_per_dim
 from bruno.precision import require_gpu
 from bruno.runs import make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
+from bruno.training.population_final import finalize_population
 from bruno.training.process_init import bank_rows, initialize_process
 from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
@@ -228,6 +229,7 @@ class Trainer:
         SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end training at the end of the step they
         arrive in: a checkpoint of that step is written, then :class:`TrainingInterrupted` is raised,
         and ``--resume`` continues as if nothing had happened. A second signal stops at once.
+        A population run then makes its test-time bank and c (:mod:`bruno.training.population_final`).
 
         Raises:
             TrainingDiverged: the loss became NaN or Inf (the last good checkpoint stays).
@@ -248,6 +250,8 @@ class Trainer:
         if not self.val_batches and self.manager.latest_checkpoint:
             self.best_manager.save(checkpoint_number=int(self.step.numpy()))
         remove_scratch(self.run_dir, self.role)
+        if self.role.is_chief:
+            finalize_population(self.run_dir, self.table, self.progress)
         rate, train = math.nan, self.config.train
         if len(self._step_ends) == 2:
             (first, start), (end, stop_time) = self._step_ends

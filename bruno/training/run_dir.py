@@ -43,7 +43,8 @@ def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -
 
     Raises:
         RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; ``resume``
-            without a checkpoint, of a different experiment, or to a step the run has already reached.
+            without a checkpoint, of a different experiment, or to a step the run has already passed (resuming at
+            the step reached trains nothing but finishes the run: a population run makes its test-time state).
     """
     reached = latest_step(run_dir)
     if resume:
@@ -56,7 +57,7 @@ def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -
         difference = _first_difference(previous, here)
         if difference:
             raise RunDirError(f"{run_dir}: holds a different experiment, {difference}; use another --run-dir")
-        if config.train.max_steps <= reached:
+        if config.train.max_steps < reached:
             raise RunDirError(f"{run_dir}: --resume to max_steps={config.train.max_steps}, but the run is already at step "
                               f"{reached}; pass a larger --max-steps")
         return

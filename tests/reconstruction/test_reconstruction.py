@@ -17,6 +17,7 @@ from bruno.errors import ConfigError
 from bruno.experiments.sample_budget import cheapest_within
 from bruno.metrics import cross_correlation, psnr, slice_scores, ssim
 from bruno.reconstruction import evenly_spread, fetal_contexts, sample_volume, write_volume
+from bruno.reconstruction.sampling import decoded_mean
 from bruno.runs import restore_model
 from bruno.training.run_dir import prepare_run_dir
 from tests.conftest import REPO, assert_one_line_error, head_like, run_script, train_tiny_run, write_nifti
@@ -108,6 +109,7 @@ def test_reconstruct_shapes_and_seeds(run_dir: Path) -> None:
     np.testing.assert_allclose(sample_volume(model, images, [2, 5], 3, seed=1, progress=False).samples, a.samples, atol=1e-3)
     assert not np.allclose(sample_volume(model, images, [2, 5], 3, seed=2, progress=False).samples, a.samples)
     assert a.decoded_mean.shape == (8, 16, 16) and 0 <= a.decoded_mean.min() and a.decoded_mean.max() <= 255
+    np.testing.assert_allclose(decoded_mean(model, images, [2, 5], seed=1), a.decoded_mean, atol=1e-3)  # without samples
     assert not np.allclose(a.samples[:, 2], images[2])  # the tiny model does not reproduce its contexts...
     kept = sample_volume(model, images, [2, 5], 3, seed=1, progress=False, keep_contexts=True)
     for stack in (kept.mean, kept.decoded_mean, *kept.samples):  # ...with keep_contexts the acquired slices come back unchanged

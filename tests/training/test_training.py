@@ -18,9 +18,13 @@ import tensorflow as tf
 
 from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
+from bruno.data.table import SliceTable
+from bruno.models.encoder import SliceEncoder
+from bruno.processes.population_state import read_population_state, write_population_state
 from bruno.runs import iterate_metrics, load_run_config, restore_model
 from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
+from bruno.training.population_final import SHRINKAGES, finalize_population
 from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
@@ -248,6 +252,9 @@ def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match=r"run: holds a different experiment, train\.learning_rate \(0\.001 there, 0\.5 here\)"):
         prepare_run_dir(str(run_dir), other, resume=True, overwrite=False)
     prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=50), resume=True, overwrite=False)  # longer is fine
+    prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=2), resume=True, overwrite=False)  # finishes the run
+    with pytest.raises(RunDirError, match=r"run: --resume to max_steps=1, but the run is already at step 2"):
+        prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=1), resume=True, overwrite=False)
     prepare_run_dir(str(run_dir), other, resume=False, overwrite=True)
     assert not (run_dir / "checkpoints").exists() and "learning_rate: 0.5" in (run_dir / "config.yaml").read_text()
 
@@ -421,10 +428,35 @@ def test_a_population_run_fills_its_bank_trains_on_it_and_restores_it(tiny: Conf
     restored, _, step = restore_model(str(tmp_path / "run"), "latest")
     assert step == 1 and restored.uses_subjects
     np.testing.assert_array_equal(restored.process.population_bank.numpy(), written)
+    check_test_time_state(tmp_path / "run", run.table)
     few = override(config, "data", output=str(tmp_path / "few.h5"))
     few = override(few, "data.split", train=0.25, val=0.25, test=0.5)
     with pytest.raises(DataFileError, match=r"few\.h5: model\.process needs >= 3 train volumes, found 2"):
         trainer(few, tmp_path / "few", num_context_min=1)._initialize()
+
+
+def check_test_time_state(run_dir: Path, table: SliceTable) -> None:
+    """The end of a population run: the best flow encodes the train split again into the bank, c is the grid value
+    with the best val SSIM, both restored with the best checkpoint (not the latest) and refused when stale or corrupt."""
+    search = json.loads((run_dir / "population.json").read_text())
+    trained, _, step = restore_model(str(run_dir), "best", population_state=False)
+    assert search["checkpoint_step"] == step
+    assert [g["shrinkage"] for g in search["grid"]] == sorted({search["learned_shrinkage"], *SHRINKAGES})
+    assert search["chosen"] == max(search["grid"], key=lambda g: g["val_ssim"])
+    model, _, _ = restore_model(str(run_dir), "best")
+    np.testing.assert_allclose(model.process.population_bank.numpy(), SliceEncoder(trained).volumes(table, "train", False), rtol=1e-6)
+    assert model.process.shrinkage.numpy() == pytest.approx(search["chosen"]["shrinkage"], rel=1e-6)
+    assert finalize_population(str(run_dir), table, False) is None  # made once per best checkpoint
+    state = run_dir / "population.npz"
+    bank, shrinkage, _ = read_population_state(str(run_dir))
+    write_population_state(str(run_dir), bank, shrinkage, step + 1)
+    with pytest.raises(RunDirError, match=rf"population\.npz: made for the best checkpoint of step {step + 1}, but the best checkpoint is step {step}"):
+        restore_model(str(run_dir), "best")
+    state.write_bytes(state.read_bytes()[:-100])
+    with pytest.raises(RunDirError, match=r"population\.npz: not a readable population state"):
+        restore_model(str(run_dir), "best")
+    assert finalize_population(str(run_dir), table, False) is not None  # a corrupt state is made again
+    assert read_population_state(str(run_dir))[2] == step
 
 
 def test_a_run_checkpointed_before_the_training_package_split_still_restores() -> None:
