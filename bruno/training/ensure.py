@@ -5,8 +5,10 @@ import logging
 from typing import Optional
 
 from bruno.config import Config
+from bruno.data.preprocess import load_slice_table
 from bruno.runs import latest_step, make_deterministic
 from bruno.training.loop import TrainResult, open_run
+from bruno.training.population_final import finalize_population
 
 __all__ = ["train_unless_done"]
 
@@ -17,6 +19,8 @@ def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = 
     """Train ``run_dir`` to ``config.train.max_steps`` (resuming a run stopped part-way); None when it is already there."""
     reached = latest_step(run_dir)
     if reached is not None and reached >= config.train.max_steps:
+        if config.model.process.population:  # a run killed after its last step, before its test-time state
+            finalize_population(run_dir, load_slice_table(config, progress), progress)
         return None
     make_deterministic(seed)
     result = open_run(config, run_dir, reached is not None, False, progress=progress).train()
