@@ -26,7 +26,7 @@ Beyond the upstream: a validation NLL on a fixed set of ``val`` sequences every
 model, the optimiser slots, the step and the exact position of the data stream, so a resumed run on
 CPU reproduces the losses of an uninterrupted one. The run directory holds ``config.yaml`` (the
 resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``, ``best/`` and
-``tensorboard/``.
+``tensorboard/`` (and a population run's test-time state: :mod:`bruno.training.population_final`).
 
 Several GPUs or workers (:mod:`bruno.training.distribute`): pass a ``MirroredStrategy`` or a
 ``MultiWorkerMirroredStrategy``; each step splits the global batch across the replicas of every
@@ -229,7 +229,6 @@ class Trainer:
         SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end training at the end of the step they
         arrive in: a checkpoint of that step is written, then :class:`TrainingInterrupted` is raised,
         and ``--resume`` continues as if nothing had happened. A second signal stops at once.
-        A population run then makes its test-time bank and c (:mod:`bruno.training.population_final`).
 
         Raises:
             TrainingDiverged: the loss became NaN or Inf (the last good checkpoint stays).
