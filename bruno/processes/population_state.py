@@ -59,9 +59,9 @@ def read_population_state(run_dir: str) -> Optional[tuple[np.ndarray, float, int
                           "`scripts/train.py CONFIG --run-dir RUN --resume` to make it again") from None
 
 
-def apply_population_state(process: PopulationProcess, run_dir: str, checkpoint_step: int) -> bool:
+def apply_population_state(process: PopulationProcess, run_dir: str, checkpoint_step: int) -> None:
     """Put the stored test-time bank and c into ``process`` (restored from the best checkpoint ``checkpoint_step``);
-    False (with a warning) where the run has none yet.
+    where the run has none yet, leave the trained ones (with a warning).
 
     Raises:
         RunDirError: as :func:`read_population_state`, or the file belongs to another checkpoint or model.
@@ -71,7 +71,7 @@ def apply_population_state(process: PopulationProcess, run_dir: str, checkpoint_
         logger.warning("%s: no %s: the bank holds the training latents and c the learned %.3f; "
                        "`scripts/train.py CONFIG --run-dir %s --resume` makes the test-time state",
                        run_dir, STATE_FILE, float(process.shrinkage.numpy()), run_dir)
-        return False
+        return
     bank, shrinkage, step = state
     path = os.path.join(run_dir, STATE_FILE)
     if step != checkpoint_step:
@@ -82,4 +82,3 @@ def apply_population_state(process: PopulationProcess, run_dir: str, checkpoint_
         raise RunDirError(f"{path}: bank of shape {bank.shape}, the checkpoint's is {expected}")
     process.population_bank.assign(bank)
     process.set_shrinkage(shrinkage)
-    return True

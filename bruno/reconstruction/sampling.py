@@ -53,21 +53,20 @@ def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[i
     contexts, arguments = _conditioning(model, images, contexts, seed)
     result = model.sample(*arguments, num_samples, seed=seed, decode_batch_size=decode_batch_size, progress=progress)
     samples = np.clip(result.images.numpy()[:, 0, ..., 0] - 0.5, 0.0, 255.0)  # [S, N, H, W]
-    decoded = np.clip(model.decode_predictive_mean(*arguments, decode_batch_size).numpy()[0, ..., 0] - 0.5, 0.0, 255.0)
-    if model.config.keep_contexts if keep_contexts is None else keep_contexts:
-        acquired = np.asarray(images, np.float32)[contexts]
-        samples[:, contexts] = acquired
-        decoded[contexts] = acquired
+    keep = model.config.keep_contexts if keep_contexts is None else keep_contexts
+    if keep:
+        samples[:, contexts] = np.asarray(images, np.float32)[contexts]
+    decoded = decoded_mean(model, images, contexts, seed, decode_batch_size, keep)
     return Result(samples.mean(0), samples.std(0), samples, list(contexts), decoded)
 
 
 def decoded_mean(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], seed: int = 0,
-                 decode_batch_size: int = 512) -> np.ndarray:
-    """float [N, H, W]: :func:`sample_volume`'s decoded predictive mean alone (no samples), acquired slices kept as the
-    model's ``model.keep_contexts`` says."""
+                 decode_batch_size: int = 512, keep_contexts: Optional[bool] = None) -> np.ndarray:
+    """float [N, H, W]: the predictive mean latent of every pose decoded with its pose (one deterministic image per
+    pose, no samples), conditioned and with the acquired slices kept as in :func:`sample_volume`."""
     contexts, arguments = _conditioning(model, images, contexts, seed)
     decoded = np.clip(model.decode_predictive_mean(*arguments, decode_batch_size).numpy()[0, ..., 0] - 0.5, 0.0, 255.0)
-    if model.config.keep_contexts:
+    if model.config.keep_contexts if keep_contexts is None else keep_contexts:
         decoded[contexts] = np.asarray(images, np.float32)[contexts]
     return decoded
 

@@ -26,12 +26,11 @@ from bruno.errors import RunDirError
 from bruno.files import write_text_files
 from bruno.metrics import slice_scores
 from bruno.models.encoder import SliceEncoder
-from bruno.processes import PopulationProcess
 from bruno.processes.population_state import SEARCH_FILE, read_population_state, write_population_state
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
 from bruno.reconstruction.tuning import SEARCH_KS, can_search
-from bruno.runs import checkpoint_step, restore_model
+from bruno.runs import checkpoint_step, load_run_config, restore_model
 
 __all__ = ["SHRINKAGES", "finalize_population"]
 
@@ -48,7 +47,7 @@ def finalize_population(run_dir: str, table: SliceTable, progress: bool = True) 
         run, no best checkpoint, a state of this checkpoint stored, or no val split to choose on (warned).
     """
     best = tf.train.latest_checkpoint(os.path.join(run_dir, "best"))
-    if best is None:
+    if best is None or not load_run_config(run_dir).model.process.population:
         return None
     step = checkpoint_step(best)
     try:
@@ -58,14 +57,12 @@ def finalize_population(run_dir: str, table: SliceTable, progress: bool = True) 
         stored = None
     if stored is not None and stored[2] == step:
         return None
-    model, _, _ = restore_model(run_dir, "best", population_state=False)
-    process = getattr(model, "process", None)
-    if not isinstance(process, PopulationProcess):
-        return None
     if not can_search(table):
         logger.warning("%s: no val split to choose c on: the population state keeps the training bank and c", table.path)
         return None
     start = time.time()
+    model, _, _ = restore_model(run_dir, "best", population_state=False)
+    process = model.process  # type: ignore[attr-defined]
     bank = SliceEncoder(model).volumes(table, "train", progress)  # type: ignore[arg-type]
     process.fill(bank)
     learned = float(process.shrinkage.numpy())
