@@ -14,10 +14,12 @@ from typing import Optional
 
 from bruno.errors import OutputPathError
 
-__all__ = ["atomic_output", "check_distinct_outputs", "check_extension", "check_output_dir", "check_output_path",
-           "check_outputs", "check_writable_folder", "png_beside", "write_text_files"]
+__all__ = ["NIFTI_EXTENSIONS", "TABLE_EXTENSIONS", "atomic_output", "check_distinct_outputs", "check_extension",
+           "check_output_dir", "check_output_path", "check_outputs", "check_writable_folder", "existing_folder_above",
+           "png_beside", "write_text_files"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+TABLE_EXTENSIONS = (".h5", ".hdf5")
 
 
 def _split_name(path: str) -> tuple[str, str, str]:
@@ -55,6 +57,7 @@ def check_output_path(path: str, overwrite: bool) -> None:
     """
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
+        existing_folder_above(path)  # a file on the way is the better message
         raise OutputPathError(f"{path}: output folder {folder} does not exist")
     check_writable_folder(path, folder)
     _check_target(path, overwrite)
@@ -65,6 +68,20 @@ def _check_target(path: str, overwrite: bool) -> None:
         raise OutputPathError(f"{path}: is a folder, expected an output file path")
     if os.path.exists(path) and not overwrite:
         raise OutputPathError(f"{path}: output file exists (pass --overwrite to replace it)")
+
+
+def existing_folder_above(path: str) -> str:
+    """The nearest folder above ``path`` that exists (what must let the rest be created).
+
+    Raises:
+        OutputPathError: what exists there is a file, not a folder.
+    """
+    above = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise OutputPathError(f"{path}: {above} is a file, expected a folder")
+    return above
 
 
 def check_output_dir(folder: str, names: Iterable[str], overwrite: bool) -> None:
@@ -81,10 +98,7 @@ def check_output_dir(folder: str, names: Iterable[str], overwrite: bool) -> None
         for name in names:
             _check_target(os.path.join(folder, name), overwrite)
         return
-    parent = os.path.dirname(os.path.abspath(folder))
-    while not os.path.isdir(parent):
-        parent = os.path.dirname(parent)
-    check_writable_folder(folder, parent)
+    check_writable_folder(folder, existing_folder_above(folder))
 
 
 def check_extension(flag: str, path: Optional[str], extensions: tuple[str, ...]) -> None:
@@ -120,20 +134,20 @@ def check_distinct_outputs(outputs: Mapping[str, Optional[str]], inputs: Iterabl
 
 
 def check_outputs(niftis: Mapping[str, Optional[str]], pngs: Mapping[str, Optional[str]], overwrite: bool,
-                  inputs: Iterable[str] = ()) -> None:
-    """All checks of a command's output files before any work: NIfTI and PNG extensions, distinct
+                  inputs: Iterable[str] = (), json: Optional[Mapping[str, Optional[str]]] = None) -> None:
+    """All checks of a command's output files before any work: NIfTI, PNG (and JSON) extensions, distinct
     files that are not inputs, each writable (and absent unless ``overwrite``). Keys label the outputs
     (e.g. their flags) in the errors; None values are outputs not asked for.
 
     Raises:
         OutputPathError: the first output that fails.
     """
-    for label, path in niftis.items():
-        check_extension(label, path, NIFTI_EXTENSIONS)
-    for label, path in pngs.items():
-        check_extension(label, path, (".png",))
-    check_distinct_outputs({**niftis, **pngs}, inputs)
-    for path in (*niftis.values(), *pngs.values()):
+    json = json or {}
+    for group, extensions in ((niftis, NIFTI_EXTENSIONS), (pngs, (".png",)), (json, (".json",))):
+        for label, path in group.items():
+            check_extension(label, path, extensions)
+    check_distinct_outputs({**niftis, **pngs, **json}, inputs)
+    for path in (*niftis.values(), *pngs.values(), *json.values()):
         if path is not None:
             check_output_path(path, overwrite)
 

@@ -9,7 +9,7 @@ from typing import Optional
 from bruno.errors import ConfigError
 from bruno.reconstruction.contexts import FAST_SAMPLES, check_contexts
 
-__all__ = ["check_positive", "parse_contexts", "parse_counts", "parse_integers", "parse_ks", "parse_samples"]
+__all__ = ["check_count", "check_positive", "parse_contexts", "parse_counts", "parse_integers", "parse_ks", "parse_samples"]
 
 
 def parse_samples(text: str) -> int:
@@ -55,6 +55,9 @@ def parse_ks(text: Optional[str], num_poses: int, default: Sequence[int]) -> lis
     bad = next((k for k in ks if not 1 <= k <= num_poses), None)
     if bad is not None:
         raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
+    repeated = next((k for i, k in enumerate(ks) if k in ks[:i]), None)
+    if repeated is not None:
+        raise ConfigError(f"--contexts-list {text!r}: k = {repeated} given twice, expected each k once")
     return ks
 
 
@@ -64,6 +67,12 @@ def parse_counts(text: str) -> list[int]:
     if len(counts) < 2 or counts[0] < 1:
         raise ConfigError(f"--sample-counts {text!r}: expected at least two comma-separated integers >= 1, e.g. 5,10,20,50,100")
     return counts
+
+
+def check_count(flag: str, value: Optional[int]) -> None:
+    """An error naming ``flag`` unless ``value`` (when given) is an integer >= 1."""
+    if value is not None and value < 1:
+        raise ConfigError(f"{flag} {value}: expected an integer >= 1")
 
 
 def check_positive(flag: str, value: float | None, allow_zero: bool = False) -> None:

@@ -25,14 +25,17 @@ import yaml
 
 from bruno.config import Config, parse_config
 from bruno.errors import ConfigError, RunDirError
+from bruno.memory import check_fits, flow_bytes
 from bruno.models import MODEL_KINDS, SequenceModel
 from bruno.precision import compute_policy
 from bruno.processes import PopulationProcess
 from bruno.processes.population_state import apply_population_state
 
 __all__ = [
+    "check_training_fits",
     "checkpoint_step",
     "iterate_metrics",
+    "latest_checkpoint",
     "latest_step",
     "load_run_config",
     "make_deterministic",
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 
 
 def make_deterministic(seed: int) -> None:
@@ -59,9 +64,24 @@ def checkpoint_step(path: str) -> int:
     return int(path.rsplit("-", 1)[1])
 
 
+def latest_checkpoint(folder: str) -> Optional[str]:
+    """The newest complete checkpoint in ``folder`` (``checkpoints`` or ``best`` of a run); None if there is none.
+
+    TensorFlow names the latest in an index file (``checkpoint``) written after the checkpoint's own files, so a
+    kill in between leaves a complete ``ckpt-<step>`` that the index does not name yet: the files themselves
+    count, a checkpoint being complete once its ``.index`` and data files are there.
+    """
+    named = tf.train.latest_checkpoint(folder)
+    steps = [int(found.group(1)) for found in map(_CHECKPOINT_INDEX.match, os.listdir(folder) if os.path.isdir(folder) else [])
+             if found and os.path.exists(os.path.join(folder, f"ckpt-{found.group(1)}.data-00000-of-00001"))]
+    if not steps or (named is not None and checkpoint_step(named) >= max(steps)):
+        return named
+    return os.path.join(folder, f"ckpt-{max(steps)}")
+
+
 def latest_step(run_dir: str) -> Optional[int]:
     """The step of a run directory's latest checkpoint; None before the first one."""
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     return None if latest is None else checkpoint_step(latest)
 
 
@@ -87,8 +107,28 @@ def make_model(config: Config, precision: Optional[str] = None) -> SequenceModel
     if precision is not None and config.model.kind != "bruno":
         raise ConfigError(f"train.mixed_precision={precision!r}: only BRUNO models (model.kind: bruno) support it, "
                           f"not {config.model.kind!r}")
+    if config.model.kind == "bruno":
+        check_fits(flow_bytes(config), _flow_label(config), "the flow's weights")
     with compute_policy(precision):
         return MODEL_KINDS[config.model.kind].from_config(config)
+
+
+def _flow_label(config: Config) -> str:
+    flow = config.model.flow
+    return (f"model.flow (num_filters={flow.num_filters}, num_residual_blocks={flow.num_residual_blocks}, "
+            f"num_scales={flow.num_scales}, data.image_size={config.data.image_size})")
+
+
+def check_training_fits(config: Config) -> None:
+    """Refuse a BRUNO model whose training (weights, optimiser state, one batch's feature maps) cannot fit in memory.
+
+    Raises:
+        ConfigError: naming the flow's sizes and the batch.
+    """
+    if config.model.kind == "bruno":
+        images = config.train.batch_size * config.train.seq_len
+        check_fits(flow_bytes(config, images), _flow_label(config),
+                   f"training on {config.train.batch_size}x{config.train.seq_len} images a step")
 
 
 def restore_model(run_dir: str, which: str = "best", population_state: bool = True) -> tuple[SequenceModel, Config, int]:
@@ -106,8 +146,8 @@ def restore_model(run_dir: str, which: str = "best", population_state: bool = Tr
             the run's ``config.yaml`` (a variable missing, left over or of another shape).
     """
     config = load_run_config(run_dir)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    path = tf.train.latest_checkpoint(os.path.join(run_dir, "best")) if which == "best" else latest
+    latest = latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    path = latest_checkpoint(os.path.join(run_dir, "best")) if which == "best" else latest
     from_best = path is not None and which == "best"
     if path is None and which == "best" and latest is not None:
         logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run_dir, checkpoint_step(latest))

@@ -9,11 +9,14 @@ import itself fails, what it wrote is shown before the error.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
+import threading
 from typing import Callable, TypeVar
 
 EXIT_USER_ERROR = 2
@@ -44,6 +47,41 @@ def _import_tensorflow_quietly() -> None:
 
 if not VERBOSE:
     _import_tensorflow_quietly()
+
+_NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog)")
+
+
+def drop_native_log_lines() -> None:
+    """From now on, drop the lines TensorFlow's C++ layer writes to stderr (absl format, ``E0000 ... file.cc:12] ...``):
+    in multi-worker training the coordination service prints a burst of them when another worker stops, before our
+    one-line error. Everything else on stderr (progress bars, log records, that error) passes unchanged; at exit the
+    filter is drained first. No-op with ``--verbose``."""
+    if VERBOSE:
+        return
+    sys.stderr.flush()
+    shown, (read_end, write_end) = os.dup(2), os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def relay() -> None:
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as source:
+            for chunk in iter(lambda: source.read(65536), b""):
+                pieces = re.split(rb"(?<=[\r\n])", pending + chunk)
+                pending = pieces.pop()  # not yet ended by a newline or carriage return
+                os.write(shown, b"".join(p for p in pieces if not _NATIVE_LOG_LINE.match(p)))
+        if pending and not _NATIVE_LOG_LINE.match(pending):
+            os.write(shown, pending)
+
+    thread = threading.Thread(target=relay, daemon=True, name="stderr-filter")
+    thread.start()
+
+    def drain() -> None:
+        sys.stderr.flush()
+        os.dup2(shown, 2)  # the pipe's last writer closes: the relay reads to its end
+        thread.join(timeout=5)
+
+    atexit.register(drain)
 
 from bruno.errors import BrunoError  # noqa: E402  (after the quiet import)
 from bruno.options import parse_samples  # noqa: E402

@@ -23,7 +23,7 @@ from _cli import make_parser, run
 from bruno.config import load_config
 from bruno.errors import ConfigError
 from bruno.experiments.benchmark import MODES, benchmark, parse_modes, summary
-from bruno.files import atomic_output, check_output_path
+from bruno.files import atomic_output, check_outputs
 from bruno.runs import make_deterministic
 
 logger = logging.getLogger("benchmark")
@@ -50,7 +50,7 @@ def main() -> None:
         raise ConfigError(f"--contexts {args.contexts}: expected >= 0")
     modes = parse_modes(args.modes)
     if args.out:
-        check_output_path(args.out, args.overwrite)
+        check_outputs({}, {}, args.overwrite, [args.config], json={"--out": args.out})
     config = load_config(args.config)
     if args.contexts > config.data.num_poses:
         raise ConfigError(f"--contexts {args.contexts}: more than the config's {config.data.num_poses} poses")

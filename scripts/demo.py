@@ -27,6 +27,7 @@ from bruno.config import load_config, override
 from bruno.data.acquisition import grid_poses, spread_stack
 from bruno.data.phantom import phantom_subject
 from bruno.data.preprocess import load_slice_table
+from bruno.options import check_count
 from bruno.files import check_output_dir
 from bruno.reconstruction import ModelSampling, save_nifti
 from bruno.reconstruction.pipeline import prepare_acquired, reconstruct_and_write
@@ -49,6 +50,7 @@ def main() -> None:
     add_common(parser, seed_help="the training and the samples", overwrite="replace earlier demo outputs")
     args = parser.parse_args()
 
+    check_count("--samples", args.samples)
     paths = {name: os.path.join(args.out, name) for name in OUTPUTS}
     check_output_dir(args.out, OUTPUTS, args.overwrite)
     config = load_config(CONFIG)

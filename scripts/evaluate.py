@@ -17,7 +17,8 @@ SSIM per k, Fig. 3c), reliability.png (observed against nominal interval coverag
 montage.png (contexts, truth, each model's samples, mean, std, and every baseline).
 With --protocol acquired, every method sees only what a clinician has: the k raw slices of the test
 volume's own file nearest to the context poses, read on their own (their own intensity window), placed
-by estimated poses (or --poses-from known), reconstructed, and scored on the truth's pose grid.
+by estimated poses (or --poses-from known), reconstructed, and scored on the truth's pose grid. With --input
+too, the truth of each new file is made as in training (its slab and window from the whole file).
 With --sample-counts, measures instead how many samples BRUNO's mean image needs: the SSIM/CC of the
 mean of the first S samples for each S, against the largest S (sample_counts.md, sample_counts.json).
 
@@ -26,6 +27,7 @@ Examples:
     python scripts/evaluate.py --run runs/ixi --samples 20 --contexts-list 1,3,5,9
     python scripts/evaluate.py --run runs/ixi runs/ixi_gqn runs/ixi_cvae --samples 20 --out results/ixi_all
     python scripts/evaluate.py --run runs/adni --input /data/new_scans --out results/new
+    python scripts/evaluate.py --run runs/adni --input /data/new_scans --protocol acquired --out results/new_acquired
     python scripts/evaluate.py --run runs/ixi --split val --contexts-list 1,5 --sample-counts 5,10,20,50,100
     python scripts/evaluate.py --config config_rnn/hippocampus.yaml --out results/hippocampus_baselines
     python scripts/evaluate.py --run runs/ixi --samples 20 --latent-volume   # + the flow with a Gaussian model of its latents

@@ -16,6 +16,7 @@ from _cli import make_parser, run
 from bruno.data.nifti import affine_spacing
 from bruno.data.table import SPLITS, SliceTable
 from bruno.errors import DataFileError
+from bruno.files import check_outputs
 from bruno.plots import save_slice_montage
 
 logger = logging.getLogger("inspect_h5")
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the PNG if it exists")
     args = parser.parse_args()
 
+    check_outputs({}, {"--output": args.output}, args.overwrite, [args.table])  # before reading: never the table itself
     table = SliceTable(args.table)
     counts = ", ".join(f"{s} {len(table.volumes_in(s))}" for s in SPLITS)
     logger.info("%s: %d volumes (%s), %d poses of %dx%d, %d skipped files",
@@ -48,6 +50,7 @@ def main() -> None:
     images = table.read(table.rows_of(index))
     spacing = affine_spacing(info.affine)
     output = args.output or f"{os.path.splitext(args.table)[0]}_{info.subject}.png"
+    check_outputs({}, {"--output": output}, args.overwrite, [args.table])
     title = (f"{info.subject} ({info.split}) {info.source}\n"
              f"slab {info.slab[0]}:{info.slab[1]} of {info.original_shape}, "
              f"intensity {info.intensity[0]:.4g}..{info.intensity[1]:.4g} -> 0..255, "

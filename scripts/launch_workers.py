@@ -4,10 +4,10 @@ Starts N copies of `python scripts/train.py ARGS --strategy multiworker`, each w
 (the cluster's free loopback ports and the worker's index), which is what a cluster scheduler does
 with real hosts (README, "Several machines"). train.batch_size stays the global batch; worker 0 writes
 the run directory and its output is shown as is, the others' lines are prefixed with [worker i].
-Ctrl-C or SIGTERM to the launcher reaches every worker once (all end the same step and checkpoint;
---resume continues). If a
-worker fails, the others stop on their own within seconds; any still running after --grace seconds
-are killed. The exit code is the first failing worker's (0 when all succeed).
+Ctrl-C, SIGTERM or SIGHUP (a closed terminal) to the launcher reaches every worker once: all end the same
+step and checkpoint, and --resume continues. Workers stop so too when the launcher itself is killed, even
+by kill -9: none is left training on its own. If a worker fails, the others stop on their own within
+seconds; any still running after --grace seconds are killed. The exit code is the first failing worker's (0 when all succeed).
 
 Examples:
     python scripts/launch_workers.py --workers 2 -- config_rnn/ixi.yaml --run-dir runs/ixi_2w

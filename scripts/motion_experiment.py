@@ -27,7 +27,7 @@ from bruno.data.subjects import load_subjects
 from bruno.experiments.motion.simulate import LAWS
 from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, checked_settings, default_contexts, motion_markdown, run_study
 from bruno.files import check_output_dir
-from bruno.options import parse_contexts
+from bruno.options import check_count, parse_contexts
 from bruno.runs import make_deterministic, restore_model
 
 def main() -> None:
@@ -55,6 +55,7 @@ def main() -> None:
 
     settings = checked_settings(args.translation_mm, args.law, args.sigma, args.svr_sigma, args.svr_iterations,
                                 args.search_mm, args.samples, args.seed)
+    check_count("--max-subjects", args.max_subjects)
     model, config, step = restore_model(args.run, args.checkpoint)
     make_deterministic(args.seed)
     num_poses = config.data.num_poses

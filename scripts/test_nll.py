@@ -17,9 +17,10 @@ from _cli import make_parser, run
 
 from bruno.data.preprocess import load_slice_table
 from bruno.errors import ConfigError
-from bruno.files import atomic_output
+from bruno.files import atomic_output, check_output_path
 from bruno.models.nll import sequence_nll
-from bruno.runs import make_deterministic, restore_model
+from bruno.options import check_count
+from bruno.runs import load_run_config, make_deterministic, restore_model
 
 logger = logging.getLogger("test_nll")
 
@@ -35,19 +36,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=317070, help="seed of the sequences (default: upstream's 317070)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     args = parser.parse_args()
-    if args.num_sequences < 1:
-        raise ConfigError(f"--num-sequences {args.num_sequences}: expected an integer >= 1")
+    check_count("--num-sequences", args.num_sequences)
 
-    model, config, step = restore_model(args.run_dir, args.checkpoint)
-    make_deterministic(args.seed)
+    config = load_run_config(args.run_dir)  # every check before the model is restored
     seq_len = args.seq_len or config.train.seq_len
     num_context = config.train.num_context if args.num_context is None else args.num_context
     if not 0 <= num_context < seq_len <= config.data.num_poses:
         raise ConfigError(f"--num-context {num_context} --seq-len {seq_len}: expected 0 <= n_c < T <= {config.data.num_poses}")
+    output = os.path.join(args.run_dir, f"nll_{args.split}_T{seq_len}_c{num_context}.json")
+    check_output_path(output, args.overwrite)
     table = load_slice_table(config, not args.no_progress)
+    if len(table.volumes_in(args.split)) == 0:
+        raise ConfigError(f"--split {args.split}: {table.path} has no {args.split} volumes")
+    model, config, step = restore_model(args.run_dir, args.checkpoint)
+    make_deterministic(args.seed)
     result = sequence_nll(model, table, args.split, seq_len, num_context, args.num_sequences,
                           config.train.batch_size, args.seed, not args.no_progress)
-    output = os.path.join(args.run_dir, f"nll_{args.split}_T{seq_len}_c{num_context}.json")
     with atomic_output(output, args.overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"checkpoint_step": step, "split": args.split, "seq_len": seq_len, "num_context": num_context,
                    "bound": config.model.kind != "bruno", **result._asdict()}, f, indent=1)

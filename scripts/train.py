@@ -25,7 +25,7 @@ import logging
 import math
 import os
 
-from _cli import make_parser, run
+from _cli import drop_native_log_lines, make_parser, run
 
 from bruno.config import load_config, override
 from bruno.errors import ConfigError
@@ -52,6 +52,8 @@ def main() -> None:
     if args.gpus is not None and (args.gpus < 1 or args.strategy not in (None, "mirrored")):
         raise ConfigError(f"--gpus {args.gpus}: expected N >= 1, and no --strategy other than mirrored")
     kind = args.strategy or ("mirrored" if (args.gpus or 1) > 1 else "default")
+    if kind == "multiworker":
+        drop_native_log_lines()
     strategy = make_strategy(kind, args.gpus or 0, "--gpus")  # first: multi-worker set-up must precede any TensorFlow op
 
     config = load_config(args.config)

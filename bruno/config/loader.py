@@ -1,7 +1,7 @@
 """Loading experiment configs: YAML → frozen dataclasses (:mod:`bruno.config.schema`), strictly.
 
 One YAML file per experiment (``config_rnn/<dataset>[_<variant>].yaml``). Each top-level key is a
-section that maps onto one frozen dataclass; this module reads YAML with ``yaml.safe_load`` in
+section that maps onto one frozen dataclass; this module reads YAML with a ``yaml.SafeLoader`` (a repeated key is an error) in
 exactly one place (:func:`_read_mapping`) and checks every key:
 
 * an unknown key is an error that lists the valid keys of its section;
@@ -15,6 +15,7 @@ exactly one place (:func:`_read_mapping`) and checks every key:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from typing import Any, Literal
@@ -87,6 +88,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(key, value, _type_name(tp))
+        if not math.isfinite(value):  # no key means anything by .nan or .inf
+            _fail(key, value, "a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -151,16 +154,32 @@ def _nest_legacy_model(model: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, but a key given twice in one mapping is an error (not: the last one wins)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
 def _read_mapping(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as stream:
-            mapping = yaml.safe_load(stream)
+            mapping = yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read config ({err})") from None
     except yaml.YAMLError as err:
-        detail = str(err).replace("\n", " ")
+        detail = " ".join(str(err).split())
         raise ConfigError(f"{path}: not valid YAML ({detail})") from None
     if mapping is None:  # an empty file, or only comments: surely not meant as "all defaults"
         raise ConfigError(f"{path}: is empty, expected a mapping with data, model and train sections")

@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from bruno.config import DataConfig
-from bruno.data.nifti import Volume, load_nifti
+from bruno.data.nifti import Volume, affine_spacing, load_nifti
 from bruno.data.slices import intensity_bounds, resample_to_grid, to_uint8, volume_to_slices
 from bruno.errors import VolumeError
 
@@ -78,6 +78,16 @@ def _stack_slices(volume: Volume, indices: Optional[Sequence[int]]) -> list[_Sli
     return out
 
 
+def _check_axial(volume: Volume) -> None:
+    """Refuse a whole file of acquired slices whose slices are not axial: its acquired axis (the thickest
+    spacing, or with equal spacings the fewest voxels) must be the canonical inferior–superior one."""
+    spacing, shape = affine_spacing(volume.affine), volume.data.shape
+    axis = max(range(3), key=lambda a: (round(spacing[a], 2), -shape[a]))
+    if axis != 2 and shape[axis] < shape[2]:
+        raise VolumeError(f"{volume.source}: the stack is not axial: its {shape[axis]} slice(s), {spacing[axis]:.3g} mm apart, "
+                          f"are {('sagittal', 'coronal')[axis]}; expected axial slices (reslice it, or give axial slices)")
+
+
 def _normal(affine: np.ndarray, source: str) -> np.ndarray:
     """The unit slice normal of an axial stack (superior-pointing), after the tilt check."""
     normal = np.cross(affine[:3, 0], affine[:3, 1])
@@ -115,6 +125,8 @@ def acquisition_from(volumes: Sequence[Volume], data: DataConfig, slice_indices:
         raise VolumeError(f"{volumes[0].source}: slice indices need exactly one input file, got {len(volumes)}")
     slices: list[_Slice] = []
     for volume in volumes:
+        if slice_indices is None:
+            _check_axial(volume)
         slices += _stack_slices(volume, slice_indices)
     if not slices:
         raise VolumeError(f"{volumes[0].source}: no slice chosen")

@@ -113,6 +113,9 @@ def to_canonical(image: nib.spatialimages.SpatialImage, source: str, subject: st
         image = image.slicer[..., 0]
     if len(image.shape) != 3:
         raise VolumeError(f"{source}: expected a 3D volume, got shape {original_shape}")
+    if np.issubdtype(image.get_data_dtype(), np.complexfloating):
+        raise VolumeError(f"{source}: complex-valued data ({image.get_data_dtype()}), expected real intensities "
+                          "(save the magnitude image)")
     if not sparse and min(image.shape) < 2:
         raise VolumeError(f"{source}: expected at least 2 voxels along each axis, got shape {original_shape}")
     try:

@@ -91,5 +91,14 @@ def load_slice_table(config: Config, progress: bool = True) -> SliceTable:
         raise DataFileError(
             f"{data.output}: holds {table.num_poses} poses of {table.image_size}x{table.image_size}, but the config asks "
             f"for {data.num_poses} of {data.image_size}x{data.image_size} (preprocess again with --overwrite)")
+    stored = table.data
+    for key in _DESCRIBING_KEYS + (("phantom",) if data.source == "phantom" else ()):
+        if getattr(stored, key) != getattr(data, key):
+            raise DataFileError(f"{data.output}: was made with data.{key}={getattr(stored, key)!r}, but the config has "
+                                f"{getattr(data, key)!r} (preprocess again into another data.output, or fix the config)")
     return table
+
+
+# what a table's slices are: a config whose data section differs in one of these describes other data
+_DESCRIBING_KEYS = ("source", "slab_fraction", "slab_reference", "intensity", "intensity_range")
 

@@ -5,6 +5,7 @@ slice: the paper's evaluation protocol), so both sources give the same kind of v
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from bruno.config import DataConfig
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
-from bruno.data.table import SliceTable
+from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
 
 __all__ = ["Subject", "load_subjects", "read_split"]
@@ -20,12 +21,13 @@ __all__ = ["Subject", "load_subjects", "read_split"]
 
 class Subject(NamedTuple):
     """One test volume: a name, its pose-ordered slices uint8 [N, H, W], the slab's voxel → world
-    affine, and its slice-table row (None for a file; the acquired-slices protocol needs it)."""
+    affine, and where they came from (its slice-table row, or for a file a row made the same way; the
+    acquired-slices protocol reads the file, the slab and the intensity window there)."""
 
     name: str
     images: np.ndarray
     affine: Optional[np.ndarray] = None
-    index: Optional[int] = None
+    info: Optional[VolumeInfo] = None
 
 
 def read_split(table: SliceTable, split: str, max_volumes: Optional[int] = None) -> np.ndarray:
@@ -53,10 +55,12 @@ def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", file
         for path in find_inputs(files)[:max_subjects]:
             volume = load_nifti(path, data.subject_pattern)
             slices = extract_slices(volume, data)
-            subjects.append(Subject(volume.subject, slices.images, slices.affine))
+            info = VolumeInfo(-1, os.path.abspath(path), volume.subject, "input", volume.original_shape[:3], volume.spacing,
+                              slices.affine, (slices.slab_start, slices.slab_stop), (slices.intensity_low, slices.intensity_high))
+            subjects.append(Subject(volume.subject, slices.images, slices.affine, info))
         return subjects
     indices = table.volumes_in(split)[:max_subjects]
     if len(indices) == 0:
         raise ConfigError(f"{table.path}: split {split!r} has no volumes")
-    return [Subject(table.info(int(i)).subject, images, table.info(int(i)).affine, int(i))
+    return [Subject(table.info(int(i)).subject, images, table.info(int(i)).affine, table.info(int(i)))
             for i, images in zip(indices, read_split(table, split, max_subjects))]

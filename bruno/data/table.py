@@ -116,7 +116,7 @@ class SliceTableWriter:
         self._images.resize(start + len(slices.images), axis=0)
         self._images[start:] = slices.images
         row = {
-            "source": volume.source,
+            "source": volume.source if volume.source.startswith("phantom://") else os.path.abspath(volume.source),
             "subject": volume.subject,
             "original_shape": volume.original_shape[:3],
             "spacing": volume.spacing,
@@ -215,7 +215,8 @@ class SliceTable:
                 else:
                     section = yaml.safe_load(f.attrs["data"])
                 self.data: DataConfig = parse_data_section(section, f"{path}:data")
-                num_slices, num_poses_listed = f["volume"].shape[0], f["pose"].shape[0]
+                volume_column, pose_column = f["volume"][()], f["pose"][()]
+                num_slices, num_poses_listed = volume_column.shape[0], pose_column.shape[0]
                 table = f["volumes"]
                 self.splits = np.array(_strings(table["split"]))
                 self._table = {
@@ -239,6 +240,25 @@ class SliceTable:
             raise DataFileError(f"{path}: images {shape} {dtype}, expected uint8 {expected}")
         if num_slices != len(self.splits) * self.num_poses:
             raise DataFileError(f"{path}: {num_slices} slices for {len(self.splits)} volumes of {self.num_poses} poses")
+        self._check_columns(volume_column, pose_column)
+
+    def _check_columns(self, volume: np.ndarray, pose: np.ndarray) -> None:
+        """The slice columns must say what the layout does (the rows of volume v are v·N .. v·N + N − 1, in pose
+        order: reading relies on it), each split one of :data:`SPLITS`, each per-volume column one row a volume."""
+        layout = {"volume": (volume, np.repeat(np.arange(self.num_volumes), self.num_poses)),
+                  "pose": (pose, np.tile(np.arange(self.num_poses), self.num_volumes))}
+        for name, (column, expected) in layout.items():
+            bad = np.flatnonzero(column != expected)
+            if bad.size:
+                raise DataFileError(f"{self.path}: /{name}[{bad[0]}] = {column[bad[0]]}, expected {expected[bad[0]]} "
+                                    f"(slices stored volume by volume in pose order 0..{self.num_poses - 1})")
+        unknown = sorted(set(self.splits.tolist()) - set(SPLITS))
+        if unknown:
+            raise DataFileError(f"{self.path}: /volumes/split holds {unknown[0]!r}, expected one of {', '.join(SPLITS)}")
+        for name, values in self._table.items():
+            expected_shape = (self.num_volumes,) + _NUMERIC_COLUMNS.get(name, (np.float64, ()))[1]
+            if np.shape(values) != expected_shape:
+                raise DataFileError(f"{self.path}: /volumes/{name} has shape {np.shape(values)}, expected {expected_shape}")
 
     @property
     def num_volumes(self) -> int:

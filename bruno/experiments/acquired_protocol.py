@@ -12,6 +12,7 @@ the truth's window and, by linear interpolation along the slice normal, onto the
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Literal, NamedTuple, Optional
 
@@ -22,11 +23,11 @@ from bruno.config import DataConfig
 from bruno.data.acquisition import acquisition_from, grid_poses, grid_slab
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
-from bruno.errors import ConfigError
+from bruno.errors import ConfigError, DataFileError
 from bruno.models import SequenceModel
 from bruno.reconstruction.placement import place_acquisition
 
-__all__ = ["Acquired", "acquired_inputs"]
+__all__ = ["Acquired", "acquired_inputs", "find_scan"]
 
 
 class Acquired(NamedTuple):
@@ -49,9 +50,24 @@ def _nearest_raw_slices(info: VolumeInfo, poses: list[int], volume_affine: np.nd
     return [int(round(v)) for v in (np.linalg.inv(volume_affine) @ world)[2]]
 
 
+def find_scan(info: VolumeInfo, table_path: str) -> str:
+    """The file of a table row's scan: its ``source``; a relative one (tables written before sources were stored
+    absolute) from the working folder, then from the table's.
+
+    Raises:
+        DataFileError: naming the file, the subject and the table.
+    """
+    for path in (info.source, os.path.join(os.path.dirname(os.path.abspath(table_path)), info.source)):
+        if os.path.isfile(path):
+            return path
+    raise DataFileError(f"{info.source}: no such file (the scan of subject {info.subject} in {table_path}; the acquired-slices "
+                        "protocol reads each scan's own file: move it back, or score new files with --input)")
+
+
 def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["estimated", "known"],
                     scorer: Optional[SequenceModel], atlas: Optional[np.ndarray] = None) -> Callable[[int, list[int]], Acquired]:
-    """A function (table volume index, true context poses) → :class:`Acquired` (module docstring).
+    """A function (the volume's table row, or a file's row made alike; true context poses) → :class:`Acquired`
+    (module docstring); the scan's file is found by :func:`find_scan`.
 
     Args:
         scorer: the model whose log-likelihood places the slices (None: NCC with ``atlas``, by
@@ -61,12 +77,11 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
         atlas = population_mean(table)
     num_poses = data.num_poses
 
-    def acquire(index: int, contexts: list[int]) -> Acquired:
-        info = table.info(index)
+    def acquire(info: VolumeInfo, contexts: list[int]) -> Acquired:
         if info.source.startswith("phantom://"):
             raise ConfigError(f"{table.path}: the acquired-slices protocol reads each test volume's own NIfTI file; "
                               f"{info.source} is built-in phantom data (use the paper protocol)")
-        volume = load_nifti(info.source, sparse=True)
+        volume = load_nifti(find_scan(info, table.path), sparse=True)
         acquisition = acquisition_from([volume], data, _nearest_raw_slices(info, contexts, volume.affine))
         normal = acquisition.normal
         lo_true, step_true = grid_slab(info.affine, normal)

@@ -11,13 +11,13 @@ from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import Subject, load_subjects
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
-from bruno.experiments.acquired_protocol import acquired_inputs
+from bruno.experiments.acquired_protocol import acquired_inputs, find_scan
 from bruno.experiments.evaluation import evaluate, evaluation_methods, load_runs
 from bruno.experiments.report import REPORT_FILES, write_report
 from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
 from bruno.files import check_output_dir
 from bruno.models import ConditionalBruno, SequenceModel
-from bruno.options import parse_counts, parse_ks
+from bruno.options import check_count, parse_counts, parse_ks
 from bruno.reconstruction import evenly_spread, fetal_contexts
 from bruno.runs import make_deterministic
 
@@ -46,8 +46,10 @@ def evaluate_and_report(table: SliceTable, data: DataConfig, models: dict[str, S
     """Build the methods of the experiment whose ``data`` section made ``table`` (``models`` by name, their checkpoint ``steps`` and ``run_dirs``; none: the classical
     methods of ``table`` alone), score them on ``subjects`` (from ``source``, a split or files), write the report
     into ``out`` (created only once the methods are built) and return its markdown."""
+    if plan.protocol == "acquired":  # every scan's file is there before any work
+        for subject in subjects:
+            find_scan(subject.info, table.path)
     methods, settings = evaluation_methods(table, models, run_dirs, plan.keep_contexts, plan.latent, progress)
-    os.makedirs(out, exist_ok=True)
     acquire = None
     if plan.protocol == "acquired":
         scorer = next((m for m in models.values() if isinstance(m, ConditionalBruno)), None)
@@ -58,6 +60,7 @@ def evaluate_and_report(table: SliceTable, data: DataConfig, models: dict[str, S
     runs = ", ".join(f"{os.path.basename(os.path.normpath(r))} (step {step})" for r, step in zip(run_dirs, steps.values()))
     title = f"{runs or 'classical baselines on ' + table.path}: {source}"
     title += f", acquired slices only (poses {plan.poses_from})" if acquire else ""
+    os.makedirs(out, exist_ok=True)
     return write_report(results, first, subjects[0], plan.contexts_for, out, title, overwrite)
 
 
@@ -85,8 +88,8 @@ class Request(NamedTuple):
 
 def check_request(r: Request) -> None:
     """The rules between options, before anything is loaded; :class:`ConfigError` naming the flag otherwise."""
-    if r.protocol == "acquired" and (r.input or r.sample_counts):
-        raise ConfigError("--protocol acquired: scores volumes of the run's table (--split), not --input or --sample-counts")
+    if r.protocol == "acquired" and r.sample_counts:
+        raise ConfigError("--protocol acquired: scores reconstructions, not --sample-counts")
     if r.config and not r.out:
         raise ConfigError("--config: pass --out too (there is no run folder to write into)")
     if r.config and r.sample_counts:
@@ -95,8 +98,7 @@ def check_request(r: Request) -> None:
         raise ConfigError(f"--{'latent-volume' if r.latent_volume else 'keep-contexts'}: needs a trained run: pass --run")
     if r.poses_from and r.protocol != "acquired":
         raise ConfigError("--poses-from: only with --protocol acquired")
-    if r.max_subjects is not None and r.max_subjects < 1:  # load_subjects says so too, but only after the table is read
-        raise ConfigError(f"--max-subjects {r.max_subjects}: expected an integer >= 1")
+    check_count("--max-subjects", r.max_subjects)  # load_subjects says so too, but only after the table is read
 
 
 def run_evaluation(r: Request, progress: bool = True) -> str:

@@ -143,9 +143,9 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
         truth = subject.images.astype(np.float64)
         inputs, poses, to_truth, placement = subject.images, contexts, _identity, {}
         if acquire is not None:
-            if subject.index is None:
-                raise ConfigError(f"{subject.name}: the acquired-slices protocol needs volumes of the slice table")
-            acquired = acquire(subject.index, contexts)
+            if subject.info is None:
+                raise ConfigError(f"{subject.name}: the acquired-slices protocol needs the volume's file")
+            acquired = acquire(subject.info, contexts)
             inputs, poses, to_truth = acquired.images, acquired.poses, acquired.to_truth
             placement = {"poses": poses, "slice_pose_errors": acquired.slice_errors, "pose_error": acquired.pose_error,
                          "pose_error_mm": acquired.pose_error_mm}

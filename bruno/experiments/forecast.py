@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bruno.experiments.formatting import mean_se  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
 from bruno.metrics import LEVELS, crps_gaussian, crps_samples, head_mask, pit_coverage_gaussian, pit_coverage_samples  # noqa: E402
 from bruno.reconstruction import Method, Result  # noqa: E402
@@ -100,7 +101,7 @@ def forecast_markdown(results: dict[str, Any]) -> list[str]:
         lines += [f"### {name}", "", "| forecast | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
         for row, label in rows.items():
             cells = [results["forecast"][row].get(str(k)) for k in ks]
-            text = [f"{c[score]:.{places}f} ± {c[score + '_se']:.{places}f}" if c and math.isfinite(c[score]) else "–"
+            text = [mean_se(c[score], c[score + '_se'], places) if c and math.isfinite(c[score]) else "–"
                     for c in cells]
             lines.append(f"| {label} | " + " | ".join(text) + " |")
         lines.append("")

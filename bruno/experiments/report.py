@@ -24,6 +24,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from bruno.data.subjects import Subject  # noqa: E402
 from bruno.experiments.evaluation import METRICS  # noqa: E402
 from bruno.experiments.forecast import FORECAST_FIGURE, forecast_markdown, save_reliability  # noqa: E402
+from bruno.experiments.formatting import mean_se  # noqa: E402
 from bruno.files import atomic_output, write_text_files  # noqa: E402
 from bruno.reconstruction import Result  # noqa: E402
 
@@ -128,7 +129,7 @@ def _pose_lines(results: dict[str, Any]) -> list[str]:
         for k in results["ks"]:
             values = np.array([r[key] for r in records if r["k"] == k])
             se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-            cells.append(f"{values.mean():.2f} ± {se:.2f}")
+            cells.append(mean_se(values.mean(), se, 2))
         lines.append(f"| error ({unit}) | " + " | ".join(cells) + " |")
     cells = []
     for k in results["ks"]:
@@ -152,7 +153,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
                   "|---|" + "---|" * len(ks)]
         for method in results["methods"]:
             cells = [results["table"][method][str(k)] for k in ks]
-            row = [f"{c[metric]:.{places}f} ± {c[metric + '_se']:.{places}f}" if math.isfinite(c[metric]) else "–" for c in cells]
+            row = [mean_se(c[metric], c[metric + '_se'], places) if math.isfinite(c[metric]) else "–" for c in cells]
             lines.append(f"| {results['labels'][method]} | " + " | ".join(row) + " |")
         lines.append("")
     lines += _pose_lines(results)
@@ -165,7 +166,7 @@ def results_markdown(results: dict[str, Any], title: str) -> str:
         for method in ours:
             for metric, name, places in METRICS:
                 diffs = paired_differences(results, method, metric)
-                cells = [f"{d['mean']:+.{places}f} ± {d['se']:.{places}f} vs {_short(results, d['against'])} ({d['wins']}/{d['n']})"
+                cells = [f"{mean_se(d['mean'], d['se'], places, signed=True)} vs {_short(results, d['against'])} ({d['wins']}/{d['n']})"
                          if (d := diffs.get(str(k))) else "–" for k in ks]
                 lines.append(f"| {results['labels'][method]} | {name} | " + " | ".join(cells) + " |")
         lines.append("")

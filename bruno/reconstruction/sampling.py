@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from bruno.errors import ConfigError
+from bruno.memory import check_fits, sample_bytes
 from bruno.metrics import bits_per_dim
 from bruno.models import SequenceModel
 from bruno.reconstruction.contexts import check_contexts
@@ -50,6 +51,8 @@ def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[i
     """
     if num_samples < 1:
         raise ConfigError(f"num_samples={num_samples}: expected >= 1")
+    check_fits(sample_bytes(num_samples, model.num_poses, model.num_dims, model.num_poses), f"--samples {num_samples}",
+               f"sampling every pose {num_samples} times")
     contexts, arguments = _conditioning(model, images, contexts, seed)
     result = model.sample(*arguments, num_samples, seed=seed, decode_batch_size=decode_batch_size, progress=progress)
     samples = np.clip(result.images.numpy()[:, 0, ..., 0] - 0.5, 0.0, 255.0)  # [S, N, H, W]

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional
 
 from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
-from bruno.runs import latest_step, make_deterministic
+from bruno.runs import latest_step, load_run_config, make_deterministic
 from bruno.training.loop import TrainResult, open_run
 from bruno.training.population_final import finalize_population
 
@@ -23,6 +24,8 @@ def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = 
             finalize_population(run_dir, load_slice_table(config, progress), progress)
         return None
     make_deterministic(seed)
-    result = open_run(config, run_dir, reached is not None, False, progress=progress).train()
+    # its own start, killed before a first checkpoint, holds nothing to keep: start it again
+    restart = reached is None and os.path.exists(os.path.join(run_dir, "config.yaml")) and load_run_config(run_dir) == config
+    result = open_run(config, run_dir, reached is not None, restart, progress=progress).train()
     logger.info("trained %d steps in %.0f s (best val %.3f nats/image)", result.step, result.seconds, result.best_val_loss)
     return result

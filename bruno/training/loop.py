@@ -59,11 +59,11 @@ from bruno.data.sampler import SequenceSampler
 from bruno.errors import DataFileError, RunDirError, TrainingDiverged, WorkerLost
 from bruno.models import bits_per_dim
 from bruno.precision import require_gpu
-from bruno.runs import make_model, restore_checkpoint
+from bruno.runs import check_training_fits, latest_checkpoint, make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
 from bruno.training.population_final import finalize_population
 from bruno.training.process_init import bank_rows, initialize_process
-from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
+from bruno.training.run_dir import check_run_dir, prepare_run_dir, trim_metrics
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.stops import StopRequests, TrainingInterrupted
@@ -104,6 +104,9 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress and self.role.is_chief
         train = config.train
         table = self.table = load_slice_table(config, progress)
+        if len(table.volumes_in("train")) == 0:
+            raise DataFileError(f"{table.path}: the train split has no volumes (data.split puts every subject in val/test; "
+                                "preprocess again with a train fraction > 0 or more subjects)")
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
@@ -163,8 +166,8 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.role.is_chief:
             return
-        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:  # NaN/Inf as null: strict JSON
+            f.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}) + "\n")
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         with self._writer.as_default(step=record["step"]):
@@ -195,7 +198,7 @@ class Trainer:
         self.sampler.state = state["sampler"]
         self._pending = [float(v) for v in state["pending_losses"]]
         if self.role.is_chief:
-            drop_partial_record(self.run_dir)
+            trim_metrics(self.run_dir, int(self.step.numpy()))
         return int(self.step.numpy())
 
     # ---------------------------------------------------------------------------------- the loop
@@ -259,7 +262,7 @@ class Trainer:
 
     def _chief_checkpoint(self) -> Optional[str]:
         """The latest checkpoint in the run directory (the chief's, which every worker restores)."""
-        return tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
+        return latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
 
     def _agreed_stop(self, stop: "StopRequests") -> bool:
         """Whether to stop before this step: this process got SIGINT/SIGTERM or, with several workers, any
@@ -296,8 +299,9 @@ class Trainer:
                                              num_context_at(step, train), subjects)
                 loss = float(loss_t)
                 if not math.isfinite(loss):
-                    raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint is "
-                                           f"{self.manager.latest_checkpoint}")
+                    kept = self._chief_checkpoint()
+                    raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. " + (
+                        f"The last good checkpoint is {kept}" if kept else "No checkpoint was written yet (lower train.learning_rate?)"))
                 self.step.assign(step)
                 self._pending.append(loss)
                 bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self.bits_per_dim(loss):.3f}")
@@ -332,6 +336,7 @@ def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,
         RunDirError, DataFileError, ConfigError: as :func:`bruno.runs.check_run_dir` and :class:`Trainer`.
     """
     check_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    check_training_fits(config)
     trainer = Trainer(config, run_dir, strategy=strategy, progress=progress)
     if trainer.role.is_chief:  # the other workers only read the run directory
         prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)

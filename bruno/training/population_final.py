@@ -17,7 +17,6 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from bruno.data.subjects import read_split
@@ -30,7 +29,7 @@ from bruno.processes.population_state import SEARCH_FILE, read_population_state,
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
 from bruno.reconstruction.tuning import SEARCH_KS, can_search
-from bruno.runs import checkpoint_step, load_run_config, restore_model
+from bruno.runs import checkpoint_step, latest_checkpoint, load_run_config, restore_model
 
 __all__ = ["SHRINKAGES", "finalize_population"]
 
@@ -46,7 +45,7 @@ def finalize_population(run_dir: str, table: SliceTable, progress: bool = True) 
         The search (grid of c with val SSIM, the choice), or None where there was nothing to do: not a population
         run, no best checkpoint, a state of this checkpoint stored, or no val split to choose on (warned).
     """
-    best = tf.train.latest_checkpoint(os.path.join(run_dir, "best"))
+    best = latest_checkpoint(os.path.join(run_dir, "best"))
     if best is None or not load_run_config(run_dir).model.process.population:
         return None
     step = checkpoint_step(best)

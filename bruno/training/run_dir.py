@@ -1,5 +1,5 @@
-"""Training's side of a run directory: check it before anything is built, prepare it for a new run, and
-repair a ``metrics.jsonl`` line that a killed run left half-written (:mod:`bruno.runs` reads runs back)."""
+"""Training's side of a run directory: check it before anything is built, prepare it for a new run, and on
+resume trim ``metrics.jsonl`` back to the restored step (:mod:`bruno.runs` reads runs back)."""
 from __future__ import annotations
 
 import json
@@ -17,10 +17,10 @@ import yaml
 
 from bruno.config import Config, config_to_yaml
 from bruno.errors import OutputPathError, RunDirError
-from bruno.files import atomic_output, check_writable_folder
+from bruno.files import atomic_output, check_writable_folder, existing_folder_above
 from bruno.runs import latest_step, load_run_config
 
-__all__ = ["check_run_dir", "drop_partial_record", "prepare_run_dir"]
+__all__ = ["check_run_dir", "prepare_run_dir", "trim_metrics"]
 
 _RUN_FILES = ("config.yaml", "versions.json", "metrics.jsonl", "checkpoints", "best", "tensorboard")
 
@@ -38,14 +38,16 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
 def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -> None:
     """Everything :func:`prepare_run_dir` checks, writing nothing.
 
-    A folder holds a run once it has a checkpoint; run files without one are what a start that
-    failed before its first checkpoint left, and a new start replaces them.
+    A folder holds a run once it has any run file (``config.yaml``, ``metrics.jsonl``, ...): a run killed before
+    its first checkpoint still has its log and config, and only ``overwrite`` replaces them.
 
     Raises:
-        RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; ``resume``
+        RunDirError: not writable; holds a run and neither ``resume`` nor ``overwrite``; both; ``resume``
             without a checkpoint, of a different experiment, or to a step the run has already passed (resuming at
             the step reached trains nothing but finishes the run: a population run makes its test-time state).
     """
+    if resume and overwrite:
+        raise RunDirError(f"{run_dir}: --resume and --overwrite together; pass one (continue the run, or delete it and start again)")
     reached = latest_step(run_dir)
     if resume:
         if reached is None:
@@ -61,16 +63,18 @@ def check_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool) -
             raise RunDirError(f"{run_dir}: --resume to max_steps={config.train.max_steps}, but the run is already at step "
                               f"{reached}; pass a larger --max-steps")
         return
-    if reached is not None and not overwrite:
+    if not overwrite and reached is not None:
         raise RunDirError(f"{run_dir}: already holds a run (pass --resume to continue it or --overwrite to start again)")
-    existing = run_dir
-    while not os.path.isdir(existing):  # the nearest folder that exists must let us create the rest
-        parent = os.path.dirname(os.path.abspath(existing))
-        if parent == os.path.abspath(existing):
-            break
-        existing = parent
+    found = [name for name in _RUN_FILES if os.path.exists(os.path.join(run_dir, name))]
+    if not overwrite and found:
+        raise RunDirError(f"{run_dir}: holds a run that stopped before its first checkpoint ({found[0]}); "
+                          "pass --overwrite to delete it and start again")
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunDirError(f"{run_dir}: is a file, expected a run directory")
+    try:
+        existing = run_dir if os.path.isdir(run_dir) else existing_folder_above(run_dir)
+    except OutputPathError as err:
+        raise RunDirError(str(err)) from None
     if not os.access(existing, os.W_OK):
         raise RunDirError(f"{run_dir}: run directory is not writable" if existing == run_dir else
                           f"{run_dir}: cannot create the run directory ({existing} is not writable)")
@@ -111,12 +115,22 @@ def prepare_run_dir(run_dir: str, config: Config, resume: bool, overwrite: bool)
         json.dump(versions, f, indent=1)
 
 
-def drop_partial_record(run_dir: str) -> None:
-    """Cut a last ``metrics.jsonl`` line that a killed run left half-written, so records appended on resume parse."""
+def trim_metrics(run_dir: str, step: int) -> None:
+    """Keep the ``metrics.jsonl`` records up to ``step`` (those after it, written before a kill, come again as the
+    resumed run retrains those steps), and drop a last line that a killed run left half-written."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
         return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    kept = []
+    for line in lines[:-1]:  # the part after the last newline is empty, or half a record
+        try:
+            if json.loads(line)["step"] > step:
+                break
+        except (ValueError, KeyError, TypeError):
+            break
+        kept.append(line + b"\n")
+    if len(kept) < len(lines) - 1 or lines[-1]:
+        with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
+            f.writelines(kept)

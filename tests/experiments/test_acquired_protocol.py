@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
     table, config = table
     atlas = population_mean(table)
     test = [int(i) for i in table.volumes_in("test")] + [int(i) for i in table.volumes_in("val")]
-    subjects = [Subject(str(i), table.read(table.rows_of(i)), index=i) for i in test]
+    subjects = [Subject(str(i), table.read(table.rows_of(i)), info=table.info(i)) for i in test]
     methods = [LinearInterpolation(), Atlas(atlas)]
     for poses_from in ("known", "estimated"):
         acquire = acquired_inputs(table, config.data, poses_from, None, atlas)
@@ -52,7 +54,7 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
 
     tiny = load_slice_table(phantom, progress=False)
     with pytest.raises(ConfigError, match="built-in phantom data"):
-        acquired_inputs(tiny, phantom.data, "known", None, population_mean(tiny))(0, [1, 3])
+        acquired_inputs(tiny, phantom.data, "known", None, population_mean(tiny))(tiny.info(0), [1, 3])
 
 
 def test_evaluate_cli_acquired_protocol(table, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -69,6 +71,26 @@ def test_evaluate_cli_acquired_protocol(table, tmp_path: Path) -> None:  # type:
     assert "acquired slices only (poses estimated)" in report and "## Pose placement of the acquired slices" in report
     assert "| per slice: median / 90th percentile / max (poses) |" in report
     assert json.loads((out / "results.json").read_text())["protocol"] == "acquired"
-    assert_one_line_error(run_script("evaluate.py", "--config", str(config_path), "--protocol", "acquired", "--input",
-                                     str(tmp_path / "in"), "--contexts-list", "2", "--out", str(tmp_path / "e2")),
-                          r"scores volumes of the run's table")
+    # new files (issue 28): each truth made as in training, from its whole file; known poses are exact
+    files = run_script("evaluate.py", "--config", str(config_path), "--protocol", "acquired", "--input", str(tmp_path / "in"),
+                       "--poses-from", "known", "--contexts-list", "2", "--max-subjects", "2", "--out", str(tmp_path / "e2"))
+    assert files.returncode == 0, files.stderr
+    scored = json.loads((tmp_path / "e2" / "results.json").read_text())
+    assert scored["protocol"] == "acquired" and len(scored["per_subject"]) == 2
+    assert [r["pose_error"] for r in scored["per_subject"]] == [0.0, 0.0]
+
+
+def test_sources_are_absolute_and_a_moved_scan_is_named(table, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    table, config = table
+    sources = [table.info(i).source for i in range(table.num_volumes)]
+    assert all(os.path.isabs(s) and os.path.isfile(s) for s in sources)
+    config_path = tmp_path / "config.yaml"
+    from bruno.config import config_to_yaml
+
+    config_path.write_text(config_to_yaml(config))
+    (tmp_path / "in").rename(tmp_path / "moved")
+    missing = table.info(int(table.volumes_in("val")[0])).source
+    assert_one_line_error(run_script("evaluate.py", "--config", str(config_path), "--protocol", "acquired", "--contexts-list", "2",
+                                     "--out", str(tmp_path / "e3"), "--split", "val", "--no-progress"),
+                          re.escape(missing) + r": no such file \(the scan of subject .* in .*out\.h5")
+    assert not (tmp_path / "e3").exists()

@@ -37,6 +37,7 @@ from bruno.experiments.motion.simulate import (  # noqa: E402
     simulate_stacks,
     voxel_spacing,
 )
+from bruno.experiments.formatting import mean_se  # noqa: E402
 from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
 from bruno.files import atomic_output, check_output_dir, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
@@ -178,14 +179,14 @@ def motion_markdown(results: dict[str, Any], title: str) -> str:
              "subjects ± the standard error over subjects.", "",
              "| volume | SSIM | CC |", "|---|---|---|"]
     for method, cell in results["table"].items():
-        lines.append(f"| {_LABELS[method]} | {cell['ssim']:.3f} ± {cell['ssim_se']:.3f} | {cell['cc']:.3f} ± {cell['cc_se']:.3f} |")
+        lines.append(f"| {_LABELS[method]} | {mean_se(cell['ssim'], cell['ssim_se'], 3)} | {mean_se(cell['cc'], cell['cc_se'], 3)} |")
     lines += ["", "Slice-to-volume registration from each initial volume (iteration 0: the initial volume itself; "
               "error: mean distance of the corrected slice positions to the true ones).", "",
               "| iteration | " + " | ".join(f"SSIM from {name}" for name in INITS.values()) + " | "
               + " | ".join(f"error (mm) from {name}" for name in INITS.values()) + " |",
               "|---|" + "---|" * (2 * len(INITS))]
     for i in range(len(results["svr"]["gaussian"]["ssim"])):
-        cells = [f"{results['svr'][init]['ssim'][i][0]:.3f} ± {results['svr'][init]['ssim'][i][1]:.3f}" for init in INITS]
+        cells = [mean_se(*results['svr'][init]['ssim'][i][:2], 3) for init in INITS]
         cells += [f"{results['svr'][init]['error_mm'][i][0]:.2f}" for init in INITS]
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     p = results["paired"]
@@ -193,7 +194,7 @@ def motion_markdown(results: dict[str, Any], title: str) -> str:
     for key, label in (("bruno_minus_gaussian_ssim", "BRUNO − Gaussian average, SSIM"),
                        ("bruno_minus_gaussian_cc", "BRUNO − Gaussian average, CC"),
                        ("svr_bruno_minus_svr_gaussian_ssim", "SVR from BRUNO − SVR from Gaussian average, final SSIM")):
-        lines.append(f"- {label}: {p[key]['mean']:+.3f} ± {p[key]['se']:.3f} ({p[key]['wins']}/{p[key]['n']})")
+        lines.append(f"- {label}: {mean_se(p[key]['mean'], p[key]['se'], 3, signed=True)} ({p[key]['wins']}/{p[key]['n']})")
     return "\n".join(lines) + "\n"
 
 
