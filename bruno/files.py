@@ -14,12 +14,11 @@ from typing import Optional
 
 from bruno.errors import OutputPathError
 
-__all__ = ["NIFTI_EXTENSIONS", "TABLE_EXTENSIONS", "atomic_output", "check_distinct_outputs", "check_extension",
+__all__ = ["NIFTI_EXTENSIONS", "atomic_output", "check_distinct_outputs", "check_extension",
            "check_output_dir", "check_output_path", "check_outputs", "check_writable_folder", "existing_folder_above",
            "png_beside", "write_text_files"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
-TABLE_EXTENSIONS = (".h5", ".hdf5")
 
 
 def _split_name(path: str) -> tuple[str, str, str]:

@@ -49,13 +49,10 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, help="training steps (default: config_rnn/demo.yaml's 400)")
     add_common(parser, seed_help="the training and the samples", overwrite="replace earlier demo outputs")
     args = parser.parse_args()
-
     check_count("--samples", args.samples)
     paths = {name: os.path.join(args.out, name) for name in OUTPUTS}
     check_output_dir(args.out, OUTPUTS, args.overwrite)
-    config = load_config(CONFIG)
-    if args.max_steps is not None:
-        config = override(config, "train", max_steps=args.max_steps)
+    config = override(load_config(CONFIG), "train", **({} if args.max_steps is None else {"max_steps": args.max_steps}))
     table = load_slice_table(config, progress=not args.no_progress)
     train_unless_done(config, args.run_dir, args.seed, progress=not args.no_progress)
     model, _, step = restore_model(args.run_dir)

@@ -14,7 +14,6 @@ from _cli import make_parser, run
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
 from bruno.errors import ConfigError
-from bruno.files import TABLE_EXTENSIONS, check_extension
 
 logger = logging.getLogger("preprocess")
 
@@ -33,7 +32,6 @@ def main() -> None:
     if args.input is not None:  # files given: read them, whatever the config's default source
         overrides["source"] = "nifti"
     config = override(config, "data", **overrides)
-    check_extension("--output" if args.output else f"{args.config}: data.output", config.data.output, TABLE_EXTENSIONS)
     start = time.perf_counter()
     try:
         table = build_slice_table(config, overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress)

@@ -1,14 +1,18 @@
 """The bad-input matrix: each case runs a script as a new user would and must end with exit code 2,
 exactly one line on stderr (``error: ...`` naming the culprit; TensorFlow's start-up logging is
-silenced), no traceback, and no file or folder created or changed anywhere under the test's folder."""
+silenced), no traceback, and no file or folder created or changed anywhere under the test's folder
+(every file's bytes compared before and after)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 from pathlib import Path
 
 import h5py
+import nibabel as nib
+import numpy as np
 import pytest
 import yaml
 
@@ -54,19 +58,58 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(run, folder / "truncated")
     for data in (folder / "truncated").glob("*/*.data-00000-of-00001"):
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    _issue_28_world(folder, config)
     return folder
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file (size, modification time) and folder under ``folder`` (a folder's own time changes with
-    the write probe of an output check, which leaves nothing behind)."""
+def _table_variant(folder: Path, name: str, config: object, edit: object) -> None:
+    """``name.h5``: a copy of the tiny table changed by ``edit(h5py.File)``; ``name.yaml``: the tiny config reading it."""
+    shutil.copy(folder / "tiny.h5", folder / f"{name}.h5")
+    with h5py.File(folder / f"{name}.h5", "r+") as f:
+        edit(f)  # type: ignore[operator]
+    (folder / f"{name}.yaml").write_text(config_to_yaml(override(config, "data", output=str(folder / f"{name}.h5"))))  # type: ignore[arg-type]
+
+
+def _set_splits(f: h5py.File, old: tuple[str, ...], new: str) -> None:
+    splits = [s.decode() if isinstance(s, bytes) else s for s in f["volumes/split"][()]]
+    f["volumes/split"][...] = np.array([new if s in old else s for s in splits], dtype=object)
+
+
+def _issue_28_world(folder: Path, config: object) -> None:
+    """The inputs of issue 28's cases."""
+    _table_variant(folder, "no_train", config, lambda f: _set_splits(f, ("train",), "test"))
+    _table_variant(folder, "bad_pose", config, lambda f: f["pose"].__setitem__(3, 99))
+    _table_variant(folder, "no_val", config, lambda f: _set_splits(f, ("val",), "train"))
+    shutil.copytree(folder / "run", folder / "run_no_val")
+    stored = yaml.safe_load((folder / "run_no_val/config.yaml").read_text())
+    stored["data"]["output"] = str(folder / "no_val.h5")
+    (folder / "run_no_val/config.yaml").write_text(yaml.safe_dump(stored))
+    shutil.copytree(folder / "run", folder / "stopped")  # killed before its first checkpoint: its config and log only
+    for name in ("checkpoints", "best"):
+        shutil.rmtree(folder / "stopped" / name)
+    text = (folder / "tiny.yaml").read_text()
+    for name, old, new in (("nan_rate", "learning_rate: 0.001", "learning_rate: .nan"),
+                           ("inf_rate", "learning_rate: 0.001", "learning_rate: .inf"),
+                           ("huge_flow", "num_filters: 8", "num_filters: 100000000"),
+                           ("repeated_key", "learning_rate: 0.001", "learning_rate: 0.001\n  learning_rate: 0.01")):
+        assert old in text
+        (folder / f"{name}.yaml").write_text(text.replace(old, new, 1))
+    (folder / "nifti_source.yaml").write_text(config_to_yaml(override(config, "data", source="nifti", input=str(folder))))  # type: ignore[arg-type]
+    (folder / "run" / "nll_test_T4_c3.json").write_text("{}")  # a result test_nll must not replace
+    nib.save(nib.Nifti1Image(head_like((20, 24, 30)).astype(np.complex64), np.eye(4)), str(folder / "complex.nii.gz"))
+    write_nifti(folder / "coronal.nii.gz", head_like((20, 4, 30)), np.diag([1.0, 6.0, 1.0, 1.0]))  # 4 coronal slices 6 mm apart
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every file (modification time, SHA-256 of its bytes) and folder under ``folder`` (a folder's own time
+    changes with the write probe of an output check, which leaves nothing behind)."""
     entries = {}
     for root, dirs, files in os.walk(folder):
         for name in dirs:
-            entries[os.path.relpath(os.path.join(root, name), folder)] = (-1, -1)
+            entries[os.path.relpath(os.path.join(root, name), folder)] = (-1, "")
         for name in files:
-            info = os.stat(os.path.join(root, name))
-            entries[os.path.relpath(os.path.join(root, name), folder)] = (info.st_size, info.st_mtime_ns)
+            path = os.path.join(root, name)
+            entries[os.path.relpath(path, folder)] = (os.stat(path).st_mtime_ns, hashlib.sha256(Path(path).read_bytes()).hexdigest())
     return entries
 
 
@@ -112,6 +155,68 @@ CASES = {
                                    r"--max-subjects 0: expected an integer >= 1"),
     "motion: --max-subjects 0": (("motion_experiment.py", "--run", "{w}/run", "--max-subjects", "0", "--no-progress"),
                                  r"--max-subjects 0: expected an integer >= 1"),
+    # issue 28, data destroyed or replaced
+    "inspect_h5: --output onto the table": (("inspect_h5.py", "{w}/tiny.h5", "--output", "{w}/tiny.h5", "--overwrite"),
+                                            r"--output .*tiny\.h5: expected a file name ending in \.png"),
+    "inspect_h5: --output with a table's name": (("inspect_h5.py", "{w}/tiny.h5", "--output", "{w}/new_table.h5"),
+                                                 r"--output .*new_table\.h5: expected a file name ending in \.png"),
+    "preprocess: --output a.png": (("preprocess.py", "{w}/tiny.yaml", "--output", "{w}/a.png"),
+                                   r"command line: data\.output='.*a\.png', expected a path ending in \.h5 or \.hdf5"),
+    "benchmark: --out onto the config": (("benchmark.py", "{w}/tiny.yaml", "--out", "{w}/tiny.yaml", "--overwrite"),
+                                         r"--out .*tiny\.yaml: expected a file name ending in \.json"),
+    "train: a run stopped before its first checkpoint": (
+        ("train.py", "{w}/stopped/config.yaml", "--run-dir", "{w}/stopped", "--no-progress"),
+        r"stopped: holds a run that stopped before its first checkpoint \(config\.yaml\); pass --overwrite"),
+    # tracebacks where one line is promised
+    "train: empty train split": (("train.py", "{w}/no_train.yaml", "--run-dir", "{w}/new_run", "--no-progress"),
+                                 r"no_train\.h5: the train split has no volumes \(preprocess again"),
+    "test_nll: no val volumes": (("test_nll.py", "{w}/run_no_val", "--split", "val", "--no-progress"),
+                                 r"--split val: .*no_val\.h5 has no val volumes"),
+    "sample_prior: --samples 1000000000": (("sample_prior.py", "{w}/run", "--samples", "1000000000", "--output", "{w}/a.nii.gz",
+                                            "--no-progress"),
+                                           r"--samples 1000000000: sampling every pose 1000000000 times needs at least [\d.e+]+ GiB, "
+                                           r"more than this machine's [\d.]+ GiB of memory"),
+    "reconstruct: --samples 1000000000": ((*RECONSTRUCT, "--num-contexts", "2", "--samples", "1000000000", "--output", "{w}/a.nii.gz"),
+                                          r"--samples 1000000000: sampling every pose"),
+    "train: num_filters 100000000": (("train.py", "{w}/huge_flow.yaml", "--run-dir", "{w}/new_run", "--no-progress"),
+                                     r"model\.flow \(num_filters=100000000, .*\): training on 4x4 images a step needs at least "
+                                     r"[\d.e+]+ GiB, more than this machine's"),
+    # bad values accepted, or refused only after the long work
+    "train: learning_rate .nan": (("train.py", "{w}/nan_rate.yaml", "--run-dir", "{w}/new_run"),
+                                  r"nan_rate\.yaml: train\.learning_rate=nan, expected a finite number"),
+    "train: learning_rate .inf": (("train.py", "{w}/inf_rate.yaml", "--run-dir", "{w}/new_run"),
+                                  r"inf_rate\.yaml: train\.learning_rate=inf, expected a finite number"),
+    "demo: --samples 0": (("demo.py", "--samples", "0", "--out", "{w}/demo_out", "--run-dir", "{w}/demo_run"),
+                          r"--samples 0: expected an integer >= 1"),
+    "test_nll: result exists": (("test_nll.py", "{w}/run", "--no-progress"),
+                                r"run/nll_test_T4_c3\.json: output file exists \(pass --overwrite"),
+    "reconstruct: --std of latent_pca_gp": ((*RECONSTRUCT, "--num-contexts", "2", "--method", "latent_pca_gp", "--output",
+                                             "{w}/a.nii.gz", "--std", "{w}/s.nii.gz"),
+                                            r"s\.nii\.gz: method latent_pca_gp has no uncertainty map"),
+    "evaluate: --contexts-list 1,1": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "1,1"),
+                                      r"--contexts-list '1,1': k = 1 given twice"),
+    "train: config of another source than its table": (
+        ("train.py", "{w}/nifti_source.yaml", "--run-dir", "{w}/new_run", "--no-progress"),
+        r"tiny\.h5: was made with data\.source='phantom', but the config has 'nifti'"),
+    "train: a key given twice": (("train.py", "{w}/repeated_key.yaml", "--run-dir", "{w}/new_run"),
+                                 r"repeated_key\.yaml: not valid YAML \(key 'learning_rate' given twice"),
+    "train: --resume --overwrite": (("train.py", "{w}/run/config.yaml", "--run-dir", "{w}/run", "--resume", "--overwrite"),
+                                    r"run: --resume and --overwrite together; pass one"),
+    "train: pose 99 in the table": (("train.py", "{w}/bad_pose.yaml", "--run-dir", "{w}/new_run", "--no-progress"),
+                                    r"bad_pose\.h5: /pose\[3\] = 99, expected 3"),
+    "reconstruct: complex NIfTI": (("reconstruct.py", "--run", "{w}/run", "--input", "{w}/complex.nii.gz", "--num-contexts", "2",
+                                    "--output", "{w}/a.nii.gz", "--no-progress"),
+                                   r"complex\.nii\.gz: complex-valued data \(complex64\), expected real intensities"),
+    # messages that mislead
+    "reconstruct: output folder is a file": ((*RECONSTRUCT, "--num-contexts", "2", "--output", "{w}/tiny.yaml/a.nii.gz"),
+                                             r"tiny\.yaml/a\.nii\.gz: .*tiny\.yaml is a file, expected a folder"),
+    "train: run directory under a file": (("train.py", "{w}/tiny.yaml", "--run-dir", "{w}/tiny.yaml/run"),
+                                          r"tiny\.yaml/run: .*tiny\.yaml is a file, expected a folder"),
+    "evaluate: output folder under a file": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "1,3", "--out", "{w}/tiny.yaml/eval"),
+                                             r"tiny\.yaml/eval: .*tiny\.yaml is a file, expected a folder"),
+    "reconstruct: a coronal stack": (("reconstruct.py", "--run", "{w}/run", "--input", "{w}/coronal.nii.gz", "--output",
+                                      "{w}/a.nii.gz", "--no-progress"),
+                                     r"coronal\.nii\.gz: the stack is not axial: its 4 slice\(s\), 6 mm apart, are coronal"),
     "motion: empty glob": (("motion_experiment.py", "--run", "{w}/run", "--input", "{w}/nothing/*.nii.gz", "--no-progress"),
                            r"nothing/\*\.nii\.gz: no files match"),
 }

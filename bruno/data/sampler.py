@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from bruno.data.table import SliceTable
+from bruno.errors import DataFileError
 
 __all__ = ["SequenceSampler"]
 
@@ -57,7 +58,8 @@ class SequenceSampler:
         self.table = table if isinstance(table, SliceTable) else SliceTable(table)
         self.volumes = self.table.volumes_in(split)
         if len(self.volumes) == 0:
-            raise ValueError(f"{self.table.path}: split {split!r} has no volumes")
+            raise DataFileError(f"{self.table.path}: the {split} split has no volumes (preprocess again with a data.split "
+                                f"that gives it some, or more subjects)")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}, expected >= 1")
         if not 1 <= seq_len <= self.table.num_poses:

@@ -104,9 +104,6 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress and self.role.is_chief
         train = config.train
         table = self.table = load_slice_table(config, progress)
-        if len(table.volumes_in("train")) == 0:
-            raise DataFileError(f"{table.path}: the train split has no volumes (data.split puts every subject in val/test; "
-                                "preprocess again with a train fraction > 0 or more subjects)")
         replicas = self.strategy.num_replicas_in_sync
         if train.batch_size % replicas:
             raise RunDirError(f"train.batch_size={train.batch_size} does not split across {replicas} devices")
@@ -299,9 +296,8 @@ class Trainer:
                                              num_context_at(step, train), subjects)
                 loss = float(loss_t)
                 if not math.isfinite(loss):
-                    kept = self._chief_checkpoint()
-                    raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. " + (
-                        f"The last good checkpoint is {kept}" if kept else "No checkpoint was written yet (lower train.learning_rate?)"))
+                    kept = self._chief_checkpoint() or "none yet (lower train.learning_rate?)"
+                    raise TrainingDiverged(f"step {step}: training loss is {loss}; stopped. The last good checkpoint: {kept}")
                 self.step.assign(step)
                 self._pending.append(loss)
                 bar.set_postfix(loss=f"{loss:.1f}", bpd=f"{self.bits_per_dim(loss):.3f}")
@@ -323,7 +319,6 @@ class Trainer:
                            int(self.step.numpy()), path)
             raise TrainingInterrupted(stop.signum)
         return loss
-
 
 
 def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,

@@ -71,7 +71,7 @@ def test_bad_arguments(table: SliceTable, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"split='tst', expected one of train, val, test"):
         SequenceSampler(table, "tst", 2, 2, 0)
     one = build_slice_table(phantom_config(tmp_path, subjects=1), progress=False)
-    with pytest.raises(ValueError, match=r"split 'val' has no volumes"):
+    with pytest.raises(ValueError, match=r"the val split has no volumes"):
         SequenceSampler(one, "val", 2, 2, 0)
 
 

@@ -41,3 +41,11 @@ def test_montage_rows_name_each_runs_deterministic_image_by_its_method() -> None
                      "BRUNO (ixi_a)\ndecoded predictive mean", "BRUNO (ixi_a)\nstd",
                      "BRUNO (ixi_b)\nsample 1", "BRUNO (ixi_b)\nmean", "BRUNO (ixi_b)\ndecoded predictive mean", "BRUNO (ixi_b)\nstd",
                      "GQN\nsample 1", "GQN\nmean", "GQN\nlatents at the prior mean", "GQN\nstd", "PCA", "PCA\nstd"]
+
+
+def test_mean_se_never_prints_nan() -> None:
+    from bruno.experiments.formatting import mean_se
+
+    assert mean_se(0.81234, 0.0041, 3) == "0.812 ± 0.004"
+    assert mean_se(0.01234, 0.002, 3, signed=True) == "+0.012 ± 0.002"
+    assert mean_se(0.81234, float("nan"), 3) == "0.812 (n = 1)"  # one subject: no standard error

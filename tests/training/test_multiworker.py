@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -107,12 +108,64 @@ def test_a_killed_worker_ends_the_others_with_an_error_and_resume_recovers(batch
     assert workers[0].returncode == 2 and time.time() - killed < 60
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert not re.search(r"^[IWEF]\d{4} ", stderr, re.MULTILINE), stderr  # the coordination service's C++ lines are dropped
     assert re.match(r"error: worker 0 of 2: another worker stopped answering at step \d+ \(.+\); restart every worker "
                     r"with --resume \(from .*ckpt-\d+\)", errors[0]), errors[0]
     again = run_script(*LAUNCH, str(path), "--no-progress", "--run-dir", str(run_dir), "--resume", "--max-steps", "30")
     assert again.returncode == 0, again.stderr
     latest = dict(_losses(run_dir))  # the steps redone after the chief's checkpoint are logged again, with the same losses
     assert [latest[step] for step in range(1, 11)] == [loss for _, loss in two_workers] and max(latest) == 30
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGKILL])
+def test_workers_do_not_outlive_their_launcher(batch8: Path, tmp_path: Path, signum: int) -> None:
+    """A closed terminal (SIGHUP) or kill -9 of the launcher: both workers stop within a minute (issue 28)."""
+    config = override(load_config(batch8), "train", max_steps=100_000)
+    path = tmp_path / "long.yaml"
+    path.write_text(config_to_yaml(config))
+    run_dir = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, str(REPO / "scripts" / LAUNCH[0]), *LAUNCH[1:], str(path), "--run-dir",
+                                 str(run_dir), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 240
+        while not (run_dir / "metrics.jsonl").exists() or len(_losses(run_dir)) < 3:
+            assert time.time() < deadline and launcher.poll() is None, "the workers never trained"
+            time.sleep(0.2)
+        workers = _children(launcher.pid)
+        assert len(workers) == 2
+        launcher.send_signal(signum)
+        launcher.wait(timeout=120)
+        deadline = time.time() + 60
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        launcher.kill()
+        for worker in workers:
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
 
 
 def test_bad_multiworker_set_ups_are_refused(batch8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

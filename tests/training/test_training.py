@@ -21,11 +21,11 @@ from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverg
 from bruno.data.table import SliceTable
 from bruno.models.encoder import SliceEncoder
 from bruno.processes.population_state import read_population_state, write_population_state
-from bruno.runs import iterate_metrics, load_run_config, restore_model
+from bruno.runs import iterate_metrics, latest_step, load_run_config, restore_model
 from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
 from bruno.training.population_final import SHRINKAGES, finalize_population
-from bruno.training.run_dir import check_run_dir, drop_partial_record, prepare_run_dir
+from bruno.training.run_dir import check_run_dir, prepare_run_dir, trim_metrics
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 
@@ -170,7 +170,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Config, tmp_pat
         return batch
 
     t.sampler.next_batch = poisoned  # type: ignore[method-assign]
-    with pytest.raises(TrainingDiverged, match=r"step 5: training loss is nan; stopped\. The last good checkpoint is .*ckpt-4"):
+    with pytest.raises(TrainingDiverged, match=r"step 5: training loss is nan; stopped\. The last good checkpoint: .*ckpt-4"):
         t.train(max_steps=10)
     assert t.manager.latest_checkpoint.endswith("ckpt-4")
 
@@ -259,14 +259,17 @@ def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
     assert not (run_dir / "checkpoints").exists() and "learning_rate: 0.5" in (run_dir / "config.yaml").read_text()
 
 
-def test_run_files_without_a_checkpoint_are_a_failed_start_and_are_replaced(tiny: Config, tmp_path: Path) -> None:
+def test_run_files_without_a_checkpoint_are_kept_unless_overwrite(tiny: Config, tmp_path: Path) -> None:
+    """A run killed before its first checkpoint still has its config and log: refused, and replaced only with overwrite
+    (its run files only: the user's other files stay)."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.yaml").write_text("left by a start that failed")
+    (run_dir / "config.yaml").write_text("left by a start that was killed")
     (run_dir / "metrics.jsonl").write_text('{"step": 0}\n')
     (run_dir / "notes.txt").write_text("the user's")
-    check_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
-    prepare_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
+    with pytest.raises(RunDirError, match=r"holds a run that stopped before its first checkpoint \(config\.yaml\)"):
+        check_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
+    prepare_run_dir(str(run_dir), tiny, resume=False, overwrite=True)
     assert load_run_config(str(run_dir)) == tiny and not (run_dir / "metrics.jsonl").exists()
     assert (run_dir / "notes.txt").read_text() == "the user's"
 
@@ -344,10 +347,44 @@ def test_kill_mid_run_then_resume_loses_at_most_one_interval(tiny: Config, tmp_p
     assert reached - 4 <= resumed_at <= reached
     steps = [s for s, _ in losses(run_dir)]  # every line parses: a half-written one was cut on resume
     assert steps[-1] == reached + 2 and math.isfinite(losses(run_dir)[-1][1])
-    with open(metrics, "a", encoding="utf-8") as f:
-        f.write('{"step": 99, "spl')  # as a kill mid-write leaves it
-    drop_partial_record(str(run_dir))
-    assert metrics.read_text().endswith("}\n") and [s for s, _ in losses(run_dir)] == steps
+    assert steps == list(range(1, reached + 3))  # the steps redone after the checkpoint are logged once (issue 28)
+
+
+def test_trim_metrics_keeps_the_records_up_to_the_restored_step(tmp_path: Path) -> None:
+    records = [{"step": s, "split": "train", "loss": 1.0 / s} for s in (1, 2, 3, 4)] + [{"step": 2, "split": "val", "loss": None}]
+    text = "".join(json.dumps(r) + "\n" for r in sorted(records, key=lambda r: r["step"]))
+    (tmp_path / "metrics.jsonl").write_text(text + '{"step": 5, "spl')  # as a kill mid-write leaves it
+    trim_metrics(str(tmp_path), 3)
+    kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in kept] == [(1, "train"), (2, "train"), (2, "val"), (3, "train")]
+    before = (tmp_path / "metrics.jsonl").stat().st_mtime_ns
+    trim_metrics(str(tmp_path), 3)  # nothing to cut: the file is left alone
+    assert (tmp_path / "metrics.jsonl").stat().st_mtime_ns == before
+
+
+def test_a_complete_checkpoint_counts_without_its_index_file(tiny: Config, tmp_path: Path) -> None:
+    """A kill between writing ckpt-4 and the ``checkpoint`` index file: --resume finds ckpt-4 (issue 28)."""
+    run_dir = tmp_path / "r"
+    trainer(tiny, run_dir, checkpoint_every=2).train(max_steps=4)
+    folder = run_dir / "checkpoints"
+    (folder / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')  # the index lags
+    assert latest_step(str(run_dir)) == 4
+    (folder / "checkpoint").unlink()  # or is not there at all
+    assert latest_step(str(run_dir)) == 4
+    (folder / "ckpt-4.data-00000-of-00001").unlink()  # an incomplete one does not count
+    assert latest_step(str(run_dir)) == 2
+
+
+def test_metrics_write_null_for_nan(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bruno.training import Trainer
+
+    Trainer._log(SimpleNamespace(role=SimpleNamespace(is_chief=True), run_dir=str(tmp_path), _writer=None),  # type: ignore[arg-type]
+                 {"step": 1, "split": "train", "loss": math.nan, "scale": math.inf, "time": 0.0})
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl")) == \
+        {"step": 1, "split": "train", "loss": None, "scale": None, "time": 0.0}
 
 
 MIRRORED = """
