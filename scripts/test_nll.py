@@ -48,7 +48,7 @@ def main() -> None:
     table = load_slice_table(config, not args.no_progress)
     if len(table.volumes_in(args.split)) == 0:
         raise ConfigError(f"--split {args.split}: {table.path} has no {args.split} volumes")
-    model, config, step = restore_model(args.run_dir, args.checkpoint)
+    model, _, step = restore_model(args.run_dir, args.checkpoint)
     make_deterministic(args.seed)
     result = sequence_nll(model, table, args.split, seq_len, num_context, args.num_sequences,
                           config.train.batch_size, args.seed, not args.no_progress)

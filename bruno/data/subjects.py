@@ -62,5 +62,5 @@ def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", file
     indices = table.volumes_in(split)[:max_subjects]
     if len(indices) == 0:
         raise ConfigError(f"{table.path}: split {split!r} has no volumes")
-    return [Subject(table.info(int(i)).subject, images, table.info(int(i)).affine, table.info(int(i)))
-            for i, images in zip(indices, read_split(table, split, max_subjects))]
+    infos = [table.info(int(i)) for i in indices]
+    return [Subject(info.subject, images, info.affine, info) for info, images in zip(infos, read_split(table, split, max_subjects))]

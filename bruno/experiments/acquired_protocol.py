@@ -55,8 +55,12 @@ def find_scan(info: VolumeInfo, table_path: str) -> str:
     absolute) from the working folder, then from the table's.
 
     Raises:
+        ConfigError: built-in phantom data (no file: the paper protocol only).
         DataFileError: naming the file, the subject and the table.
     """
+    if info.source.startswith("phantom://"):
+        raise ConfigError(f"{table_path}: the acquired-slices protocol reads each test volume's own NIfTI file; "
+                          f"{info.source} is built-in phantom data (use the paper protocol)")
     for path in (info.source, os.path.join(os.path.dirname(os.path.abspath(table_path)), info.source)):
         if os.path.isfile(path):
             return path
@@ -65,7 +69,7 @@ def find_scan(info: VolumeInfo, table_path: str) -> str:
 
 
 def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["estimated", "known"],
-                    scorer: Optional[SequenceModel], atlas: Optional[np.ndarray] = None) -> Callable[[int, list[int]], Acquired]:
+                    scorer: Optional[SequenceModel], atlas: Optional[np.ndarray] = None) -> Callable[[VolumeInfo, list[int]], Acquired]:
     """A function (the volume's table row, or a file's row made alike; true context poses) → :class:`Acquired`
     (module docstring); the scan's file is found by :func:`find_scan`.
 
@@ -78,9 +82,6 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
     num_poses = data.num_poses
 
     def acquire(info: VolumeInfo, contexts: list[int]) -> Acquired:
-        if info.source.startswith("phantom://"):
-            raise ConfigError(f"{table.path}: the acquired-slices protocol reads each test volume's own NIfTI file; "
-                              f"{info.source} is built-in phantom data (use the paper protocol)")
         volume = load_nifti(find_scan(info, table.path), sparse=True)
         acquisition = acquisition_from([volume], data, _nearest_raw_slices(info, contexts, volume.affine))
         normal = acquisition.normal
