@@ -8,13 +8,21 @@ sampled latents and images), so they never refuse what would have run; real use 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from bruno.config import Config
 from bruno.errors import ConfigError
 
-__all__ = ["check_fits", "flow_bytes", "machine_memory", "sample_bytes"]
+__all__ = ["MemoryEstimate", "check_fits", "flow_bytes", "machine_memory", "sample_bytes"]
 
 _FLOAT = 4  # bytes of a float32
+
+
+class MemoryEstimate(NamedTuple):
+    """A lower bound of the bytes something needs, and the label that names its sizes in an error."""
+
+    bytes: float
+    label: str
 
 
 def machine_memory() -> int:

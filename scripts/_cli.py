@@ -84,7 +84,7 @@ def drop_native_log_lines() -> None:
     atexit.register(drain)
 
 from bruno.errors import BrunoError  # noqa: E402  (after the quiet import)
-from bruno.options import parse_samples  # noqa: E402
+from bruno.commands.options import parse_samples  # noqa: E402
 from bruno.reconstruction import FAST_SAMPLES  # noqa: E402
 
 T = TypeVar("T")

@@ -27,12 +27,12 @@ from bruno.config import load_config, override
 from bruno.data.acquisition import grid_poses, spread_stack
 from bruno.data.phantom import phantom_subject
 from bruno.data.preprocess import load_slice_table
-from bruno.options import check_count
+from bruno.commands.options import check_count
 from bruno.files import check_output_dir
 from bruno.reconstruction import ModelSampling, save_nifti
 from bruno.reconstruction.pipeline import prepare_acquired, reconstruct_and_write
-from bruno.runs import make_deterministic, restore_model
-from bruno.training import train_unless_done
+from bruno.runs import RunDir, make_deterministic, restore_model
+from bruno.commands.train import train_unless_done
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
 NUM_ACQUIRED = 5
@@ -64,7 +64,7 @@ def main() -> None:
     save_nifti(paths["acquired.nii.gz"], *spread_stack(volume, info.slab, NUM_ACQUIRED), args.overwrite)
     save_nifti(paths["truth.nii.gz"], volume.data, volume.affine, args.overwrite)
 
-    prepared = prepare_acquired([paths["acquired.nii.gz"]], config.data, table, model)
+    prepared = prepare_acquired([paths["acquired.nii.gz"]], config.data, RunDir(args.run_dir).inference(), model)
     logger.info("%s: %d acquired slices; estimated poses %s (true %s)", info.subject, NUM_ACQUIRED, prepared.contexts,
                 grid_poses(info.affine, prepared.acquisition).tolist())
     reconstruct_and_write(ModelSampling(model), prepared, {"mean": paths["reconstruction.nii.gz"], "std": paths["std.nii.gz"]},

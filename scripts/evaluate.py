@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from _cli import add_common, add_keep_contexts, add_samples, add_subject_source, make_parser, read_request, run
 
-from bruno.experiments.evaluate_runs import Request, run_evaluation
+from bruno.commands.evaluate import Request, run_evaluation
 
 
 def main() -> None:

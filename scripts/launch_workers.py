@@ -20,7 +20,7 @@ import sys
 
 from _cli import make_parser, run
 
-from bruno.training.launcher import launch_workers
+from bruno.commands.launch_workers import launch_workers
 
 TRAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 

@@ -25,9 +25,10 @@ from _cli import add_common, add_subject_source, make_parser, run
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.experiments.motion.simulate import LAWS
-from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, checked_settings, default_contexts, motion_markdown, run_study
+from bruno.commands.motion import checked_settings
+from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, default_contexts, motion_markdown, run_study
 from bruno.files import check_output_dir
-from bruno.options import check_count, parse_contexts
+from bruno.commands.options import check_count, parse_contexts
 from bruno.runs import make_deterministic, restore_model
 
 def main() -> None:

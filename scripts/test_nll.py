@@ -18,9 +18,9 @@ from _cli import make_parser, run
 from bruno.data.preprocess import load_slice_table
 from bruno.errors import ConfigError
 from bruno.files import atomic_output, check_output_path
-from bruno.models.nll import sequence_nll
-from bruno.options import check_count
-from bruno.runs import load_run_config, make_deterministic, restore_model
+from bruno.experiments.nll import sequence_nll
+from bruno.commands.options import check_count
+from bruno.runs import RunDir, make_deterministic, restore_model
 
 logger = logging.getLogger("test_nll")
 
@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     check_count("--num-sequences", args.num_sequences)
 
-    config = load_run_config(args.run_dir)  # every check before the model is restored
+    config = RunDir(args.run_dir).config()  # every check before the model is restored
     seq_len = args.seq_len or config.train.seq_len
     num_context = config.train.num_context if args.num_context is None else args.num_context
     if not 0 <= num_context < seq_len <= config.data.num_poses:

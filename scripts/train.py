@@ -8,7 +8,7 @@ The phantom table is generated if missing; NIfTI experiments need scripts/prepro
 Where it runs (--strategy): one device (default), the GPUs of this machine (mirrored, or --gpus N),
 or several worker processes (multiworker: each worker runs this same command with its own TF_CONFIG;
 scripts/launch_workers.py starts local ones). train.batch_size is the global batch, split across all
-replicas of all workers; only worker 0 writes RUN_DIR. A population run (model.process.population) ends by
+replicas of all workers; only worker 0 writes RUN_DIR. A population run (model.process: population) ends by
 encoding the train split again into its bank and choosing its shrinkage c on val (RUN_DIR/population.npz, .json);
 --resume at the step reached does only that.
 
@@ -29,8 +29,8 @@ from _cli import drop_native_log_lines, make_parser, run
 
 from bruno.config import load_config, override
 from bruno.errors import ConfigError
+from bruno.commands.train import train_run
 from bruno.runs import make_deterministic
-from bruno.training import open_run
 from bruno.training.distribute import STRATEGIES, make_strategy
 
 logger = logging.getLogger("train")
@@ -60,8 +60,7 @@ def main() -> None:
     config = override(config, "train", **{k: v for k, v in (("max_steps", args.max_steps), ("seed", args.seed)) if v is not None})
     run_dir = args.run_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
     make_deterministic(config.train.seed)
-    trainer = open_run(config, run_dir, args.resume, args.overwrite, strategy, progress=not args.no_progress)
-    result = trainer.train()
+    trainer, result = train_run(config, run_dir, args.resume, args.overwrite, strategy, progress=not args.no_progress)
     if math.isnan(result.train_loss):  # resumed at the step it had reached: nothing trained
         logger.info("step %d: nothing left to train, best val %.4f bits/dim; checkpoints in %s", result.step,
                     trainer.bits_per_dim(result.best_val_loss), run_dir)

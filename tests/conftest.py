@@ -143,11 +143,11 @@ def train_tiny_run(folder: Path, max_steps: int) -> Path:
     from bruno.config import load_config, override
     from bruno.runs import make_deterministic
     from bruno.training import Trainer
-    from bruno.training.run_dir import prepare_run_dir
+    from bruno.runs import RunDir
 
     config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
     run = folder / "run"
-    prepare_run_dir(str(run), config, False, False)
+    RunDir(str(run)).prepare(config, False, False)
     make_deterministic(0)
     Trainer(config, str(run), progress=False).train(max_steps=max_steps)
     return run
@@ -158,10 +158,10 @@ def trainer(config: Config, run_dir: Path, resume: bool = False, **train: object
     from bruno.config import override
     from bruno.runs import make_deterministic
     from bruno.training import Trainer
-    from bruno.training.run_dir import prepare_run_dir
+    from bruno.runs import RunDir
 
     config = override(config, "train", **train)
-    prepare_run_dir(str(run_dir), config, resume=resume, overwrite=False)
+    RunDir(str(run_dir)).prepare(config, resume=resume, overwrite=False)
     make_deterministic(config.train.seed)
     t = Trainer(config, str(run_dir), progress=False)
     if resume:
@@ -171,9 +171,9 @@ def trainer(config: Config, run_dir: Path, resume: bool = False, **train: object
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:
     """(step, loss) of every train record of a run."""
-    from bruno.runs import iterate_metrics
+    from bruno.runs import RunDir
 
-    return [(r["step"], r["loss"]) for r in iterate_metrics(str(run_dir)) if r["split"] == "train"]
+    return [(r["step"], r["loss"]) for r in RunDir(str(run_dir)).metrics() if r["split"] == "train"]
 
 
 def is_root() -> bool:

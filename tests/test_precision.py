@@ -18,7 +18,7 @@ from bruno.models import ConditionalBruno
 from bruno.precision import DynamicLossScale
 from bruno.runs import make_deterministic, make_model
 from bruno.training import Trainer, UpdateStep
-from bruno.training.run_dir import prepare_run_dir
+from bruno.runs import RunDir
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="checks the CPU refusal and CPU numerics")
@@ -99,7 +99,7 @@ def test_dynamic_loss_scale_halves_skips_and_grows() -> None:
 
 def test_training_refuses_mixed_precision_without_a_gpu(tiny: Config, tmp_path: Path) -> None:
     config = override(override(tiny, "data", output=str(tmp_path / "tiny.h5")), "train", mixed_precision="bfloat16")
-    prepare_run_dir(str(tmp_path / "run"), config, False, False)
+    RunDir(str(tmp_path / "run")).prepare(config, False, False)
     with pytest.raises(ConfigError, match=r"train.mixed_precision='bfloat16' needs a GPU and none is visible"):
         Trainer(config, str(tmp_path / "run"), progress=False)
     with pytest.raises(ConfigError, match=r"only BRUNO models .* not 'gqn'"):

@@ -8,9 +8,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bruno.data.subjects import read_split
-from bruno.data.table import SliceTable
-
 __all__ = ["interpolate_along_pose", "linear_interpolation", "population_mean"]
 
 
@@ -40,7 +37,6 @@ def interpolate_along_pose(stack: np.ndarray, positions: np.ndarray) -> np.ndarr
     return (1.0 - weight) * stack[..., below, :, :] + weight * stack[..., above, :, :]
 
 
-def population_mean(table: SliceTable, split: str = "train") -> np.ndarray:
-    """The mean slice of every pose over the volumes of one split: float64 [N, H, W] (an atlas)."""
-    volumes = read_split(table, split)
-    return volumes.sum(axis=0, dtype=np.float64) / max(len(volumes), 1)
+def population_mean(volumes: np.ndarray) -> np.ndarray:
+    """The mean slice of every pose over volumes [V, N, H, W] (the train split's: an atlas): float64 [N, H, W]."""
+    return np.asarray(volumes).sum(axis=0, dtype=np.float64) / max(len(volumes), 1)

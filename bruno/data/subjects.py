@@ -16,7 +16,7 @@ from bruno.data.slices import extract_slices
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError
 
-__all__ = ["Subject", "load_subjects", "read_split"]
+__all__ = ["Subject", "load_subjects", "pose_spacings", "read_split"]
 
 
 class Subject(NamedTuple):
@@ -38,6 +38,11 @@ def read_split(table: SliceTable, split: str, max_volumes: Optional[int] = None)
         for i, v in enumerate(volumes):
             out[i] = read(table.rows_of(int(v)))
     return out
+
+
+def pose_spacings(table: SliceTable, split: str = "train") -> np.ndarray:
+    """The pose spacing (mm) of every volume of one split: float64 [V]."""
+    return np.array([float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in(split)])
 
 
 def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", files: Optional[str] = None,

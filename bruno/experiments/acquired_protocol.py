@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 
-from bruno.baselines.simple import interpolate_along_pose, population_mean
+from bruno.baselines.simple import interpolate_along_pose
 from bruno.config import DataConfig
 from bruno.data.acquisition import acquisition_from, grid_poses, grid_slab
 from bruno.data.nifti import load_nifti
@@ -26,6 +26,7 @@ from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError, DataFileError
 from bruno.models import SequenceModel
 from bruno.reconstruction.placement import place_acquisition
+from bruno.runs import InferenceRecord, inference_record
 
 __all__ = ["Acquired", "acquired_inputs", "find_scan"]
 
@@ -69,16 +70,15 @@ def find_scan(info: VolumeInfo, table_path: str) -> str:
 
 
 def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["estimated", "known"],
-                    scorer: Optional[SequenceModel], atlas: Optional[np.ndarray] = None) -> Callable[[VolumeInfo, list[int]], Acquired]:
+                    scorer: Optional[SequenceModel], training: Optional[InferenceRecord] = None) -> Callable[[VolumeInfo, list[int]], Acquired]:
     """A function (the volume's table row, or a file's row made alike; true context poses) → :class:`Acquired`
     (module docstring); the scan's file is found by :func:`find_scan`.
 
     Args:
-        scorer: the model whose log-likelihood places the slices (None: NCC with ``atlas``, by
-            default the table's population mean, computed once here).
+        scorer: the model whose log-likelihood places the slices (None: NCC with the atlas).
+        training: the train split's pose spacings and atlas (by default the table's, computed once here).
     """
-    if scorer is None and atlas is None and poses_from == "estimated":
-        atlas = population_mean(table)
+    training = inference_record(table) if training is None else training
     num_poses = data.num_poses
 
     def acquire(info: VolumeInfo, contexts: list[int]) -> Acquired:
@@ -87,9 +87,9 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
         normal = acquisition.normal
         lo_true, step_true = grid_slab(info.affine, normal)
         if poses_from == "known":
-            placement = place_acquisition(acquisition, table, slab_mm=(lo_true, lo_true + step_true * num_poses))
+            placement = place_acquisition(acquisition, num_poses, training, slab_mm=(lo_true, lo_true + step_true * num_poses))
         else:
-            placement = place_acquisition(acquisition, table, scorer, atlas=atlas)
+            placement = place_acquisition(acquisition, num_poses, training, scorer)
         poses, affine = placement.poses, placement.affine
         low, high = acquisition.intensity
         truth_low, truth_high = info.intensity

@@ -1,8 +1,7 @@
 """Scores of reconstructions, numpy only: of the mean image (:mod:`.images`: SSIM, CC, PSNR) and of the whole
-predictive law, as a forecast (:mod:`.forecast`: interval coverage from the PIT, CRPS)."""
+predictive law, as a forecast (:mod:`.forecast`: interval coverage from the PIT, CRPS; bits/dim: :mod:`bruno.units`)."""
 from bruno.metrics.forecast import (
            LEVELS,
-           bits_per_dim,
            crps_gaussian,
            crps_samples,
            head_mask,
@@ -11,5 +10,5 @@ from bruno.metrics.forecast import (
 )
 from bruno.metrics.images import SliceScores, cross_correlation, pearson, psnr, slice_scores, ssim
 
-__all__ = ["LEVELS", "SliceScores", "bits_per_dim", "cross_correlation", "crps_gaussian", "crps_samples", "head_mask", "pearson",
+__all__ = ["LEVELS", "SliceScores", "cross_correlation", "crps_gaussian", "crps_samples", "head_mask", "pearson",
            "pit_coverage_gaussian", "pit_coverage_samples", "psnr", "slice_scores", "ssim"]

@@ -17,24 +17,17 @@ x̃ = x + u); for spreads of several grey levels the difference is negligible.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import scoringrules
 from scipy.stats import norm
 
-__all__ = ["HEAD_THRESHOLD", "LEVELS", "bits_per_dim", "crps_gaussian", "crps_samples", "head_mask", "pit_coverage_gaussian",
+__all__ = ["HEAD_THRESHOLD", "LEVELS", "crps_gaussian", "crps_samples", "head_mask", "pit_coverage_gaussian",
            "pit_coverage_samples"]
 
 HEAD_THRESHOLD = 10.0  # grey levels on 0..255: a voxel is inside the head when the truth exceeds it
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # nominal central-interval coverages of the reliability curve
-
-
-def bits_per_dim(nats_per_image: Any, num_dims: int) -> Any:
-    """Nats per image (a float, array or tensor) → bits per dimension: nats / (D · ln 2)."""
-    return nats_per_image / (num_dims * math.log(2.0))
 
 
 def head_mask(truth: np.ndarray, contexts: Sequence[int]) -> np.ndarray:

@@ -4,14 +4,16 @@
 * :mod:`~bruno.models.bruno`: :class:`ConditionalBruno` (pose embedding + conditional RealNVP + process);
 * :mod:`~bruno.models.gqn`, :mod:`~bruno.models.cvae` over :mod:`~bruno.models.query_generator`: the GQN and C-VAE;
 * :mod:`~bruno.models.encoder`: a trained flow's latents of whole volumes;
-* :mod:`~bruno.models.nll`: the NLL of random sequences of a split;
-* :mod:`~bruno.models.registry`: ``model.kind`` → class.
+* :data:`MODEL_KINDS`: ``model.kind`` → class, the one place that knows the kinds. What a kind can do (an exact
+  likelihood, mixed precision, a memory estimate, a test-time state) its class declares
+  (:class:`~bruno.models.sequence_model.SequenceModel`'s capabilities): no code outside asks for a kind.
 """
 from bruno.models.bruno import ConditionalBruno
 from bruno.models.cvae import ConditionalVAE
 from bruno.models.gqn import GenerativeQueryNetwork
-from bruno.models.registry import MODEL_KINDS
-from bruno.models.sequence_model import LogProb, Samples, SequenceModel, bits_per_dim
+from bruno.models.sequence_model import LogProb, Samples, SequenceModel
+
+MODEL_KINDS: dict[str, type[SequenceModel]] = {"bruno": ConditionalBruno, "gqn": GenerativeQueryNetwork, "cvae": ConditionalVAE}
 
 __all__ = ["MODEL_KINDS", "ConditionalBruno", "ConditionalVAE", "GenerativeQueryNetwork", "LogProb", "Samples",
-           "SequenceModel", "bits_per_dim"]
+           "SequenceModel"]

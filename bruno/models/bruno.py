@@ -33,11 +33,12 @@ from typing import Optional
 import tensorflow as tf
 from tqdm import tqdm
 
-from bruno.config import ModelConfig
+from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
-from bruno.models.sequence_model import LogProb, Samples, SequenceModel, bits_per_dim, shape_of
-from bruno.processes import FactorPredictive, PopulationProcess, Predictive, Process, process_from_config
+from bruno.models.sequence_model import LogProb, Samples, SequenceModel, shape_of
+from bruno.processes import FactorPredictive, Predictive, Process, process_class, process_from_config
+from bruno.units import bits_per_dim
 
 __all__ = ["ConditionalBruno"]
 
@@ -58,7 +59,7 @@ class ConditionalBruno(SequenceModel):
     """
 
     display_name, deterministic_label, is_baseline = "BRUNO", "decoded predictive mean", False
-    exact_log_prob = True
+    exact_log_prob = supports_mixed_precision = has_process = True
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig = ModelConfig(),
                  process: Optional[Process] = None) -> None:
@@ -84,10 +85,22 @@ class ConditionalBruno(SequenceModel):
         """The process's figures (:meth:`~bruno.processes.Process.summary`)."""
         return self.process.summary()
 
+    @classmethod
+    def memory_estimate(cls, config: Config, images: int = 0) -> MemoryEstimate:
+        flow = config.model.flow
+        return MemoryEstimate(flow_bytes(config, images),
+                              f"model.flow (num_filters={flow.num_filters}, num_residual_blocks={flow.num_residual_blocks}, "
+                              f"num_scales={flow.num_scales}, data.image_size={config.data.image_size})")
+
     @property
     def uses_subjects(self) -> bool:
-        """Whether training should tell :meth:`log_prob` each sequence's subject (a population process)."""
-        return isinstance(self.process, PopulationProcess)
+        """Whether training should tell :meth:`log_prob` each sequence's subject (its process asks for them)."""
+        return self.process.uses_subjects
+
+    @classmethod
+    def has_test_time_state(cls, config: Config) -> bool:
+        """Whether its process has a test-time state."""
+        return process_class(config.model.process).test_time_state
 
     @property
     def process_variables(self) -> tuple[tf.Variable, ...]:
@@ -147,7 +160,7 @@ class ConditionalBruno(SequenceModel):
         z, log_det = self.encode(images, poses)
         log_prob = (self.process.sequence_log_prob(z, tf.argmax(poses, axis=-1), num_context, subjects)
                     + log_det[:, num_context:])
-        return LogProb(log_prob, bits_per_dim(-tf.reduce_mean(log_prob), self.num_dims))
+        return LogProb(log_prob(-tf.reduce_mean(log_prob), self.num_dims))
 
     # ------------------------------------------------------------------------------- sampling
     @tf.function(reduce_retracing=True)

@@ -12,8 +12,6 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from bruno.data.subjects import read_split
-from bruno.data.table import SliceTable
 from bruno.models.bruno import ConditionalBruno
 
 __all__ = ["SliceEncoder"]
@@ -37,8 +35,7 @@ class SliceEncoder:
         x = tf.constant((images + offset)[None, ..., None])
         return self._encode(x, tf.constant(self.eye[list(poses)][None]))[0].numpy()
 
-    def volumes(self, table: SliceTable, split: str, progress: bool = True,
-                rng: Optional[np.random.Generator] = None) -> np.ndarray:
-        """[V, N, D] latents of every volume of one split (``rng``: dequantised by uniform noise)."""
-        poses = range(table.num_poses)
-        return np.stack([self(v, poses, rng) for v in tqdm(read_split(table, split), desc=f"encode {split}", disable=not progress)])
+    def volumes(self, volumes: np.ndarray, progress: bool = True, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        """[V, N, D] latents of whole volumes [V, N, H, W] (``rng``: dequantised by uniform noise)."""
+        poses = range(self.model.num_poses)
+        return np.stack([self(v, poses, rng) for v in tqdm(volumes, desc="encode", disable=not progress)])

@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from bruno.config import Config, ModelConfig
-from bruno.metrics.forecast import bits_per_dim
+from bruno.memory import MemoryEstimate
 
-__all__ = ["LogProb", "Samples", "SequenceModel", "bits_per_dim", "shape_of"]
+__all__ = ["LogProb", "Samples", "SequenceModel", "shape_of"]
 
 
 class LogProb(NamedTuple):
@@ -64,13 +64,21 @@ class SequenceModel(tf.Module):
         display_name: how tables name the model (``BRUNO``, ``GQN``, ``C-VAE``).
         deterministic_label: what :meth:`decode_predictive_mean` gives, in a row label.
         is_baseline: whether evaluation pairs our models against it (GQN, C-VAE) or it is ours (BRUNO).
-        exact_log_prob: whether :meth:`log_prob` is the exact log-density (BRUNO) rather than a lower bound.
-        uses_subjects: whether training passes each sequence's training subject to :meth:`log_prob`
-            (``subjects=``, BRUNO with a population process).
+    Capabilities (what callers ask instead of the kind):
+        exact_log_prob: :meth:`log_prob` is the exact log-density (BRUNO) rather than a lower bound.
+        supports_mixed_precision: its networks may run in float16/bfloat16 (``train.mixed_precision``).
+        has_process: it has a latent process whose gradients ``train.process_grad_schedule`` scales, and whose
+            figures training logs; its latents can be encoded (:class:`~bruno.models.encoder.SliceEncoder`).
+        uses_subjects: training passes each sequence's training subject to :meth:`log_prob` (``subjects=``).
+        :meth:`memory_estimate`: a lower bound of the memory it needs, or None where there is none.
+        :meth:`has_test_time_state`: its best checkpoint is completed by a state made once training ends (a population
+            process's bank and c: :mod:`bruno.runs.population_state`).
     """
 
     display_name, deterministic_label, is_baseline = "model", "deterministic image", True
-    exact_log_prob = False  # log_prob is the exact log-density (BRUNO), not a bound
+    exact_log_prob = False
+    supports_mixed_precision = False
+    has_process = False
     uses_subjects = False
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str = "sequence_model") -> None:
@@ -79,6 +87,17 @@ class SequenceModel(tf.Module):
             raise ValueError(f"num_poses={num_poses}, expected >= 1")
         self.image_size, self.num_poses, self.config = image_size, num_poses, config
         self.num_dims = image_size * image_size
+
+    @classmethod
+    def memory_estimate(cls, config: Config, images: int = 0) -> Optional[MemoryEstimate]:
+        """Bytes of the weights (``images`` > 0: with their training state and the feature maps of that many
+        images at once); None: no estimate (the default)."""
+        return None
+
+    @classmethod
+    def has_test_time_state(cls, config: Config) -> bool:
+        """Whether the model ``config`` builds has a test-time state (none by default)."""
+        return False
 
     @classmethod
     def from_config(cls, config: Config) -> SequenceModel:

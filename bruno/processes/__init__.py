@@ -32,10 +32,18 @@ __all__ = [
     "ProcessState",
     "StudentTProcess",
     "make_process",
+    "process_class",
     "process_from_config",
     "predictive_distribution",
     "sequential_log_prob",
 ]
+
+
+def process_class(config: ProcessConfig) -> type[Process]:
+    """The class of the process a ``model.process`` section asks for (what it can do, before it is built)."""
+    if config.pose_kernel is None:
+        return StudentTProcess if config.kind == "student_t" else GaussianProcess
+    return PopulationProcess if config.population else LatentFactorProcess if config.latent_factors else PoseKernelProcess
 
 
 def process_from_config(config: ProcessConfig, num_dims: int, num_poses: int) -> Process:

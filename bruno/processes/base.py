@@ -14,6 +14,7 @@ pose index [batch, n]:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
@@ -58,11 +59,26 @@ class Process(tf.Module):
     Every process has per-dimension parameters in the upstream parameterisation, created by
     :meth:`_create_parameters`: variance v = softplus(a)² (variable ``prior_var``), correlation
     ρ = sigmoid(r) (``prior_corr``) and, for a Student-t process, ν0 = exp(b) + 2 (``prior_nu``).
+
+    Capabilities (what training and restoring ask instead of the class):
+        uses_subjects: :meth:`sequence_log_prob` reads each sequence's training subject.
+        test_time_state: the best checkpoint is completed by a state made once training ends
+            (:mod:`bruno.runs.population_state`).
+        train_latents_needed: 0, or the fewest train volumes whose latents step 0 starts it from
+            (:meth:`start_from_latents`).
     """
 
     num_dims: int
     dtype: tf.DType
     prior_nu: Optional[tf.Variable] = None
+    uses_subjects = False
+    test_time_state = False
+    train_latents_needed = 0
+
+    def start_from_latents(self, latents: np.ndarray, val_loss: Callable[[], float], fresh: bool) -> None:
+        """Step 0 from the train split's latents [V, N, D] (processes with ``train_latents_needed``); ``val_loss``
+        scores a choice, ``fresh``: the flow was initialised here, not copied from a trained run."""
+        raise NotImplementedError(f"{type(self).__name__} does not start from latents")
 
     def _per_dim(self, value: float, name: str) -> tf.Variable:
         return tf.Variable(tf.fill([self.num_dims], tf.constant(value, self.dtype)), name=name)

@@ -33,6 +33,7 @@ from a PCA of training latents, the data-dependent initialisation).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -40,6 +41,7 @@ import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
 from bruno.processes.base import softplus_inverse
+from bruno.processes.latent_factor_init import initialize_latent_factors
 from bruno.processes.pose_kernel import PoseKernelProcess
 
 __all__ = ["FactorPredictive", "LatentFactorProcess", "factor_predictive"]
@@ -77,6 +79,12 @@ class LatentFactorProcess(PoseKernelProcess):
             as :class:`PoseKernelProcess` (always Gaussian).
         num_factors: r >= 1, the size of the subject code.
     """
+
+    train_latents_needed = 2
+
+    def start_from_latents(self, latents: np.ndarray, val_loss: Callable[[], float], fresh: bool) -> None:
+        """Step 0: a PCA of the train split's latents (:mod:`bruno.processes.latent_factor_init`)."""
+        initialize_latent_factors(self, latents, val_loss, fresh)
 
     def __init__(self, num_dims: int, num_poses: int, num_factors: int, kernel: str = "matern32",
                  variance_init: float = 1.0, correlation_init: float = 0.1, length_init: float = 3.0,

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bruno.baselines.gaussian import GaussianVolumeModel
-from bruno.processes.latent_factor import LatentFactorProcess
+
+if TYPE_CHECKING:  # a type only: the process calls this init
+    from bruno.processes.latent_factor import LatentFactorProcess
 
 __all__ = ["FACTOR_SCALES", "initialize_latent_factors"]
 
@@ -27,7 +29,7 @@ logger = logging.getLogger(__name__)
 FACTOR_SCALES = (0.25, 0.5, 1.0)  # shrinkage of the PCA loadings tried
 
 
-def initialize_latent_factors(process: LatentFactorProcess, latents: np.ndarray, val_loss: Callable[[], float],
+def initialize_latent_factors(process: "LatentFactorProcess", latents: np.ndarray, val_loss: Callable[[], float],
                               reset_kernel: bool = True) -> dict[str, Any]:
     """Set ``process`` from the train split's latents [V, N, D] (V ≥ 2; module docstring).
 

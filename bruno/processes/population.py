@@ -20,6 +20,8 @@ the [V, n, D] gathers of the bank; the bank is a model variable, so it is saved 
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Optional
 
 import numpy as np
@@ -30,6 +32,8 @@ from bruno.processes.latent_factor import FactorPredictive, factor_predictive
 from bruno.processes.pose_kernel import PoseKernelProcess
 
 __all__ = ["MIN_POPULATION", "PopulationProcess"]
+
+logger = logging.getLogger(__name__)
 
 MIN_POPULATION = 3  # leaving one out must leave two subjects to estimate a covariance from
 
@@ -42,6 +46,9 @@ class PopulationProcess(PoseKernelProcess):
             as :class:`PoseKernelProcess` (always Gaussian; the bank's mean replaces the learned atlas).
         shrinkage_init: the initial c > 0.
     """
+
+    uses_subjects = test_time_state = True
+    train_latents_needed = MIN_POPULATION
 
     def __init__(self, num_dims: int, num_poses: int, kernel: str = "matern32", variance_init: float = 1.0,
                  correlation_init: float = 0.1, length_init: float = 3.0, length_min: float = 0.5,
@@ -62,13 +69,18 @@ class PopulationProcess(PoseKernelProcess):
         return tf.nn.softplus(self.prior_shrinkage)
 
     def set_shrinkage(self, value: float) -> None:
-        """Set c (> 0): the val-chosen test-time value (:mod:`bruno.processes.population_state`)."""
+        """Set c (> 0): the val-chosen test-time value (:mod:`bruno.runs.population_state`)."""
         if not value > 0:
             raise ValueError(f"shrinkage {value!r}: expected > 0")
         self.prior_shrinkage.assign(softplus_inverse(value))
 
     def warm_start_variables(self) -> dict[str, tf.Variable]:
         return {role: variable for role, variable in super().warm_start_variables().items() if role != "atlas"}
+
+    def start_from_latents(self, latents: np.ndarray, val_loss: Callable[[], float], fresh: bool) -> None:
+        """Step 0: the bank holds the train split's latents."""
+        self.fill(latents)
+        logger.info("step 0: population bank filled with the latents of %d train volumes", len(latents))
 
     def fill(self, latents: np.ndarray) -> None:
         """Set the bank to the latents [V, N, D] of every training volume (V >= :data:`MIN_POPULATION`)."""

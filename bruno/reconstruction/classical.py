@@ -34,9 +34,9 @@ from bruno.baselines import GaussianVolumeModel, gp_residual, linear_interpolati
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
-from bruno.metrics import bits_per_dim
 from bruno.reconstruction.method import Method, Result, Source, dequantised
 from bruno.reconstruction.tuning import SEARCH_KS, can_search, stored_settings, val_score
+from bruno.units import bits_per_dim
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "PCAGP", "RANKS", "RHOS", "Atlas", "AtlasGP", "GaussianConditional",
            "LinearInterpolation", "ResidualInterpolation", "classical_methods", "search", "settings_path"]
@@ -224,7 +224,7 @@ def classical_methods(table: SliceTable, progress: bool = True, required: bool =
     if not required and not os.path.exists(path) and not can_search(table):
         logger.warning("%s: no val volume (or < 2 train volumes) to choose the Gaussian model and GP settings on; "
                        "scoring linear interpolation and the atlas only", table.path)
-        return {"linear": LinearInterpolation(), "population_mean": Atlas(population_mean(table))}, {"chosen": {}}
+        return {"linear": LinearInterpolation(), "population_mean": Atlas(population_mean(read_split(table, "train")))}, {"chosen": {}}
     settings = stored_settings(path, "baseline settings", lambda: search(table, progress=progress), _check_settings(path, table))
     chosen = settings["chosen"]
     model = GaussianVolumeModel.fit(read_split(table, "train"), chosen["pca"]["rank"], chosen["pca"]["noise_variance"])

@@ -20,9 +20,9 @@ from bruno.config import DataConfig
 from bruno.data.acquisition import Acquisition, read_acquisition
 from bruno.data.nifti import affine_spacing, load_nifti
 from bruno.data.slices import extract_slices
-from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.models import SequenceModel
+from bruno.runs import InferenceRecord
 from bruno.plots import save_acquisition_figure
 from bruno.reconstruction.io import write_reconstruction
 from bruno.reconstruction.method import Method, Result
@@ -59,14 +59,15 @@ def check_method_outputs(key: str, method: type[Method], paths: Mapping[str, Opt
             raise ConfigError(f"{paths[kind]}: method {key} {what}")
 
 
-def prepare_acquired(paths: Sequence[str], data: DataConfig, table: SliceTable, model: Optional[SequenceModel] = None,
+def prepare_acquired(paths: Sequence[str], data: DataConfig, training: Optional[InferenceRecord], model: Optional[SequenceModel] = None,
                      slices: Optional[Sequence[int]] = None, window: Optional[tuple[float, float]] = None,
                      slab_mm: Optional[tuple[float, float]] = None, poses: Optional[Sequence[int]] = None) -> Prepared:
     """Acquired slices (one sparse stack or single-slice files; ``slices`` picks some of one file) in their own
     intensity ``window`` (default: their percentiles), placed by the slab, given poses, or by estimation
-    (the model's likelihood; without one, NCC with the atlas): :func:`~bruno.reconstruction.placement.place_acquisition`."""
+    (the model's likelihood; without one, NCC with the atlas) within the ``training`` pose spacings:
+    :func:`~bruno.reconstruction.placement.place_acquisition`."""
     acquisition = read_acquisition(paths, data, slices, window)
-    placement = place_acquisition(acquisition, table, model, slab_mm, poses, log=True)
+    placement = place_acquisition(acquisition, data.num_poses, training, model, slab_mm, poses, log=True)
     logger.info("%d acquired slice(s) at %s mm along the normal -> poses %s; intensity window %.4g..%.4g",
                 len(placement.poses), ", ".join(f"{z:.1f}" for z in acquisition.positions_mm), placement.poses,
                 *acquisition.intensity)

@@ -24,15 +24,14 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
-from bruno.baselines.simple import population_mean
 from bruno.data.acquisition import Acquisition, place_slab, slab_affine, slab_from_poses
-from bruno.data.table import SliceTable
 from bruno.errors import VolumeError
 from bruno.metrics import pearson
 from bruno.models import SequenceModel
+from bruno.runs import InferenceRecord
 
 __all__ = ["AMBIGUOUS_POSES", "Placement", "PoseEstimate", "atlas_scores", "estimate_poses", "model_scores",
-           "place_acquisition", "training_pose_spacing"]
+           "place_acquisition"]
 
 logger = logging.getLogger(__name__)
 AMBIGUOUS_MARGIN = 10.0  # score units (nats, or 1000 × NCC) below which an estimate is logged as ambiguous
@@ -116,36 +115,35 @@ class Placement(NamedTuple):
     estimate: Optional[PoseEstimate]
 
 
-def training_pose_spacing(table: SliceTable) -> np.ndarray:
-    """The pose spacing (mm) of every training volume of a slice table."""
-    return np.array([float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in("train")])
-
-
-def place_acquisition(acquisition: Acquisition, table: SliceTable, model: Optional[SequenceModel] = None,
-                      slab_mm: Optional[tuple[float, float]] = None, poses: Optional[Sequence[int]] = None,
-                      atlas: Optional[np.ndarray] = None, log: bool = False) -> Placement:
-    """Put acquired slices on the pose grid: by the slab (``slab_mm``), by given ``poses`` (the slab fitted
-    to them; one slice: the training median spacing), or else by estimation (the model's likelihood;
-    without a model, NCC with ``atlas``, by default the table's population mean) over the training
-    range of pose spacings. With ``log``, an estimate is logged with its margin (a warning when ambiguous).
+def place_acquisition(acquisition: Acquisition, num_poses: int, training: Optional[InferenceRecord],
+                      model: Optional[SequenceModel] = None, slab_mm: Optional[tuple[float, float]] = None,
+                      poses: Optional[Sequence[int]] = None, log: bool = False) -> Placement:
+    """Put acquired slices on the grid of ``num_poses`` poses: by the slab (``slab_mm``), by given ``poses`` (the slab
+    fitted to them; one slice: the training median spacing), or else by estimation (the model's likelihood;
+    without a model, NCC with the training atlas) over the training range of pose spacings. ``training``: what the
+    training data says (a run's :class:`~bruno.runs.InferenceRecord`); None where it is unknown, which leaves
+    only ``slab_mm``. With ``log``, an estimate is logged with its margin (a warning when ambiguous).
 
     Raises:
-        VolumeError: slices outside the slab or sharing a pose, bad poses, or no placement fits.
+        VolumeError: slices outside the slab or sharing a pose, bad poses, no placement fits, or poses to place
+            without ``training``.
     """
-    num_poses = table.num_poses
     estimate = None
+    if slab_mm is None and training is None:
+        raise VolumeError(f"{acquisition.sources[0]}: the training pose spacing is unknown (a run written before "
+                          "inference.npz, without its slice table): give the slab (--slab-mm)")
     if slab_mm is not None:
         placed, affine = place_slab(acquisition, slab_mm, num_poses)
     elif poses is not None:
-        spacing = training_pose_spacing(table)
+        assert training is not None
         placed = [int(q) for q in poses]
-        affine = slab_affine(acquisition, slab_from_poses(acquisition, placed, num_poses, float(np.median(spacing))), num_poses)
+        median = float(np.median(training.pose_spacing_mm))
+        affine = slab_affine(acquisition, slab_from_poses(acquisition, placed, num_poses, median), num_poses)
     else:
-        spacing = training_pose_spacing(table)
-        scores = (model_scores(model, acquisition.images) if model is not None
-                  else atlas_scores(population_mean(table) if atlas is None else atlas, acquisition.images))
+        assert training is not None
+        scores = model_scores(model, acquisition.images) if model is not None else atlas_scores(training.atlas, acquisition.images)
         try:
-            estimate = estimate_poses(scores, acquisition.positions_mm, (float(spacing.min()), float(spacing.max())))
+            estimate = estimate_poses(scores, acquisition.positions_mm, training.spacing_range)
         except ValueError as err:
             raise VolumeError(f"{acquisition.sources[0]}: cannot estimate the poses: {err}; give the poses or the slab") from None
         placed, affine = estimate.poses, slab_affine(acquisition, estimate.slab_mm, num_poses)

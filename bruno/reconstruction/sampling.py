@@ -22,10 +22,10 @@ import tensorflow as tf
 
 from bruno.errors import ConfigError
 from bruno.memory import check_fits, sample_bytes
-from bruno.metrics import bits_per_dim
 from bruno.models import SequenceModel
 from bruno.reconstruction.contexts import check_contexts
 from bruno.reconstruction.method import Method, Result, Source, dequantised
+from bruno.units import bits_per_dim
 
 __all__ = ["ModelSampling", "decoded_mean", "sample_volume"]
 

@@ -26,7 +26,8 @@ Beyond the upstream: a validation NLL on a fixed set of ``val`` sequences every
 model, the optimiser slots, the step and the exact position of the data stream, so a resumed run on
 CPU reproduces the losses of an uninterrupted one. The run directory holds ``config.yaml`` (the
 resolved config), ``versions.json``, ``metrics.jsonl``, ``checkpoints/``, ``best/`` and
-``tensorboard/`` (and a population run's test-time state: :mod:`bruno.training.population_final`).
+``tensorboard/`` and ``inference.npz`` (:class:`~bruno.runs.RunDir`; a population run's test-time state is made
+after training, by the train command: :mod:`bruno.reconstruction.population_state`).
 
 Several GPUs or workers (:mod:`bruno.training.distribute`): pass a ``MirroredStrategy`` or a
 ``MultiWorkerMirroredStrategy``; each step splits the global batch across the replicas of every
@@ -57,17 +58,15 @@ from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.errors import DataFileError, RunDirError, TrainingDiverged, WorkerLost
-from bruno.models import bits_per_dim
 from bruno.precision import require_gpu
-from bruno.runs import check_training_fits, latest_checkpoint, make_model, restore_checkpoint
+from bruno.runs import RunDir, check_training_fits, inference_record, make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
-from bruno.training.population_final import finalize_population
 from bruno.training.process_init import bank_rows, initialize_process
-from bruno.training.run_dir import check_run_dir, prepare_run_dir, trim_metrics
 from bruno.training.schedules import learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.step import UpdateStep
 from bruno.training.stops import StopRequests, TrainingInterrupted
 from bruno.training.warm_start import check_init_source, copy_trained_flow
+from bruno.units import bits_per_dim
 
 __all__ = ["TrainResult", "Trainer", "open_run"]
 
@@ -88,7 +87,7 @@ class TrainResult(NamedTuple):
 
 
 class Trainer:
-    """One training run in a prepared run directory (see :func:`prepare_run_dir`).
+    """One training run in a prepared run directory (see :meth:`bruno.runs.RunDir.prepare`).
 
     Args:
         config: the experiment config.
@@ -102,6 +101,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.role = worker_role(strategy)
         self.config, self.run_dir, self.progress = config, run_dir, progress and self.role.is_chief
+        self.run = RunDir(run_dir)
         train = config.train
         table = self.table = load_slice_table(config, progress)
         replicas = self.strategy.num_replicas_in_sync
@@ -128,8 +128,8 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
                                               best_val=self.best_val, data_state=self.data_state, **extra)
         out = scratch_dir(run_dir, self.role)  # every worker saves (TensorFlow's rule); only the chief's count
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out, "checkpoints"), max_to_keep=3)
-        self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out, "best"), max_to_keep=1)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out, RunDir.CHECKPOINTS), max_to_keep=3)
+        self.best_manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out, RunDir.BEST), max_to_keep=1)
         self._eval_step = tf.function(self.update.mean_log_prob)
         self._writer: Optional[Any] = None  # created on the first record: a start that fails writes nothing
         self._pending: list[float] = []  # train losses since the last train record (saved with the data stream)
@@ -163,10 +163,10 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.role.is_chief:
             return
-        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:  # NaN/Inf as null: strict JSON
+        with open(self.run.file(RunDir.METRICS), "a", encoding="utf-8") as f:  # NaN/Inf as null: strict JSON
             f.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}) + "\n")
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+            self._writer = tf.summary.create_file_writer(self.run.file(RunDir.TENSORBOARD))
         with self._writer.as_default(step=record["step"]):
             for key, value in record.items():
                 if key not in ("step", "split", "time") and isinstance(value, (int, float)) and math.isfinite(value):
@@ -195,7 +195,7 @@ class Trainer:
         self.sampler.state = state["sampler"]
         self._pending = [float(v) for v in state["pending_losses"]]
         if self.role.is_chief:
-            trim_metrics(self.run_dir, int(self.step.numpy()))
+            self.run.trim_metrics(int(self.step.numpy()))
         return int(self.step.numpy())
 
     # ---------------------------------------------------------------------------------- the loop
@@ -249,8 +249,6 @@ class Trainer:
         if not self.val_batches and self.manager.latest_checkpoint:
             self.best_manager.save(checkpoint_number=int(self.step.numpy()))
         remove_scratch(self.run_dir, self.role)
-        if self.role.is_chief:
-            finalize_population(self.run_dir, self.table, self.progress)
         rate, train = math.nan, self.config.train
         if len(self._step_ends) == 2:
             (first, start), (end, stop_time) = self._step_ends
@@ -259,7 +257,7 @@ class Trainer:
 
     def _chief_checkpoint(self) -> Optional[str]:
         """The latest checkpoint in the run directory (the chief's, which every worker restores)."""
-        return latest_checkpoint(os.path.join(self.run_dir, "checkpoints"))
+        return self.run.latest_checkpoint()
 
     def _agreed_stop(self, stop: "StopRequests") -> bool:
         """Whether to stop before this step: this process got SIGINT/SIGTERM or, with several workers, any
@@ -305,7 +303,7 @@ class Trainer:
                     mean_loss = float(np.mean(self._pending))
                     self._log({"step": step, "split": "train", "loss": mean_loss, "bits_per_dim": self.bits_per_dim(mean_loss),
                                "learning_rate": rate, "time": time.time(),
-                               **({"process_grad_scale": scale} if self.config.model.kind == "bruno" else {}),
+                               **({"process_grad_scale": scale} if self.model.has_process else {}),
                                **self.model.summary()})
                     self._pending = []
                 if step % train.validate_every == 0 or step == last:
@@ -328,13 +326,16 @@ def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,
     latest checkpoint restored), so a start that fails leaves nothing behind. Seed first (:func:`bruno.runs.make_deterministic`).
 
     Raises:
-        RunDirError, DataFileError, ConfigError: as :func:`bruno.runs.check_run_dir` and :class:`Trainer`.
+        RunDirError, DataFileError, ConfigError: as :meth:`bruno.runs.RunDir.check_for_training` and :class:`Trainer`.
     """
-    check_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+    run = RunDir(run_dir)
+    run.check_for_training(config, resume=resume, overwrite=overwrite)
     check_training_fits(config)
     trainer = Trainer(config, run_dir, strategy=strategy, progress=progress)
     if trainer.role.is_chief:  # the other workers only read the run directory
-        prepare_run_dir(run_dir, config, resume=resume, overwrite=overwrite)
+        run.prepare(config, resume=resume, overwrite=overwrite)
+        if run.inference() is None:  # a new run, or one written before inference.npz
+            run.write_inference(inference_record(trainer.table))
     if resume:
         logger.info("resumed %s at step %d", run_dir, trainer.restore())
     return trainer

@@ -11,13 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
 from bruno.models import SequenceModel
 from bruno.models.encoder import SliceEncoder
-from bruno.processes import LatentFactorProcess, PopulationProcess
-from bruno.processes.latent_factor_init import initialize_latent_factors
-from bruno.processes.population import MIN_POPULATION
 
 __all__ = ["bank_rows", "initialize_process"]
 
@@ -34,25 +32,21 @@ def bank_rows(table: SliceTable) -> np.ndarray:
 
 def initialize_process(model: SequenceModel, table: SliceTable, seed: int, val_loss: Callable[[], float],
                        fresh: bool, progress: bool) -> None:
-    """Initialise ``model``'s process from the train split's latents if it is one that needs them (else nothing).
+    """Start ``model``'s process from the train split's latents where it asks for them (``train_latents_needed``).
 
     Args:
         fresh: the flow was initialised here, not copied from a trained run (the latent factor init then also
             resets the kernel).
 
     Raises:
-        DataFileError: too few train volumes in ``table`` (2 for latent factors, :data:`MIN_POPULATION` for a bank).
+        DataFileError: fewer train volumes in ``table`` than the process needs.
     """
-    process = getattr(model, "process", None)
-    if not isinstance(process, (LatentFactorProcess, PopulationProcess)):
+    process = getattr(model, "process", None) if model.has_process else None
+    if process is None or not process.train_latents_needed:
         return
-    minimum = MIN_POPULATION if isinstance(process, PopulationProcess) else 2
     found = len(table.volumes_in("train"))
-    if found < minimum:
-        raise DataFileError(f"{table.path}: model.process needs >= {minimum} train volumes, found {found}")
-    latents = SliceEncoder(model).volumes(table, "train", progress, np.random.default_rng(seed))  # type: ignore[arg-type]
-    if isinstance(process, PopulationProcess):
-        process.fill(latents)
-        logger.info("step 0: population bank filled with the latents of %d train volumes", found)
-    else:
-        initialize_latent_factors(process, latents, val_loss, fresh)
+    if found < process.train_latents_needed:
+        raise DataFileError(f"{table.path}: model.process needs >= {process.train_latents_needed} train volumes, found {found}")
+    volumes = read_split(table, "train")
+    latents = SliceEncoder(model).volumes(volumes, progress, np.random.default_rng(seed))  # type: ignore[arg-type]
+    process.start_from_latents(latents, val_loss, fresh)

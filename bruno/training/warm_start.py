@@ -7,7 +7,7 @@ import os
 from bruno.config import Config, FlowConfig
 from bruno.errors import ConfigError, RunDirError
 from bruno.models import ConditionalBruno
-from bruno.runs import load_run_config, restore_model
+from bruno.runs import RunDir, restore_model
 
 __all__ = ["check_init_source", "copy_trained_flow"]
 
@@ -21,7 +21,7 @@ def check_init_source(config: Config, run_dir: str) -> None:
     """
     if not os.path.isdir(run_dir):
         raise RunDirError(f"train.init_from={run_dir!r}: no such run directory (train that run first)")
-    source_config = load_run_config(run_dir)
+    source_config = RunDir(run_dir).config()
     if source_config.model.kind != "bruno" or config.model.kind != "bruno":
         raise ConfigError(f"train.init_from={run_dir!r}: expected a BRUNO run (model.kind: bruno)")
     if source_config.data != config.data:

@@ -12,11 +12,12 @@ import pytest
 from bruno.baselines import population_mean
 from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
-from bruno.data.subjects import Subject
+from bruno.data.subjects import Subject, pose_spacings, read_split
 from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.experiments.evaluation import evaluate
 from bruno.reconstruction.classical import Atlas, LinearInterpolation
+from bruno.runs import InferenceRecord
 from tests.conftest import REPO, assert_one_line_error, head_like, nifti_config, run_script, write_nifti
 
 
@@ -34,12 +35,12 @@ def table(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: ignore[no-untyped-def]
     table, config = table
-    atlas = population_mean(table)
+    atlas = population_mean(read_split(table, "train"))
     test = [int(i) for i in table.volumes_in("test")] + [int(i) for i in table.volumes_in("val")]
     subjects = [Subject(str(i), table.read(table.rows_of(i)), info=table.info(i)) for i in test]
     methods = [LinearInterpolation(), Atlas(atlas)]
     for poses_from in ("known", "estimated"):
-        acquire = acquired_inputs(table, config.data, poses_from, None, atlas)
+        acquire = acquired_inputs(table, config.data, poses_from, None, InferenceRecord(pose_spacings(table), atlas))
         results, _ = evaluate(methods, subjects, [2, 4], lambda k, n: list(np.linspace(0, n - 1, k).round().astype(int)),
                               1, progress=False, acquire=acquire)
         errors = [r["pose_error"] for r in results["per_subject"]]
@@ -54,7 +55,7 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
 
     tiny = load_slice_table(phantom, progress=False)
     with pytest.raises(ConfigError, match="built-in phantom data"):
-        acquired_inputs(tiny, phantom.data, "known", None, population_mean(tiny))(tiny.info(0), [1, 3])
+        acquired_inputs(tiny, phantom.data, "known", None)(tiny.info(0), [1, 3])
 
 
 def test_evaluate_cli_acquired_protocol(table, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from bruno.reconstruction import ModelSampling
 from bruno.runs import make_deterministic, restore_model
 from bruno.training import Trainer
 from bruno.training.optimizers import make_optimizer
-from bruno.training.run_dir import prepare_run_dir
+from bruno.runs import RunDir
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 SIZE, POSES = 16, 8
@@ -186,7 +186,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name in ("tiny", "tiny_gqn", "tiny_cvae"):
         config = override(load_config(REPO / f"config_rnn/{name}.yaml"), "data", output=str(folder / "tiny.h5"))
         made[name] = folder / name
-        prepare_run_dir(str(made[name]), config, False, False)
+        RunDir(str(made[name])).prepare(config, False, False)
         make_deterministic(0)
         Trainer(config, str(made[name]), progress=False).train(max_steps=3)
     return made
@@ -215,7 +215,7 @@ def test_evaluate_scores_bruno_and_baselines_in_one_table(runs: dict[str, Path],
     assert (out / "montage.png").stat().st_size > 1000
     config = override(load_config(REPO / "config_rnn/tiny_cvae.yaml"), "data", num_poses=6)
     run = tmp_path / "other"
-    prepare_run_dir(str(run), override(config, "data", output=str(tmp_path / "six.h5")), False, False)
+    RunDir(str(run)).prepare(override(config, "data", output=str(tmp_path / "six.h5")), False, False)
     Trainer(override(config, "data", output=str(tmp_path / "six.h5")), str(run), progress=False).train(max_steps=1)
     assert_one_line_error(run_script("evaluate.py", "--run", str(runs["tiny"]), str(run), "--out", str(tmp_path / "e2")),
                           r"other: trained on .*six\.h5 \(6 poses of 16x16\), but .*tiny on .*tiny\.h5 \(8 of 16x16\)")

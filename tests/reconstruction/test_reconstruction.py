@@ -13,13 +13,13 @@ from bruno.baselines import linear_interpolation, population_mean
 from bruno.config import Config, DataConfig, load_config
 from bruno.data.nifti import load_nifti
 from bruno.data.slices import extract_slices
+from bruno.data.subjects import read_split
 from bruno.errors import ConfigError
 from bruno.experiments.sample_budget import cheapest_within
 from bruno.metrics import cross_correlation, psnr, slice_scores, ssim
 from bruno.reconstruction import evenly_spread, fetal_contexts, sample_volume, write_volume
 from bruno.reconstruction.sampling import decoded_mean
-from bruno.runs import restore_model
-from bruno.training.run_dir import prepare_run_dir
+from bruno.runs import RunDir, restore_model
 from tests.conftest import REPO, assert_one_line_error, head_like, run_script, train_tiny_run, write_nifti
 
 
@@ -127,7 +127,7 @@ def test_population_mean(run_dir: Path) -> None:
 
     _, config, _ = restore_model(str(run_dir))
     table = load_slice_table(config)
-    atlas = population_mean(table)
+    atlas = population_mean(read_split(table, "train"))
     train = table.volumes_in("train")
     expected = np.mean([table.read(table.rows_of(int(v))).astype(float) for v in train], axis=0)
     np.testing.assert_allclose(atlas, expected)
@@ -236,7 +236,7 @@ def test_run_without_checkpoint(tmp_path: Path) -> None:
     from bruno.errors import RunDirError
 
     config = load_config(REPO / "config_rnn/tiny.yaml")
-    prepare_run_dir(str(tmp_path / "run"), config, False, False)  # config.yaml, but training never ran
+    RunDir(str(tmp_path / "run")).prepare(config, False, False)  # config.yaml, but training never ran
     with pytest.raises(RunDirError, match=r"run: no checkpoint found"):
         restore_model(str(tmp_path / "run"))
 

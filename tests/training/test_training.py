@@ -20,12 +20,11 @@ from bruno.config import Config, load_config, override
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
 from bruno.data.table import SliceTable
 from bruno.models.encoder import SliceEncoder
-from bruno.processes.population_state import read_population_state, write_population_state
-from bruno.runs import iterate_metrics, latest_step, load_run_config, restore_model
+from bruno.data.subjects import read_split
+from bruno.runs import RunDir, read_population_state, restore_model, write_population_state
 from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
-from bruno.training.population_final import SHRINKAGES, finalize_population
-from bruno.training.run_dir import check_run_dir, prepare_run_dir, trim_metrics
+from bruno.reconstruction.population_state import SHRINKAGES, fit_population_state
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 
@@ -200,8 +199,8 @@ def test_a_signal_inside_a_step_saves_that_step_and_resumes_exactly(tiny: Config
     assert len(t._pending) == 1 and resumed._pending == t._pending  # step 4's loss, not yet logged
     resumed.train(max_steps=8)
     assert losses(tmp_path / "split") == losses(tmp_path / "full")  # bit-identical on CPU
-    assert [r["loss"] for r in iterate_metrics(str(tmp_path / "split")) if r["split"] == "val"] == \
-        [r["loss"] for r in iterate_metrics(str(tmp_path / "full")) if r["split"] == "val"]
+    assert [r["loss"] for r in RunDir(str(tmp_path / "split")).metrics() if r["split"] == "val"] == \
+        [r["loss"] for r in RunDir(str(tmp_path / "full")).metrics() if r["split"] == "val"]
 
 
 @pytest.mark.slow
@@ -244,18 +243,18 @@ def test_best_checkpoint_missing_falls_back_to_latest_with_a_warning(tiny: Confi
 def test_run_dir_rules(tiny: Config, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with pytest.raises(RunDirError, match=r"run: --resume, but there is no checkpoint to resume from"):
-        prepare_run_dir(str(run_dir), tiny, resume=True, overwrite=False)
+        RunDir(str(run_dir)).prepare(tiny, resume=True, overwrite=False)
     trainer(tiny, run_dir).train(max_steps=2)
     with pytest.raises(RunDirError, match=r"run: already holds a run \(pass --resume to continue it or --overwrite"):
-        prepare_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
+        RunDir(str(run_dir)).prepare(tiny, resume=False, overwrite=False)
     other = override(tiny, "train", learning_rate=0.5)
     with pytest.raises(RunDirError, match=r"run: holds a different experiment, train\.learning_rate \(0\.001 there, 0\.5 here\)"):
-        prepare_run_dir(str(run_dir), other, resume=True, overwrite=False)
-    prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=50), resume=True, overwrite=False)  # longer is fine
-    prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=2), resume=True, overwrite=False)  # finishes the run
+        RunDir(str(run_dir)).prepare(other, resume=True, overwrite=False)
+    RunDir(str(run_dir)).prepare(override(tiny, "train", max_steps=50), resume=True, overwrite=False)  # longer is fine
+    RunDir(str(run_dir)).prepare(override(tiny, "train", max_steps=2), resume=True, overwrite=False)  # finishes the run
     with pytest.raises(RunDirError, match=r"run: --resume to max_steps=1, but the run is already at step 2"):
-        prepare_run_dir(str(run_dir), override(tiny, "train", max_steps=1), resume=True, overwrite=False)
-    prepare_run_dir(str(run_dir), other, resume=False, overwrite=True)
+        RunDir(str(run_dir)).prepare(override(tiny, "train", max_steps=1), resume=True, overwrite=False)
+    RunDir(str(run_dir)).prepare(other, resume=False, overwrite=True)
     assert not (run_dir / "checkpoints").exists() and "learning_rate: 0.5" in (run_dir / "config.yaml").read_text()
 
 
@@ -268,9 +267,9 @@ def test_run_files_without_a_checkpoint_are_kept_unless_overwrite(tiny: Config, 
     (run_dir / "metrics.jsonl").write_text('{"step": 0}\n')
     (run_dir / "notes.txt").write_text("the user's")
     with pytest.raises(RunDirError, match=r"holds a run that stopped before its first checkpoint \(config\.yaml\)"):
-        check_run_dir(str(run_dir), tiny, resume=False, overwrite=False)
-    prepare_run_dir(str(run_dir), tiny, resume=False, overwrite=True)
-    assert load_run_config(str(run_dir)) == tiny and not (run_dir / "metrics.jsonl").exists()
+        RunDir(str(run_dir)).check_for_training(tiny, resume=False, overwrite=False)
+    RunDir(str(run_dir)).prepare(tiny, resume=False, overwrite=True)
+    assert RunDir(str(run_dir)).config() == tiny and not (run_dir / "metrics.jsonl").exists()
     assert (run_dir / "notes.txt").read_text() == "the user's"
 
 
@@ -279,10 +278,10 @@ def test_unwritable_run_dir(tiny: Config, tmp_path: Path, monkeypatch: pytest.Mo
     locked.mkdir()
     locked.chmod(0o555)
     if os.geteuid() == 0:  # root may write anywhere; simulate what a normal user meets
-        monkeypatch.setattr("bruno.training.run_dir.os.access", lambda path, mode: False)
+        monkeypatch.setattr("bruno.runs.run_dir.os.access", lambda path, mode: False)
     try:
         with pytest.raises(RunDirError, match=r"locked/r: (run directory is not writable|cannot create the run directory)"):
-            prepare_run_dir(str(locked / "r"), tiny, resume=False, overwrite=False)
+            RunDir(str(locked / "r")).prepare(tiny, resume=False, overwrite=False)
     finally:
         locked.chmod(0o755)
 
@@ -354,11 +353,11 @@ def test_trim_metrics_keeps_the_records_up_to_the_restored_step(tmp_path: Path) 
     records = [{"step": s, "split": "train", "loss": 1.0 / s} for s in (1, 2, 3, 4)] + [{"step": 2, "split": "val", "loss": None}]
     text = "".join(json.dumps(r) + "\n" for r in sorted(records, key=lambda r: r["step"]))
     (tmp_path / "metrics.jsonl").write_text(text + '{"step": 5, "spl')  # as a kill mid-write leaves it
-    trim_metrics(str(tmp_path), 3)
+    RunDir(str(tmp_path)).trim_metrics(3)
     kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["split"]) for r in kept] == [(1, "train"), (2, "train"), (2, "val"), (3, "train")]
     before = (tmp_path / "metrics.jsonl").stat().st_mtime_ns
-    trim_metrics(str(tmp_path), 3)  # nothing to cut: the file is left alone
+    RunDir(str(tmp_path)).trim_metrics(3)  # nothing to cut: the file is left alone
     assert (tmp_path / "metrics.jsonl").stat().st_mtime_ns == before
 
 
@@ -368,11 +367,11 @@ def test_a_complete_checkpoint_counts_without_its_index_file(tiny: Config, tmp_p
     trainer(tiny, run_dir, checkpoint_every=2).train(max_steps=4)
     folder = run_dir / "checkpoints"
     (folder / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')  # the index lags
-    assert latest_step(str(run_dir)) == 4
+    assert RunDir(str(run_dir)).latest_step() == 4
     (folder / "checkpoint").unlink()  # or is not there at all
-    assert latest_step(str(run_dir)) == 4
+    assert RunDir(str(run_dir)).latest_step() == 4
     (folder / "ckpt-4.data-00000-of-00001").unlink()  # an incomplete one does not count
-    assert latest_step(str(run_dir)) == 2
+    assert RunDir(str(run_dir)).latest_step() == 2
 
 
 def test_metrics_write_null_for_nan(tmp_path: Path) -> None:
@@ -393,14 +392,13 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from bruno.config import load_config, override
-from bruno.runs import make_deterministic
-from bruno.training.run_dir import prepare_run_dir
+from bruno.runs import RunDir, make_deterministic
 from bruno.training import Trainer
 folder = sys.argv[1]
 config = override(load_config(sys.argv[2]), "data", output=os.path.join(folder, "tiny.h5"))
 for name, strategy in [("single", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     run = os.path.join(folder, name)
-    prepare_run_dir(run, config, False, False)
+    RunDir(run).prepare(config, False, False)
     make_deterministic(0)
     print(name, repr(Trainer(config, run, strategy=strategy, progress=False).train(max_steps=3).train_loss))
 """
@@ -458,6 +456,8 @@ def test_a_population_run_fills_its_bank_trains_on_it_and_restores_it(tiny: Conf
     run.sampler.state = state
     result = run.train(max_steps=1)
     assert math.isfinite(result.train_loss) and math.isfinite(result.best_val_loss)
+    assert not (tmp_path / "run" / "population.npz").exists()  # training alone does not make the test-time state
+    assert fit_population_state(str(tmp_path / "run"), run.table, False) is not None
     written = run.model.process.population_bank.numpy()
     changed = np.argwhere(np.any(written != bank, axis=-1))
     rows = {(int(np.searchsorted(train, v)), int(np.argmax(p))) for v, seq in zip(batch["volume"], batch["poses"]) for p in seq}
@@ -481,19 +481,19 @@ def check_test_time_state(run_dir: Path, table: SliceTable) -> None:
     assert [g["shrinkage"] for g in search["grid"]] == sorted({search["learned_shrinkage"], *SHRINKAGES})
     assert search["chosen"] == max(search["grid"], key=lambda g: g["val_ssim"])
     model, _, _ = restore_model(str(run_dir), "best")
-    np.testing.assert_allclose(model.process.population_bank.numpy(), SliceEncoder(trained).volumes(table, "train", False), rtol=1e-6)
+    np.testing.assert_allclose(model.process.population_bank.numpy(), SliceEncoder(trained).volumes(read_split(table, "train"), False), rtol=1e-6)
     assert model.process.shrinkage.numpy() == pytest.approx(search["chosen"]["shrinkage"], rel=1e-6)
-    assert finalize_population(str(run_dir), table, False) is None  # made once per best checkpoint
+    assert fit_population_state(str(run_dir), table, False) is None  # made once per best checkpoint
     state = run_dir / "population.npz"
-    bank, shrinkage, _ = read_population_state(str(run_dir))
-    write_population_state(str(run_dir), bank, shrinkage, step + 1)
+    bank, shrinkage, _ = read_population_state(RunDir(str(run_dir)))
+    write_population_state(RunDir(str(run_dir)), bank, shrinkage, step + 1)
     with pytest.raises(RunDirError, match=rf"population\.npz: made for the best checkpoint of step {step + 1}, but the best checkpoint is step {step}"):
         restore_model(str(run_dir), "best")
     state.write_bytes(state.read_bytes()[:-100])
     with pytest.raises(RunDirError, match=r"population\.npz: not a readable population state"):
         restore_model(str(run_dir), "best")
-    assert finalize_population(str(run_dir), table, False) is not None  # a corrupt state is made again
-    assert read_population_state(str(run_dir))[2] == step
+    assert fit_population_state(str(run_dir), table, False) is not None  # a corrupt state is made again
+    assert read_population_state(RunDir(str(run_dir)))[2] == step
 
 
 def test_a_run_checkpointed_before_the_training_package_split_still_restores() -> None:

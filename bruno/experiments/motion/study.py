@@ -42,10 +42,9 @@ from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
 from bruno.files import atomic_output, check_output_dir, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
 from bruno.models import SequenceModel  # noqa: E402
-from bruno.options import check_positive  # noqa: E402
 from bruno.reconstruction import FETAL_CONTEXTS, sample_volume  # noqa: E402
 
-__all__ = ["INITS", "RESULT_FILES", "MotionSettings", "checked_settings", "default_contexts", "motion_markdown", "run_study", "run_subject",
+__all__ = ["INITS", "RESULT_FILES", "MotionSettings", "default_contexts", "motion_markdown", "run_study", "run_subject",
            "save_svr_curves", "save_views", "summarise", "write_motion_results"]
 
 INITS = {"gaussian": "Gaussian average", "bruno": "BRUNO"}
@@ -73,18 +72,6 @@ class MotionSettings(NamedTuple):
     search_mm: float = 20.0
     num_samples: int = 100
     seed: int = 0
-
-
-def checked_settings(translation_mm: float, law: str, sigma: float, svr_sigma: float, svr_iterations: int,
-                     search_mm: float | None, num_samples: int, seed: int) -> MotionSettings:
-    """The settings from ``scripts/motion_experiment.py``'s options, each checked (an error naming its flag);
-    ``search_mm`` None: twice ``translation_mm``, at least 1 mm."""
-    search_mm = max(2.0 * translation_mm, 1.0) if search_mm is None else search_mm
-    for flag, value, allow_zero in (("--translation-mm", translation_mm, True), ("--sigma", sigma, False),
-                                    ("--svr-sigma", svr_sigma, False), ("--svr-iterations", svr_iterations, True),
-                                    ("--samples", num_samples, False), ("--search-mm", search_mm, False)):
-        check_positive(flag, value, allow_zero)
-    return MotionSettings(translation_mm, law, sigma, svr_sigma, svr_iterations, search_mm, num_samples, seed)
 
 
 class SubjectResult(NamedTuple):

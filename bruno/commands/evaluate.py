@@ -16,8 +16,8 @@ from bruno.experiments.evaluation import evaluate, evaluation_methods, load_runs
 from bruno.experiments.report import REPORT_FILES, write_report
 from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
 from bruno.files import check_output_dir
-from bruno.models import ConditionalBruno, SequenceModel
-from bruno.options import check_count, parse_counts, parse_ks
+from bruno.models import SequenceModel
+from bruno.commands.options import check_count, parse_counts, parse_ks
 from bruno.reconstruction import evenly_spread, fetal_contexts
 from bruno.runs import make_deterministic
 
@@ -52,7 +52,7 @@ def evaluate_and_report(table: SliceTable, data: DataConfig, models: dict[str, S
     methods, settings = evaluation_methods(table, models, run_dirs, plan.keep_contexts, plan.latent, progress)
     acquire = None
     if plan.protocol == "acquired":
-        scorer = next((m for m in models.values() if isinstance(m, ConditionalBruno)), None)
+        scorer = next((m for m in models.values() if m.exact_log_prob), None)
         acquire = acquired_inputs(table, data, plan.poses_from, scorer)
     results, first = evaluate(methods, subjects, plan.ks, plan.contexts_for, plan.num_samples, plan.seed, progress, acquire)
     results.update(runs=dict(zip(models, run_dirs)), checkpoint_steps=steps, source=source, baseline_settings=settings["chosen"],

@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
-from bruno.models.sequence_model import SequenceModel, bits_per_dim
+from bruno.models import SequenceModel
+from bruno.units import bits_per_dim
 
 __all__ = ["NLL", "sequence_nll"]
 

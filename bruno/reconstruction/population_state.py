@@ -1,4 +1,5 @@
-"""The last step of a population run: its test-time bank and shrinkage c (:mod:`bruno.processes.population_state`).
+"""The last step of a population run: its test-time bank and shrinkage c (stored by :mod:`bruno.runs.population_state`),
+made by :func:`fit_population_state`, which the train command (:mod:`bruno.commands.train`) calls once training ends.
 
 Measured on IXI (RESULTS.md): the bank a run ends with is stale (31 % of its norm moves when the train split
 is encoded again with the best flow) and maximum likelihood drives c to ~0.08, which switches the subject
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any, Optional
 
@@ -25,32 +25,32 @@ from bruno.errors import RunDirError
 from bruno.files import write_text_files
 from bruno.metrics import slice_scores
 from bruno.models.encoder import SliceEncoder
-from bruno.processes.population_state import SEARCH_FILE, read_population_state, write_population_state
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
 from bruno.reconstruction.tuning import SEARCH_KS, can_search
-from bruno.runs import checkpoint_step, latest_checkpoint, load_run_config, restore_model
+from bruno.runs import RunDir, checkpoint_step, read_population_state, restore_model, write_population_state
 
-__all__ = ["SHRINKAGES", "finalize_population"]
+__all__ = ["SHRINKAGES", "fit_population_state"]
 
 logger = logging.getLogger(__name__)
 
 SHRINKAGES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def finalize_population(run_dir: str, table: SliceTable, progress: bool = True) -> Optional[dict[str, Any]]:
+def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True) -> Optional[dict[str, Any]]:
     """Make ``run_dir``'s test-time population state for its best checkpoint, unless it is there already.
 
     Returns:
         The search (grid of c with val SSIM, the choice), or None where there was nothing to do: not a population
         run, no best checkpoint, a state of this checkpoint stored, or no val split to choose on (warned).
     """
-    best = latest_checkpoint(os.path.join(run_dir, "best"))
-    if best is None or not load_run_config(run_dir).model.process.population:
+    run = RunDir(run_dir)
+    best = run.latest_checkpoint("best")
+    if best is None:
         return None
     step = checkpoint_step(best)
     try:
-        stored = read_population_state(run_dir)
+        stored = read_population_state(run)
     except RunDirError as err:
         logger.warning("%s; making it again", err)
         stored = None
@@ -60,9 +60,11 @@ def finalize_population(run_dir: str, table: SliceTable, progress: bool = True) 
         logger.warning("%s: no val split to choose c on: the population state keeps the training bank and c", table.path)
         return None
     start = time.time()
-    model, _, _ = restore_model(run_dir, "best", population_state=False)
+    model, _, _ = restore_model(run, "best", population_state=False)
+    if not model.test_time_state:
+        return None
     process = model.process  # type: ignore[attr-defined]
-    bank = SliceEncoder(model).volumes(table, "train", progress)  # type: ignore[arg-type]
+    bank = SliceEncoder(model).volumes(read_split(table, "train"), progress)  # type: ignore[arg-type]
     process.fill(bank)
     learned = float(process.shrinkage.numpy())
     val, ks = read_split(table, "val"), [k for k in SEARCH_KS if k <= table.num_poses]
@@ -75,8 +77,8 @@ def finalize_population(run_dir: str, table: SliceTable, progress: bool = True) 
     chosen = max(grid, key=lambda g: g["val_ssim"])
     search = {"checkpoint_step": step, "learned_shrinkage": learned, "chosen": chosen, "grid": grid, "ks": ks,
               "table": table.path, "seconds": round(time.time() - start, 1)}
-    write_text_files(run_dir, {SEARCH_FILE: json.dumps(search, indent=1)}, overwrite=True)
-    write_population_state(run_dir, bank, chosen["shrinkage"], step)
+    write_text_files(run_dir, {RunDir.POPULATION_SEARCH: json.dumps(search, indent=1)}, overwrite=True)
+    write_population_state(run, bank, chosen["shrinkage"], step)
     logger.info("population state of step %d: bank of %d train volumes encoded again, c = %g chosen on val "
                 "(SSIM %.4f; learned c = %.3f: %.4f), %.0f s", step, len(bank), chosen["shrinkage"], chosen["val_ssim"],
                 learned, next(g["val_ssim"] for g in grid if g["shrinkage"] == learned), search["seconds"])

@@ -1,19 +1,27 @@
 """``scripts/reconstruct.py`` after parsing: its options checked against each other, then files in → files out
-(:mod:`bruno.reconstruction.pipeline`)."""
+(:mod:`bruno.reconstruction.pipeline`).
+
+With ``--run``, what the training data says (pose spacings, atlas) comes from the run's ``inference.npz``, so a
+run directory alone reconstructs with its model; the slice table is opened only for methods fitted on it
+(``needs_table``), or for a run written before ``inference.npz`` where the table is still there.
+"""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from bruno.config import load_config
+import os
+
+from bruno.config import Config, load_config
 from bruno.data.preprocess import load_slice_table
+from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.files import check_outputs, png_beside
-from bruno.options import parse_contexts, parse_integers
+from bruno.commands.options import parse_contexts, parse_integers
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.method import Result, Source
 from bruno.reconstruction.pipeline import check_method_outputs, prepare_acquired, prepare_volume, reconstruct_and_write
 from bruno.reconstruction.registry import METHODS, build_method
-from bruno.runs import make_deterministic, restore_model
+from bruno.runs import InferenceRecord, RunDir, inference_record, make_deterministic, restore_model
 
 __all__ = ["Request", "run_reconstruction"]
 
@@ -73,9 +81,10 @@ def run_reconstruction(r: Request, progress: bool = True) -> Result:
     check_outputs({OUTPUT_FLAGS[kind]: path for kind, path in paths.items()}, {"--png": png}, r.overwrite, r.input)
     model, config, _ = restore_model(r.run, r.checkpoint) if r.run else (None, load_config(r.config), None)
     make_deterministic(r.seed)
-    table = load_slice_table(config, progress) if r.acquired or METHODS[r.method].needs_table else None
+    table = load_slice_table(config, progress) if METHODS[r.method].needs_table else None
     if r.acquired:
-        prepared = prepare_acquired(r.input, config.data, table, model, r.slices and parse_integers("--slices", r.slices),
+        training = _training_record(r.run, config, table, progress)
+        prepared = prepare_acquired(r.input, config.data, training, model, r.slices and parse_integers("--slices", r.slices),
                                     r.intensity_window, r.slab_mm and tuple(r.slab_mm),
                                     r.poses and parse_integers("--poses", r.poses))
     else:
@@ -84,3 +93,14 @@ def run_reconstruction(r: Request, progress: bool = True) -> Result:
         prepared = prepare_volume(r.input[0], config.data, contexts)
     built = build_method(r.method, Source(table, model, r.run, keep_contexts=r.keep_contexts, progress=progress))
     return reconstruct_and_write(built, prepared, paths, png, r.num_samples, r.seed, r.overwrite, progress)
+
+
+def _training_record(run: Optional[str], config: Config, table: Optional[SliceTable], progress: bool) -> Optional[InferenceRecord]:
+    """The run's record of its training data; else the table's (a config, or a run written before the record,
+    whose table is there); None where neither is."""
+    stored = RunDir(run).inference() if run else None
+    if stored is not None:
+        return stored
+    if table is None and (run is None or os.path.exists(config.data.output)):
+        table = load_slice_table(config, progress)
+    return None if table is None else inference_record(table)

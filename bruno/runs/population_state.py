@@ -3,7 +3,7 @@
 In training the bank holds latents written by many past versions of the flow (on IXI 31 % of its norm
 moved by the best step), and the shrinkage c is whatever maximum likelihood drove it to (0.08 on IXI:
 the code switched nearly off). For reconstruction both are replaced once training ends
-(:mod:`bruno.training.population_final`): the bank by the train split encoded with the best flow
+(:func:`bruno.reconstruction.population_state.fit_population_state`, which the train command calls): the bank by the train split encoded with the best flow
 (pixels at x + ½), c by the value whose decoded mean scores best on the val split. They are stored in
 ``<run>/population.npz`` (arrays ``bank`` [V, N, D], ``shrinkage``, ``checkpoint_step``; loaded without
 pickle, each member CRC-checked) with the search in ``<run>/population.json``, and restored with the
@@ -21,30 +21,28 @@ import numpy as np
 from bruno.errors import RunDirError
 from bruno.files import atomic_output
 from bruno.processes.population import PopulationProcess
+from bruno.runs.run_dir import RunDir
 
-__all__ = ["STATE_FILE", "SEARCH_FILE", "apply_population_state", "read_population_state", "write_population_state"]
+__all__ = ["apply_population_state", "read_population_state", "write_population_state"]
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "population.npz"
-SEARCH_FILE = "population.json"
 
-
-def write_population_state(run_dir: str, bank: np.ndarray, shrinkage: float, checkpoint_step: int) -> str:
+def write_population_state(run_dir: RunDir, bank: np.ndarray, shrinkage: float, checkpoint_step: int) -> str:
     """Store (atomically, replacing an older one) the bank and c chosen for the best checkpoint ``checkpoint_step``."""
-    path = os.path.join(run_dir, STATE_FILE)
+    path = run_dir.file(RunDir.POPULATION_STATE)
     with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
         np.savez(f, bank=np.asarray(bank, np.float32), shrinkage=np.float64(shrinkage), checkpoint_step=np.int64(checkpoint_step))
     return path
 
 
-def read_population_state(run_dir: str) -> Optional[tuple[np.ndarray, float, int]]:
+def read_population_state(run_dir: RunDir) -> Optional[tuple[np.ndarray, float, int]]:
     """(bank, c, checkpoint step) stored in ``run_dir``, or None where there is none.
 
     Raises:
         RunDirError: the file is unreadable, truncated or corrupt, or holds other arrays.
     """
-    path = os.path.join(run_dir, STATE_FILE)
+    path = run_dir.file(RunDir.POPULATION_STATE)
     if not os.path.exists(path):
         return None
     try:
@@ -59,7 +57,7 @@ def read_population_state(run_dir: str) -> Optional[tuple[np.ndarray, float, int
                           "`scripts/train.py CONFIG --run-dir RUN --resume` to make it again") from None
 
 
-def apply_population_state(process: PopulationProcess, run_dir: str, checkpoint_step: int) -> None:
+def apply_population_state(process: PopulationProcess, run_dir: RunDir, checkpoint_step: int) -> None:
     """Put the stored test-time bank and c into ``process`` (restored from the best checkpoint ``checkpoint_step``);
     where the run has none yet, leave the trained ones (with a warning).
 
@@ -70,10 +68,10 @@ def apply_population_state(process: PopulationProcess, run_dir: str, checkpoint_
     if state is None:
         logger.warning("%s: no %s: the bank holds the training latents and c the learned %.3f; "
                        "`scripts/train.py CONFIG --run-dir %s --resume` makes the test-time state",
-                       run_dir, STATE_FILE, float(process.shrinkage.numpy()), run_dir)
+                       run_dir.path, RunDir.POPULATION_STATE, float(process.shrinkage.numpy()), run_dir.path)
         return
     bank, shrinkage, step = state
-    path = os.path.join(run_dir, STATE_FILE)
+    path = run_dir.file(RunDir.POPULATION_STATE)
     if step != checkpoint_step:
         raise RunDirError(f"{path}: made for the best checkpoint of step {step}, but the best checkpoint is step "
                           f"{checkpoint_step}; delete it and run `scripts/train.py CONFIG --run-dir RUN --resume`")

@@ -1,0 +1,48 @@
+"""``scripts/train.py`` and the demo's training: train a run, then make its test-time state.
+
+Training (:mod:`bruno.training`) ends at its last checkpoint; a model with a test-time state (a population
+process) is completed here, after it, by :func:`bruno.reconstruction.population_state.fit_population_state`, so
+the training package never imports reconstruction.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import tensorflow as tf
+
+from bruno.config import Config
+from bruno.data.preprocess import load_slice_table
+from bruno.reconstruction.population_state import fit_population_state
+from bruno.runs import RunDir, make_deterministic
+from bruno.training.loop import Trainer, TrainResult, open_run
+
+__all__ = ["train_run", "train_unless_done"]
+
+logger = logging.getLogger(__name__)
+
+
+def train_run(config: Config, run_dir: str, resume: bool, overwrite: bool, strategy: Optional[tf.distribute.Strategy] = None,
+              progress: bool = True) -> tuple[Trainer, TrainResult]:
+    """Train ``run_dir`` (:func:`~bruno.training.open_run`, then :meth:`~bruno.training.Trainer.train`); then the chief
+    makes the test-time state of the best checkpoint where the model has one. Seed first."""
+    trainer = open_run(config, run_dir, resume, overwrite, strategy, progress)
+    result = trainer.train()
+    if trainer.role.is_chief:
+        fit_population_state(run_dir, trainer.table, progress)
+    return trainer, result
+
+
+def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = True) -> Optional[TrainResult]:
+    """Train ``run_dir`` to ``config.train.max_steps`` (resuming a run stopped part-way); None when it is already there."""
+    run = RunDir(run_dir)
+    reached = run.latest_step()
+    if reached is not None and reached >= config.train.max_steps:  # a run killed after its last step, before its test-time state
+        fit_population_state(run_dir, load_slice_table(config, progress), progress)
+        return None
+    make_deterministic(seed)
+    # its own start, killed before a first checkpoint, holds nothing to keep: start it again
+    restart = reached is None and run.has_config() and run.config() == config
+    _, result = train_run(config, run_dir, reached is not None, restart, progress=progress)
+    logger.info("trained %d steps in %.0f s (best val %.3f nats/image)", result.step, result.seconds, result.best_val_loss)
+    return result
