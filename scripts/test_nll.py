@@ -54,10 +54,10 @@ def main() -> None:
                           config.train.batch_size, args.seed, not args.no_progress)
     with atomic_output(output, args.overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"checkpoint_step": step, "split": args.split, "seq_len": seq_len, "num_context": num_context,
-                   "bound": config.model.kind != "bruno", **result._asdict()}, f, indent=1)
+                   "bound": not model.exact_log_prob, **result._asdict()}, f, indent=1)
     logger.info("%s (step %d), %s split, T=%d, n_c=%d, %d sequences: %.2f nats/image, %.4f bits/dim%s -> %s",
                 args.run_dir, step, args.split, seq_len, num_context, result.num_sequences, result.nats_per_image,
-                result.bits_per_dim, "" if config.model.kind == "bruno" else " (-ELBO, an upper bound)", output)
+                result.bits_per_dim, "" if model.exact_log_prob else " (-ELBO, an upper bound)", output)
 
 
 if __name__ == "__main__":

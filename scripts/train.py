@@ -51,10 +51,10 @@ def main() -> None:
 
     if args.gpus is not None and (args.gpus < 1 or args.strategy not in (None, "mirrored")):
         raise ConfigError(f"--gpus {args.gpus}: expected N >= 1, and no --strategy other than mirrored")
-    kind = args.strategy or ("mirrored" if (args.gpus or 1) > 1 else "default")
-    if kind == "multiworker":
+    name = args.strategy or ("mirrored" if (args.gpus or 1) > 1 else "default")
+    if name == "multiworker":
         drop_native_log_lines()
-    strategy = make_strategy(kind, args.gpus or 0, "--gpus")  # first: multi-worker set-up must precede any TensorFlow op
+    strategy = make_strategy(name, args.gpus or 0, "--gpus")  # first: multi-worker set-up must precede any TensorFlow op
 
     config = load_config(args.config)
     config = override(config, "train", **{k: v for k, v in (("max_steps", args.max_steps), ("seed", args.seed)) if v is not None})

@@ -203,6 +203,11 @@ class ModelConfig:
     gqn: GQNConfig = field(default_factory=GQNConfig)
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
 
+    @property
+    def flow_is_used(self) -> bool:
+        """Whether ``flow`` and ``process`` describe the model (BRUNO), rather than a baseline's own section."""
+        return self.kind not in ("gqn", "cvae")
+
 
 # Keys of the flat ``model:`` section written before the flow and process had sections of their own
 # (every run's stored config.yaml and format-1 slice tables up to then): where each one lives now.

@@ -203,7 +203,7 @@ class Config:
 
     def __post_init__(self) -> None:
         factor = 2 ** self.model.flow.num_scales
-        if self.model.kind == "bruno" and self.data.image_size % factor:  # the baselines need a multiple of 8, as data does
+        if self.model.flow_is_used and self.data.image_size % factor:  # the baselines need a multiple of 8, as data does
             _fail("data.image_size", self.data.image_size, f"a multiple of 2^model.flow.num_scales = {factor}")
         if self.train.seq_len > self.data.num_poses:
             _fail("train.seq_len", self.train.seq_len, f"at most data.num_poses = {self.data.num_poses} (distinct slices)")

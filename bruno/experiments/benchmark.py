@@ -265,7 +265,7 @@ def benchmark(config: Config, steps: int = 5, eager_steps: int = 1, modes: tuple
     Raises:
         ConfigError: the config's model is not BRUNO, or asks for mixed precision without a GPU.
     """
-    if config.model.kind != "bruno":
+    if not config.model.flow_is_used:
         raise ConfigError(f"model.kind={config.model.kind!r}: the benchmark times BRUNO's flow, expected 'bruno'")
     require_gpu(config.train.mixed_precision)
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),

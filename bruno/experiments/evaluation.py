@@ -39,7 +39,7 @@ from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import Acquired
 from bruno.experiments.forecast import forecast_rows, forecast_scores, forecast_table
 from bruno.metrics import LEVELS, SliceScores, psnr, slice_scores
-from bruno.models import ConditionalBruno, SequenceModel
+from bruno.models import SequenceModel
 from bruno.reconstruction import Method, Result, Source, build_method
 from bruno.reconstruction.classical import classical_methods
 from bruno.runs import restore_model
@@ -108,7 +108,7 @@ def evaluation_methods(table: SliceTable, models: dict[str, SequenceModel], run_
     for (name, model), run_dir in zip(models.items(), run_dirs):
         source = Source(table, model, run_dir, name, keep_contexts, progress=progress)
         methods.append(build_method("bruno", source))
-        if latent and isinstance(model, ConditionalBruno):
+        if latent and model.has_process:
             methods.append(build_method("latent_pca_gp", source))
     classical, settings = classical_methods(table, progress, required=not models)
     return methods + list(classical.values()), settings

@@ -48,12 +48,11 @@ def conv_mask(kind: str, height: int, width: int, channels: int) -> np.ndarray:
     return 1.0 - mask if kind.endswith("1") else mask
 
 
-def dense_mask(kind: str, dims: int) -> np.ndarray:
+def dense_mask(parity: str, dims: int) -> np.ndarray:
     """float32 [D] mask, 1 on the pass-through entries: ``even`` → k mod 2, ``odd`` → 1 − k mod 2."""
-    if kind not in DENSE_MASKS:
-        raise ValueError(f"mask={kind!r}, expected one of {', '.join(DENSE_MASKS)}")
-    mask = (np.arange(dims) % 2).astype(np.float32)
-    return mask if kind == "even" else 1.0 - mask
+    if parity not in DENSE_MASKS:
+        raise ValueError(f"mask={parity!r}, expected one of {', '.join(DENSE_MASKS)}")
+    return ((np.arange(dims) + DENSE_MASKS.index(parity)) % 2).astype(np.float32)
 
 
 class _AffineCoupling(tfb.Bijector):

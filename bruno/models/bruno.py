@@ -36,9 +36,10 @@ from tqdm import tqdm
 from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
+from bruno.memory import MemoryEstimate, flow_bytes
+from bruno.units import bits_per_dim
 from bruno.models.sequence_model import LogProb, Samples, SequenceModel, shape_of
 from bruno.processes import FactorPredictive, Predictive, Process, process_class, process_from_config
-from bruno.units import bits_per_dim
 
 __all__ = ["ConditionalBruno"]
 
@@ -160,7 +161,7 @@ class ConditionalBruno(SequenceModel):
         z, log_det = self.encode(images, poses)
         log_prob = (self.process.sequence_log_prob(z, tf.argmax(poses, axis=-1), num_context, subjects)
                     + log_det[:, num_context:])
-        return LogProb(log_prob(-tf.reduce_mean(log_prob), self.num_dims))
+        return LogProb(log_prob, bits_per_dim(-tf.reduce_mean(log_prob), self.num_dims))
 
     # ------------------------------------------------------------------------------- sampling
     @tf.function(reduce_retracing=True)

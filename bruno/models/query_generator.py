@@ -14,8 +14,8 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from bruno.config import ModelConfig
-from bruno.models.sequence_model import LogProb, Samples, SequenceModel
 from bruno.units import bits_per_dim
+from bruno.models.sequence_model import LogProb, Samples, SequenceModel
 
 __all__ = ["SCALE", "QueryGenerator", "TowerEncoder", "broadcast_pose"]
 
@@ -102,7 +102,7 @@ class QueryGenerator(SequenceModel):
     def _elbo(self, images: tf.Tensor, log_likelihood: tf.Tensor, kl: tf.Tensor) -> LogProb:
         """Per-target ELBO [B, T − n_c] on the [0, 256) scale (−D·ln 256 for x = x̃/256) and its bits/dim."""
         elbo = tf.reshape(log_likelihood - kl, [tf.shape(images)[0], -1]) - self.num_dims * math.log(SCALE)
-        return LogProb(elbo(-tf.reduce_mean(elbo), self.num_dims))
+        return LogProb(elbo, bits_per_dim(-tf.reduce_mean(elbo), self.num_dims))
 
     def represent(self, context_images: tf.Tensor, context_poses: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError

@@ -10,7 +10,6 @@ from bruno.processes.exchangeable import (
     Predictive,
     ProcessState,
     StudentTProcess,
-    make_process,
     predictive_distribution,
     sequential_log_prob,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "Process",
     "ProcessState",
     "StudentTProcess",
-    "make_process",
     "process_class",
     "process_from_config",
     "predictive_distribution",
@@ -50,7 +48,9 @@ def process_from_config(config: ProcessConfig, num_dims: int, num_poses: int) ->
     """The process a ``model.process`` config section asks for: exchangeable (no ``pose_kernel``), pose-kernel,
     latent factor (``latent_factors``) or population (``population``), over D = ``num_dims`` latents and N = ``num_poses`` poses."""
     if config.pose_kernel is None:
-        return make_process(config.kind, num_dims, config.variance_init, config.correlation_init, config.df_init)
+        if config.kind == "student_t":
+            return StudentTProcess(num_dims, config.variance_init, config.correlation_init, config.df_init, name="student_t_process")
+        return GaussianProcess(num_dims, config.variance_init, config.correlation_init, name="gaussian_process")
     if config.population:
         return PopulationProcess(num_dims, num_poses, config.pose_kernel, config.variance_init, config.correlation_init,
                                  config.length_init, config.length_min, config.kernel_nugget, config.shrinkage_init,

@@ -46,7 +46,6 @@ __all__ = [
     "Predictive",
     "ProcessState",
     "StudentTProcess",
-    "make_process",
     "predictive_distribution",
     "sequential_log_prob",
 ]
@@ -310,14 +309,3 @@ class StudentTProcess(ExchangeableProcess):
         n = state.num_observed[..., None]
         variance = (df0 + state.beta - 2.0) / (df0 + n - 2.0) * state.gaussian_variance
         return Predictive(state.mean, variance, df0 + n)
-
-
-def make_process(kind: str, num_dims: int, variance_init: float = 1.0, correlation_init: float = 0.1,
-                 df_init: float = 1000.0, dtype: tf.DType = tf.float32) -> ExchangeableProcess:
-    """``"student_t"`` → :class:`StudentTProcess`, ``"gaussian"`` → :class:`GaussianProcess`."""
-    if kind == "student_t":
-        return StudentTProcess(num_dims, variance_init, correlation_init, df_init, dtype, name="student_t_process")
-    if kind == "gaussian":
-        return GaussianProcess(num_dims, variance_init, correlation_init, dtype, name="gaussian_process")
-    raise ValueError(f"process={kind!r}, expected 'student_t' or 'gaussian'")
-

@@ -19,7 +19,6 @@ over k ∈ {1, 3, 5, 9}) and stored in the run folder (``latent_volume.json``).
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,15 +30,15 @@ from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError
 from bruno.models import ConditionalBruno
+from bruno.runs import RunDir
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.method import Method, Result, Source
 from bruno.reconstruction.tuning import SEARCH_KS, can_search, stored_settings, val_score
 
-__all__ = ["LENGTHS", "NOISE_VARIANCES", "SETTINGS_FILE", "LatentVolumeModel", "load_latent_volume_model"]
+__all__ = ["LENGTHS", "NOISE_VARIANCES", "LatentVolumeModel", "load_latent_volume_model"]
 
 NOISE_VARIANCES = (0.3, 1.0, 3.0)  # latent units²
 LENGTHS = (4.0, 8.0, 16.0)  # poses
-SETTINGS_FILE = "latent_volume.json"
 
 
 class LatentVolumeModel(Method):
@@ -63,7 +62,7 @@ class LatentVolumeModel(Method):
     @classmethod
     def build(cls, source: Source) -> LatentVolumeModel:
         """The latent model of ``source``'s run, named ``<name>_latent`` (or ``latent_pca_gp``)."""
-        if not isinstance(source.model, ConditionalBruno):
+        if source.model is None or not source.model.has_process:
             kind = source.model.config.kind if source.model is not None else "none"
             raise ConfigError(f"{source.run_dir}: the latent volume model needs a BRUNO run (model.kind: bruno), not {kind}")
         method = load_latent_volume_model(source.model, source.table, str(source.run_dir), progress=source.progress)[0]
@@ -108,7 +107,7 @@ def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir
     if not can_search(table):
         raise DataFileError(f"{table.path}: the latent volume model needs >= 2 train volumes and >= 1 val volume")
     encoder = SliceEncoder(model)
-    base = GaussianVolumeModel.fit(encoder.volumes(table, "train", progress)[..., None])  # [V, N, D, 1]
+    base = GaussianVolumeModel.fit(encoder.volumes(read_split(table, "train"), progress)[..., None])  # [V, N, D, 1]
 
     def search() -> dict[str, Any]:
         searched = [k for k in ks if k <= table.num_poses]
@@ -119,6 +118,6 @@ def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir
             grid.append({"noise_variance": noise, "length": length, "val_ssim": val_score(method, val, searched)})
         return {"chosen": max(grid, key=lambda g: g["val_ssim"]), "grid": grid, "ks": searched, "table": table.path}
 
-    settings = stored_settings(os.path.join(run_dir, SETTINGS_FILE), "latent volume settings", search, _check)
+    settings = stored_settings(RunDir(run_dir).file(RunDir.LATENT_VOLUME), "latent volume settings", search, _check)
     chosen = settings["chosen"]
     return LatentVolumeModel(encoder, base.with_settings(noise_variance=float(chosen["noise_variance"])), float(chosen["length"])), settings

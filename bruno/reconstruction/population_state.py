@@ -24,6 +24,7 @@ from bruno.data.table import SliceTable
 from bruno.errors import RunDirError
 from bruno.files import write_text_files
 from bruno.metrics import slice_scores
+from bruno.models import MODEL_KINDS
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
@@ -45,8 +46,8 @@ def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True)
         run, no best checkpoint, a state of this checkpoint stored, or no val split to choose on (warned).
     """
     run = RunDir(run_dir)
-    best = run.latest_checkpoint("best")
-    if best is None:
+    best, config = run.latest_checkpoint("best"), run.config()
+    if best is None or not MODEL_KINDS[config.model.kind].has_test_time_state(config):
         return None
     step = checkpoint_step(best)
     try:
@@ -61,8 +62,6 @@ def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True)
         return None
     start = time.time()
     model, _, _ = restore_model(run, "best", population_state=False)
-    if not model.test_time_state:
-        return None
     process = model.process  # type: ignore[attr-defined]
     bank = SliceEncoder(model).volumes(read_split(table, "train"), progress)  # type: ignore[arg-type]
     process.fill(bank)

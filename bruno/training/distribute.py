@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from typing import NamedTuple, Optional
 
 import tensorflow as tf
@@ -67,8 +68,8 @@ def _read_tf_config() -> tuple[int, int]:
     return index, len(workers)
 
 
-def make_strategy(kind: str = "default", gpus: int = 0, label: str = "GPUs") -> Optional[tf.distribute.Strategy]:
-    """The strategy ``kind`` of :data:`STRATEGIES` (None for ``default``). Create it before any other
+def make_strategy(name: str = "default", gpus: int = 0, label: str = "GPUs") -> Optional[tf.distribute.Strategy]:
+    """The strategy ``name`` of :data:`STRATEGIES` (None for ``default``). Create it before any other
     TensorFlow operation runs: ``MultiWorkerMirroredStrategy`` must configure the runtime first.
 
     Args:
@@ -78,18 +79,26 @@ def make_strategy(kind: str = "default", gpus: int = 0, label: str = "GPUs") -> 
     Raises:
         ConfigError: an unknown kind, more GPUs than visible, or a missing or malformed ``TF_CONFIG``.
     """
-    if kind not in STRATEGIES:
-        raise ConfigError(f"strategy {kind!r}: expected one of {', '.join(STRATEGIES)}")
-    if kind == "multiworker":
-        _read_tf_config()  # a clear error before TensorFlow's own
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if kind == "mirrored":
-        visible = len(tf.config.list_physical_devices("GPU"))
-        count = gpus or visible
-        if count > max(visible, 1):
-            raise ConfigError(f"{label} {count}: only {visible} GPU(s) visible")
-        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(count)] if visible else None)
-    return None
+    if name not in STRATEGIES:
+        raise ConfigError(f"strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+    return _STRATEGY_MAKERS[name](gpus, label)
+
+
+def _multiworker(gpus: int, label: str) -> tf.distribute.Strategy:
+    _read_tf_config()  # a clear error before TensorFlow's own
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _mirrored(gpus: int, label: str) -> tf.distribute.Strategy:
+    visible = len(tf.config.list_physical_devices("GPU"))
+    count = gpus or visible
+    if count > max(visible, 1):
+        raise ConfigError(f"{label} {count}: only {visible} GPU(s) visible")
+    return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(count)] if visible else None)
+
+
+_STRATEGY_MAKERS: dict[str, Callable[[int, str], Optional[tf.distribute.Strategy]]] = {
+    "default": lambda gpus, label: None, "mirrored": _mirrored, "multiworker": _multiworker}
 
 
 def worker_role(strategy: Optional[tf.distribute.Strategy]) -> WorkerRole:

@@ -57,7 +57,7 @@ from tqdm import tqdm
 from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
-from bruno.errors import DataFileError, RunDirError, TrainingDiverged, WorkerLost
+from bruno.errors import RunDirError, TrainingDiverged, WorkerLost
 from bruno.precision import require_gpu
 from bruno.runs import RunDir, check_training_fits, inference_record, make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role

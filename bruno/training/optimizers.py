@@ -20,7 +20,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-__all__ = ["AdamTF1", "RMSPropTF1", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "AdamTF1", "RMSPropTF1", "make_optimizer"]
 
 
 class _Optimizer(tf.Module):
@@ -88,10 +88,11 @@ class AdamTF1(_Optimizer):
             variable.assign_sub(rate * first / (tf.sqrt(second) + self.epsilon))
 
 
-def make_optimizer(kind: str) -> _Optimizer:
-    """``"rmsprop"`` → :class:`RMSPropTF1`, ``"adam"`` → :class:`AdamTF1`."""
-    if kind == "rmsprop":
-        return RMSPropTF1()
-    if kind == "adam":
-        return AdamTF1()
-    raise ValueError(f"optimizer={kind!r}, expected 'rmsprop' or 'adam'")
+OPTIMIZERS: dict[str, type[_Optimizer]] = {"rmsprop": RMSPropTF1, "adam": AdamTF1}
+
+
+def make_optimizer(name: str) -> _Optimizer:
+    """The optimiser ``train.optimizer`` names (:data:`OPTIMIZERS`)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer={name!r}, expected one of {', '.join(map(repr, OPTIMIZERS))}")
+    return OPTIMIZERS[name]()

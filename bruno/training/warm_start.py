@@ -22,7 +22,7 @@ def check_init_source(config: Config, run_dir: str) -> None:
     if not os.path.isdir(run_dir):
         raise RunDirError(f"train.init_from={run_dir!r}: no such run directory (train that run first)")
     source_config = RunDir(run_dir).config()
-    if source_config.model.kind != "bruno" or config.model.kind != "bruno":
+    if not (source_config.model.flow_is_used and config.model.flow_is_used):
         raise ConfigError(f"train.init_from={run_dir!r}: expected a BRUNO run (model.kind: bruno)")
     if source_config.data != config.data:
         raise ConfigError(f"train.init_from={run_dir!r}: its data section differs from this config's (expected the "

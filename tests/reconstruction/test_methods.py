@@ -14,9 +14,10 @@ from bruno.config import load_config, override
 from bruno.data.preprocess import load_slice_table
 from bruno.errors import ConfigError
 from bruno.reconstruction import METHODS, Method, Result, Source, build_method, check_methods
-from bruno.reconstruction.latent import SETTINGS_FILE
-from bruno.runs import restore_model
+from bruno.runs import RunDir, restore_model
 from tests.conftest import REPO, assert_one_line_error, head_like, run_script, write_nifti
+
+SETTINGS_FILE = RunDir.LATENT_VOLUME
 
 FIXTURES = REPO / "tests/fixtures"
 # Mean of each method's volume from slices [2, 5] of the first test subject of tiny.yaml's table (and, for pca,

@@ -274,12 +274,13 @@ def test_sample_count_study_script(run_dir: Path, tmp_path: Path) -> None:
 
 def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
     from bruno.data.preprocess import load_slice_table
-    from bruno.reconstruction.latent import SETTINGS_FILE, load_latent_volume_model
+    from bruno.reconstruction.latent import load_latent_volume_model
+    from bruno.runs import RunDir
 
     model, config, _ = restore_model(str(run_dir))
     table = load_slice_table(config)
     method, settings = load_latent_volume_model(model, table, str(run_dir), progress=False)
-    assert (run_dir / SETTINGS_FILE).is_file() and settings["chosen"] == max(settings["grid"], key=lambda g: g["val_ssim"])
+    assert (run_dir / RunDir.LATENT_VOLUME).is_file() and settings["chosen"] == max(settings["grid"], key=lambda g: g["val_ssim"])
     images = table.read(table.rows_of(int(table.volumes_in("test")[0])))
     every = list(range(8))
     latents = method.encoder(images, every)
