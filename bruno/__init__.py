@@ -2,6 +2,9 @@
 
 A TensorFlow 2 / TensorFlow Probability reproduction of Hou et al. (2019), "Flexible Conditional
 Image Generation of Missing Data with Learned Mental Maps", built on Korshunova et al.'s
-Conditional BRUNO. Sub-packages: ``bruno.data`` (NIfTI to HDF5 slice-pose tables, the phantom
-population, sequence sampling) and ``bruno.config`` (experiment configs).
+Conditional BRUNO. The layers, top to bottom (``docs/architecture.md``; import-linter contracts in
+``pyproject.toml``): ``commands`` (what the scripts run) → ``experiments`` (evaluation, motion study, benchmark)
+→ ``reconstruction`` | ``training`` → ``runs`` (the run directory, a model restored) → ``models`` →
+``processes`` | ``flows`` | ``plots`` → ``metrics`` | ``baselines`` | ``data`` | ``memory`` | ``precision`` |
+``units`` → ``config`` → ``files`` → ``errors``.
 """
