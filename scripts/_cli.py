@@ -83,8 +83,8 @@ def drop_native_log_lines() -> None:
 
     atexit.register(drain)
 
-from bruno.errors import BrunoError  # noqa: E402  (after the quiet import)
-from bruno.commands.options import parse_samples  # noqa: E402
+from bruno.commands.options import parse_samples  # noqa: E402  (after the quiet import)
+from bruno.errors import BrunoError  # noqa: E402
 from bruno.reconstruction import FAST_SAMPLES  # noqa: E402
 
 T = TypeVar("T")
@@ -109,7 +109,7 @@ def add_common(parser: argparse.ArgumentParser, *, seed: int = 0, seed_help: str
 
 
 def add_samples(parser: argparse.ArgumentParser, per: str = "pose") -> None:
-    """``--samples N|fast`` (read it with :func:`bruno.options.parse_samples`)."""
+    """``--samples N|fast`` (read it with :func:`bruno.commands.options.parse_samples`)."""
     parser.add_argument("--samples", default="100", help=f"samples per {per} (default 100), or 'fast' = {FAST_SAMPLES}: "
                                                          "a mean within 0.005 SSIM of 100's")
 
@@ -129,7 +129,7 @@ def add_subject_source(parser: argparse.ArgumentParser) -> None:
 
 def read_request(kind: type[T], args: argparse.Namespace) -> T:
     """A library command's request (a NamedTuple whose fields are the script's option names) from parsed ``args``;
-    its ``num_samples`` field, where it has one, from ``--samples`` (:func:`bruno.options.parse_samples`)."""
+    its ``num_samples`` field, where it has one, from ``--samples`` (:func:`bruno.commands.options.parse_samples`)."""
     values = {name: getattr(args, name) for name in kind._fields if name != "num_samples"}  # type: ignore[attr-defined]
     if "num_samples" in kind._fields:  # type: ignore[attr-defined]
         values["num_samples"] = parse_samples(args.samples)

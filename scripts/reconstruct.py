@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from _cli import add_common, add_keep_contexts, add_samples, make_parser, read_request, run
 
-from bruno.reconstruction import METHODS
 from bruno.commands.reconstruct import Request, run_reconstruction
+from bruno.reconstruction import METHODS
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ import os
 
 from _cli import make_parser, run
 
+from bruno.commands.options import check_count
 from bruno.data.preprocess import load_slice_table
 from bruno.errors import ConfigError
-from bruno.files import atomic_output, check_output_path
 from bruno.experiments.nll import sequence_nll
-from bruno.commands.options import check_count
+from bruno.files import atomic_output, check_output_path
 from bruno.runs import RunDir, make_deterministic, restore_model
 
 logger = logging.getLogger("test_nll")

@@ -27,9 +27,9 @@ import os
 
 from _cli import drop_native_log_lines, make_parser, run
 
+from bruno.commands.train import train_run
 from bruno.config import load_config, override
 from bruno.errors import ConfigError
-from bruno.commands.train import train_run
 from bruno.runs import make_deterministic
 from bruno.training.distribute import STRATEGIES, make_strategy
 

@@ -141,9 +141,8 @@ def shared_ixi() -> Path:
 def train_tiny_run(folder: Path, max_steps: int) -> Path:
     """``config_rnn/tiny.yaml`` trained for ``max_steps`` steps in ``folder/run`` (its table in ``folder``)."""
     from bruno.config import load_config, override
-    from bruno.runs import make_deterministic
+    from bruno.runs import RunDir, make_deterministic
     from bruno.training import Trainer
-    from bruno.runs import RunDir
 
     config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
     run = folder / "run"
@@ -156,9 +155,8 @@ def train_tiny_run(folder: Path, max_steps: int) -> Path:
 def trainer(config: Config, run_dir: Path, resume: bool = False, **train: object) -> "Trainer":
     """A Trainer of ``config`` (``train`` keys overridden) in a prepared ``run_dir``, seeded; restored with ``resume``."""
     from bruno.config import override
-    from bruno.runs import make_deterministic
+    from bruno.runs import RunDir, make_deterministic
     from bruno.training import Trainer
-    from bruno.runs import RunDir
 
     config = override(config, "train", **train)
     RunDir(str(run_dir)).prepare(config, resume=resume, overwrite=False)

@@ -1,12 +1,12 @@
-"""The readers of option values (``bruno.options``): values in, errors naming the flag out."""
+"""The readers of option values (``bruno.commands.options``): values in, errors naming the flag out."""
 from __future__ import annotations
 
 import re
 
 import pytest
+from bruno.commands.options import check_positive, parse_contexts, parse_integers, parse_samples
 
 from bruno.errors import ConfigError
-from bruno.options import check_positive, parse_contexts, parse_integers, parse_samples
 from bruno.reconstruction import FAST_SAMPLES
 
 

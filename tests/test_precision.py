@@ -16,9 +16,8 @@ from bruno.errors import ConfigError
 from bruno.experiments.benchmark import synthetic_batch
 from bruno.models import ConditionalBruno
 from bruno.precision import DynamicLossScale
-from bruno.runs import make_deterministic, make_model
+from bruno.runs import RunDir, make_deterministic, make_model
 from bruno.training import Trainer, UpdateStep
-from bruno.runs import RunDir
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="checks the CPU refusal and CPU numerics")

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, Optional
 
+from bruno.commands.options import check_count, parse_counts, parse_ks
 from bruno.config import DataConfig, load_config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import Subject, load_subjects
@@ -17,7 +18,6 @@ from bruno.experiments.report import REPORT_FILES, write_report
 from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, write_study
 from bruno.files import check_output_dir
 from bruno.models import SequenceModel
-from bruno.commands.options import check_count, parse_counts, parse_ks
 from bruno.reconstruction import evenly_spread, fetal_contexts
 from bruno.runs import make_deterministic
 

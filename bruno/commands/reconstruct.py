@@ -7,16 +7,15 @@ run directory alone reconstructs with its model; the slice table is opened only 
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional
 
-import os
-
+from bruno.commands.options import parse_contexts, parse_integers
 from bruno.config import Config, load_config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.files import check_outputs, png_beside
-from bruno.commands.options import parse_contexts, parse_integers
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.method import Result, Source
 from bruno.reconstruction.pipeline import check_method_outputs, prepare_acquired, prepare_volume, reconstruct_and_write

@@ -37,9 +37,9 @@ from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
 from bruno.memory import MemoryEstimate, flow_bytes
-from bruno.units import bits_per_dim
 from bruno.models.sequence_model import LogProb, Samples, SequenceModel, shape_of
 from bruno.processes import FactorPredictive, Predictive, Process, process_class, process_from_config
+from bruno.units import bits_per_dim
 
 __all__ = ["ConditionalBruno"]
 

@@ -14,8 +14,8 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from bruno.config import ModelConfig
-from bruno.units import bits_per_dim
 from bruno.models.sequence_model import LogProb, Samples, SequenceModel
+from bruno.units import bits_per_dim
 
 __all__ = ["SCALE", "QueryGenerator", "TowerEncoder", "broadcast_pose"]
 

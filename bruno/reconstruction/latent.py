@@ -30,10 +30,10 @@ from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError
 from bruno.models import ConditionalBruno
-from bruno.runs import RunDir
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.method import Method, Result, Source
 from bruno.reconstruction.tuning import SEARCH_KS, can_search, stored_settings, val_score
+from bruno.runs import RunDir
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "LatentVolumeModel", "load_latent_volume_model"]
 

@@ -22,11 +22,11 @@ from bruno.data.nifti import affine_spacing, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.errors import ConfigError
 from bruno.models import SequenceModel
-from bruno.runs import InferenceRecord
 from bruno.plots import save_acquisition_figure
 from bruno.reconstruction.io import write_reconstruction
 from bruno.reconstruction.method import Method, Result
 from bruno.reconstruction.placement import place_acquisition
+from bruno.runs import InferenceRecord
 
 __all__ = ["Prepared", "check_method_outputs", "prepare_acquired", "prepare_volume", "reconstruct_and_write"]
 

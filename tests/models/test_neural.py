@@ -13,10 +13,9 @@ from bruno.errors import ConfigError
 from bruno.models import ConditionalVAE, GenerativeQueryNetwork
 from bruno.models.gqn import pixel_sigma_at
 from bruno.reconstruction import ModelSampling
-from bruno.runs import make_deterministic, restore_model
+from bruno.runs import RunDir, make_deterministic, restore_model
 from bruno.training import Trainer
 from bruno.training.optimizers import make_optimizer
-from bruno.runs import RunDir
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 SIZE, POSES = 16, 8
