@@ -379,7 +379,7 @@ def test_metrics_write_null_for_nan(tmp_path: Path) -> None:
 
     from bruno.training import Trainer
 
-    Trainer._log(SimpleNamespace(role=SimpleNamespace(is_chief=True), run_dir=str(tmp_path), _writer=None),  # type: ignore[arg-type]
+    Trainer._log(SimpleNamespace(role=SimpleNamespace(is_chief=True), run=RunDir(str(tmp_path)), _writer=None),  # type: ignore[arg-type]
                  {"step": 1, "split": "train", "loss": math.nan, "scale": math.inf, "time": 0.0})
     line = (tmp_path / "metrics.jsonl").read_text()
     assert json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl")) == \
