@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bruno.config.model_sections import LEGACY_MODEL_KEYS
+from bruno.config.model_sections import LEGACY_MODEL_KEYS, process_kind_of_legacy
 from bruno.config.schema import Config, DataConfig
 from bruno.config.schema_base import fail as _fail
 from bruno.errors import ConfigError
@@ -128,7 +128,10 @@ def parse_config(mapping: Any, source: str = "<config>") -> Config:
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(mapping).__name__}")
     try:
         if isinstance(mapping.get("model"), dict):
-            mapping = {**mapping, "model": _nest_legacy_model(mapping["model"])}
+            model = _nest_legacy_model(mapping["model"])
+            if isinstance(model.get("process"), dict):
+                model = {**model, "process": process_kind_of_legacy(model["process"])}
+            mapping = {**mapping, "model": model}
         return _build(Config, mapping, "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None

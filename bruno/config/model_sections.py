@@ -12,11 +12,12 @@ not depend on configs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Literal, Optional
+from typing import Any, Literal, get_args
 
 from bruno.config.schema_base import fail as _fail
 
-__all__ = ["LEGACY_MODEL_KEYS", "CVAEConfig", "FlowConfig", "GQNConfig", "ModelConfig", "ProcessConfig"]
+__all__ = ["EXCHANGEABLE_KINDS", "LEGACY_MODEL_KEYS", "LEGACY_PROCESS_KEYS", "PROCESS_KINDS", "CVAEConfig",
+           "FlowConfig", "GQNConfig", "ModelConfig", "ProcessConfig", "ProcessKind", "process_kind_of_legacy"]
 
 
 @dataclass(frozen=True)
@@ -126,38 +127,53 @@ class FlowConfig:
             _fail("dense_units", self.dense_units, "an even integer >= 2")
 
 
+ProcessKind = Literal["student_t", "gaussian", "pose_student_t", "pose_gaussian", "latent_factor", "population"]
+PROCESS_KINDS: tuple[str, ...] = get_args(ProcessKind)
+"""Every ``model.process.kind``: the paper's exchangeable processes (SPEC §1), the pose-kernel process with
+Student-t or Gaussian marginals (SPEC §8), the latent factor process (SPEC §9.3) and the population process
+(SPEC §9.4). The last four have a pose kernel; :mod:`bruno.processes` maps each kind to its class."""
+EXCHANGEABLE_KINDS = PROCESS_KINDS[:2]
+LEGACY_PROCESS_KEYS = ("pose_kernel", "population")
+"""Keys of ``model.process`` before the one ``kind`` (run format 1, configs before issue 35): the loader maps
+``pose_kernel`` / ``population`` / ``latent_factors`` to ``kind`` and ``kernel`` once, when a config is read."""
+
+
 @dataclass(frozen=True)
 class ProcessConfig:
-    """``model.process``: the process over the latents of a subject's slices (SPEC §2, §8, §9.3).
+    """``model.process``: the process over the latents of a subject's slices (SPEC §2, §8, §9.3, §9.4).
 
     Attributes:
-        kind: ``student_t`` (the paper) or ``gaussian`` (upstream m1_shapenet).
-        variance_init, correlation_init, df_init: initial process parameters (1, 0.1, 1000).
-        pose_kernel: None (the paper's exchangeable process) or ``matern32``/``rbf``: our pose-aware
-            process of SPEC §8, whose covariance decays with the distance between poses and whose
-            prior mean is a learned latent atlas (one row per pose).
+        kind: one of :data:`PROCESS_KINDS`: ``student_t`` (the paper), ``gaussian`` (upstream m1_shapenet),
+            ``pose_student_t`` / ``pose_gaussian`` (our pose-aware process of SPEC §8, whose covariance decays
+            with the distance between poses and whose prior mean is a learned latent atlas, one row per pose),
+            ``latent_factor`` (SPEC §9.3: a rank-r subject code shared by every pose and latent dimension on top
+            of the Gaussian pose kernel, initialised by a PCA of the training latents) or ``population``
+            (SPEC §9.4: the subject code's loadings are the other training subjects' latents).
+        variance_init, correlation_init, df_init: initial process parameters (1, 0.1, 1000; ν only for the
+            Student-t kinds).
+        kernel: the pose kernel, ``matern32`` or ``rbf`` (every kind but the two exchangeable ones).
         length_init: initial length scale ℓ of the pose kernel, in poses.
         length_min: lower bound of ℓ.
         kernel_nugget: per-slice white noise ε of the pose kernel, relative to the variance.
-        latent_factors: 0, or r >= 1: the latent factor process of SPEC §9.3 (a rank-r subject code
-            shared by every pose and latent dimension on top of the pose kernel; needs ``pose_kernel``
-            and ``kind: gaussian``), initialised by a PCA of the training latents.
-        population: the population process of SPEC §9.4 (needs ``pose_kernel`` and ``kind: gaussian``, and
-            no ``latent_factors``): the subject code's loadings are the other training subjects' latents.
-        shrinkage_init: the population process's initial shrinkage c of those loadings (> 0).
+        latent_factors: r >= 1, the rank of the ``latent_factor`` kind's subject code.
+        shrinkage_init: the ``population`` kind's initial shrinkage c of its loadings (> 0).
     """
 
-    kind: Literal["student_t", "gaussian"] = "student_t"
+    kind: ProcessKind = "student_t"
     variance_init: float = 1.0
     correlation_init: float = 0.1
     df_init: float = 1000.0
-    pose_kernel: Optional[Literal["matern32", "rbf"]] = None
+    kernel: Literal["matern32", "rbf"] = "matern32"
     length_init: float = 3.0
     length_min: float = 0.5
     kernel_nugget: float = 1e-3
-    latent_factors: int = 0
-    population: bool = False
+    latent_factors: int = 8
     shrinkage_init: float = 0.5
+
+    @property
+    def has_pose_kernel(self) -> bool:
+        """The process's covariance decays with the distance between poses (every kind but the paper's two)."""
+        return self.kind not in EXCHANGEABLE_KINDS
 
     def __post_init__(self) -> None:
         if self.variance_init <= 0:
@@ -172,14 +188,41 @@ class ProcessConfig:
             _fail("length_init", self.length_init, f"a number > length_min = {self.length_min}")
         if self.kernel_nugget < 0:
             _fail("kernel_nugget", self.kernel_nugget, "a number >= 0")
-        if self.latent_factors < 0:
-            _fail("latent_factors", self.latent_factors, "an integer >= 0")
-        if self.latent_factors and (self.pose_kernel is None or self.kind != "gaussian"):
-            _fail("latent_factors", self.latent_factors, "0 unless pose_kernel is set and kind is 'gaussian'")
-        if self.population and (self.pose_kernel is None or self.kind != "gaussian" or self.latent_factors):
-            _fail("population", self.population, "false unless pose_kernel is set, kind is 'gaussian' and latent_factors is 0")
+        if self.latent_factors < 1:
+            _fail("latent_factors", self.latent_factors, "an integer >= 1")
         if self.shrinkage_init <= 0:
             _fail("shrinkage_init", self.shrinkage_init, "a number > 0")
+
+
+def process_kind_of_legacy(process: dict[str, Any]) -> dict[str, Any]:
+    """A ``model.process`` mapping written before the one ``kind`` (``pose_kernel``, ``latent_factors``,
+    ``population`` beside ``kind: student_t | gaussian``) as the same process in today's keys; others as given.
+
+    Raises:
+        ConfigError: a combination the old loader refused too (a latent factor or population process without a
+            pose kernel or with Student-t marginals, or both at once).
+    """
+    if not any(key in process for key in LEGACY_PROCESS_KEYS):
+        return process
+    mapped = {k: v for k, v in process.items() if k not in LEGACY_PROCESS_KEYS}
+    kernel, population = process.get("pose_kernel"), process.get("population", False)
+    factors, marginals = process.get("latent_factors", 0), process.get("kind", "student_t")
+    if kernel is None:
+        if population or factors:
+            key = "population" if population else "latent_factors"
+            _fail(f"model.process.{key}", process[key],
+                  "false or 0 without a pose_kernel (old keys; today: kind: population or latent_factor)")
+        mapped.pop("latent_factors", None)
+        return mapped
+    if (population or factors) and marginals != "gaussian" or population and factors:
+        key = "population" if population else "latent_factors"
+        _fail(f"model.process.{key}", process[key],
+              "a pose_kernel with kind: gaussian and only one of latent_factors and population (old keys)")
+    mapped["kernel"] = kernel
+    mapped["kind"] = "population" if population else "latent_factor" if factors else f"pose_{marginals}"
+    if not factors:
+        mapped.pop("latent_factors", None)
+    return mapped
 
 
 @dataclass(frozen=True)
@@ -212,4 +255,5 @@ class ModelConfig:
 # Keys of the flat ``model:`` section written before the flow and process had sections of their own
 # (every run's stored config.yaml and format-1 slice tables up to then): where each one lives now.
 LEGACY_MODEL_KEYS = {**{f.name: ("flow", f.name) for f in fields(FlowConfig)},
-                     **{f.name: ("process", f.name) for f in fields(ProcessConfig) if f.name != "kind"}}
+                     **{f.name: ("process", f.name) for f in fields(ProcessConfig) if f.name not in ("kind", "kernel")},
+                     **{key: ("process", key) for key in LEGACY_PROCESS_KEYS}}

@@ -14,11 +14,11 @@ logit pre-processing). The mean image is the Monte Carlo average of the decoded 
 paper's "mean image"); :meth:`ConditionalBruno.decode_predictive_mean` decodes the predictive mean
 latent instead (one image per query, no sampling).
 
-With ``model.process.pose_kernel`` set, the exchangeable process is replaced by the pose-aware process of
-SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its own
-predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
-that process's prior (the latent atlas). ``model.process.latent_factors`` adds a subject code shared by
-every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3); ``model.process.population``
+With ``model.process.kind: pose_student_t`` (or ``pose_gaussian``), the exchangeable process is replaced by the
+pose-aware process of SPEC §8 (:class:`~bruno.processes.PoseKernelProcess`): each target and each query pose gets its
+own predictive, which depends on its distance to the contexts; with n_c = 0 targets are scored under
+that process's prior (the latent atlas). ``kind: latent_factor`` adds a subject code shared by
+every pose and dimension (:class:`~bruno.processes.LatentFactorProcess`, SPEC §9.3); ``kind: population``
 takes that code's loadings from the other training subjects' latents (:class:`~bruno.processes.PopulationProcess`,
 SPEC §9.4). The model is
 handed its process (or builds the one ``model`` asks for) and only speaks the common interface

@@ -5,6 +5,7 @@ init (:mod:`bruno.processes.latent_factor_init`, called by training).
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Optional
 
@@ -34,6 +35,13 @@ class SliceEncoder:
         offset = 0.5 if rng is None else rng.uniform(0.0, 1.0, images.shape).astype(np.float32)
         x = tf.constant((images + offset)[None, ..., None])
         return self._encode(x, tf.constant(self.eye[list(poses)][None]))[0].numpy()
+
+    def fingerprint(self) -> str:
+        """SHA-1 of the weights the latents depend on (pose embedding and flow): what a fit to them was fitted to."""
+        digest = hashlib.sha1()
+        for variable in [*self.model.embedding.variables, *self.model.flow.variables]:
+            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+        return digest.hexdigest()
 
     def volumes(self, volumes: np.ndarray, progress: bool = True, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         """[V, N, D] latents of whole volumes [V, N, H, W] (``rng``: dequantised by uniform noise)."""

@@ -15,35 +15,33 @@ Their settings are chosen once on the val split, one setting for all k:
 2. ``atlas_gp`` and ``pca_gp``: length ℓ × ρ (:data:`LENGTHS` × :data:`RHOS`); ``pca_gp`` uses the
    Gaussian model chosen in step 1;
 
-and stored with the train split's subjects beside the table (:func:`settings_path`); a table re-made with
-other train subjects is refused.
+and stored beside the table (:func:`settings_path`) with a fingerprint of the train and val subjects
+(:class:`~bruno.reconstruction.tuning.StoredSearch`); a table re-made with other subjects is refused.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from bruno.baselines import GaussianVolumeModel, gp_residual, linear_interpolation, population_mean
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
 from bruno.reconstruction.method import Method, Result, Source, dequantised
-from bruno.reconstruction.tuning import SEARCH_KS, can_search, stored_settings, val_score
+from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint, val_score
 from bruno.units import bits_per_dim
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "PCAGP", "RANKS", "RHOS", "Atlas", "AtlasGP", "GaussianConditional",
-           "LinearInterpolation", "ResidualInterpolation", "classical_methods", "search", "settings_path"]
+           "LinearInterpolation", "ResidualInterpolation", "classical_methods", "search", "settings_path", "stored_search"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
 RANKS = (8, 16, 32, 64, None)  # None: every direction the train split gives (V − 1)
 NOISE_VARIANCES = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)  # grey levels²
 LENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # poses
@@ -155,13 +153,12 @@ def settings_path(table: SliceTable) -> str:
     return os.path.splitext(table.path)[0] + ".baselines.json"
 
 
-def _train_fingerprint(table: SliceTable) -> str:
-    subjects = [table.info(int(v)).subject for v in table.volumes_in("train")]
-    return hashlib.sha1("\n".join(subjects).encode()).hexdigest()
+def search(table: SliceTable, ks: Sequence[int] = SEARCH_KS,
+           progress: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Grid-search the classical methods on the val split (module docstring).
 
-
-def search(table: SliceTable, ks: Sequence[int] = SEARCH_KS, progress: bool = True) -> dict[str, Any]:
-    """Grid-search the classical methods on the val split (module docstring); returns the JSON-able settings.
+    Returns:
+        (the chosen setting of each method, every setting scored, details), as :meth:`StoredSearch.store` takes them.
 
     Raises:
         DataFileError: fewer than two train volumes or no val volume.
@@ -172,38 +169,32 @@ def search(table: SliceTable, ks: Sequence[int] = SEARCH_KS, progress: bool = Tr
     base = GaussianVolumeModel.fit(read_split(table, "train"))
     val = read_split(table, "val")
     ranks = sorted({base.max_rank if r is None else min(r, base.max_rank) for r in RANKS})
-    pca_grid = [{"rank": r, "noise_variance": s} for r, s in itertools.product(ranks, NOISE_VARIANCES)]
-    gp_grid = [{"length": ell, "rho": rho} for ell, rho in itertools.product(LENGTHS, RHOS)]
-    bar = tqdm(total=len(pca_grid) + 2 * len(gp_grid), desc="baseline search (val)", unit="setting", disable=not progress)
-    scored: dict[str, list[dict[str, Any]]] = {"pca": [], "atlas_gp": [], "pca_gp": []}
-    for setting in pca_grid:
-        scored["pca"].append({**setting, "val_ssim": val_score(GaussianConditional(base.with_settings(**setting)), val, ks)})
-        bar.update()
-    best_pca = max(scored["pca"], key=lambda s: s["val_ssim"])
-    model = base.with_settings(best_pca["rank"], best_pca["noise_variance"])
+    chosen, scored = {}, {}
+    chosen["pca"], scored["pca"] = grid_search(
+        [{"rank": r, "noise_variance": s} for r, s in itertools.product(ranks, NOISE_VARIANCES)],
+        lambda **setting: val_score(GaussianConditional(base.with_settings(**setting)), val, ks),
+        "baseline search: pca (val)", progress)
+    model = base.with_settings(chosen["pca"]["rank"], chosen["pca"]["noise_variance"])
     for prior in ("atlas", "pca"):
-        for setting in gp_grid:
-            score = val_score(ResidualInterpolation(model, prior, **setting), val, ks)
-            scored[f"{prior}_gp"].append({**setting, "val_ssim": score})
-            bar.update()
-    bar.close()
-    chosen = {key: max(rows, key=lambda s: s["val_ssim"]) for key, rows in scored.items()}
-    return {"format": FORMAT, "table": table.path, "train_subjects_sha1": _train_fingerprint(table),
-            "num_train": len(table.volumes_in("train")), "num_val": len(val), "ks": list(ks),
-            "criterion": "mean val SSIM over slices, volumes and k (one setting for all k)",
-            "chosen": chosen, "grid": scored}
+        chosen[f"{prior}_gp"], scored[f"{prior}_gp"] = grid_search(
+            [{"length": ell, "rho": rho} for ell, rho in itertools.product(LENGTHS, RHOS)],
+            lambda prior=prior, **setting: val_score(ResidualInterpolation(model, prior, **setting), val, ks),
+            f"baseline search: {prior}_gp (val)", progress)
+    return chosen, scored, {"table": table.path, "num_train": len(table.volumes_in("train")), "num_val": len(val),
+                            "ks": list(ks), "criterion": "mean val SSIM over slices, volumes and k (one setting for all k)"}
 
 
-def _check_settings(path: str, table: SliceTable) -> Any:
-    def check(settings: dict[str, Any]) -> None:
-        chosen = settings["chosen"]
-        checks = (settings["format"] == FORMAT, int(chosen["pca"]["rank"]) >= 1, float(chosen["pca"]["noise_variance"]) > 0,
-                  all(float(chosen[k]["length"]) > 0 and 0 <= float(chosen[k]["rho"]) < 1 for k in ("atlas_gp", "pca_gp")))
-        if not all(checks):
-            raise DataFileError(f"{path}: a setting is out of range or of another format; delete it to search again")
-        if settings.get("train_subjects_sha1") != _train_fingerprint(table):
-            raise DataFileError(f"{path}: chosen for other train subjects than {table.path} has now; delete it to search again")
-    return check
+def _check_chosen(chosen: dict[str, Any]) -> None:
+    gps = [chosen[key] for key in ("atlas_gp", "pca_gp")]
+    if not (int(chosen["pca"]["rank"]) >= 1 and 0 < float(chosen["pca"]["noise_variance"]) < math.inf
+            and all(0 < float(gp["length"]) < math.inf and 0 <= float(gp["rho"]) < 1 for gp in gps)):
+        raise ValueError("a chosen setting is out of range")
+
+
+def stored_search(table: SliceTable) -> StoredSearch:
+    """Where the classical settings of ``table`` are stored (beside it), and what they must have been chosen on."""
+    return StoredSearch(settings_path(table), "baseline settings", split_fingerprint(table), _check_chosen,
+                        legacy=lambda record: {"train_subjects_sha1": record["train_subjects_sha1"]})
 
 
 def classical_methods(table: SliceTable, progress: bool = True, required: bool = True) -> tuple[dict[str, Method], dict[str, Any]]:
@@ -225,7 +216,7 @@ def classical_methods(table: SliceTable, progress: bool = True, required: bool =
         logger.warning("%s: no val volume (or < 2 train volumes) to choose the Gaussian model and GP settings on; "
                        "scoring linear interpolation and the atlas only", table.path)
         return {"linear": LinearInterpolation(), "population_mean": Atlas(population_mean(read_split(table, "train")))}, {"chosen": {}}
-    settings = stored_settings(path, "baseline settings", lambda: search(table, progress=progress), _check_settings(path, table))
+    settings = stored_search(table).load_or_search(lambda: search(table, progress=progress))
     chosen = settings["chosen"]
     model = GaussianVolumeModel.fit(read_split(table, "train"), chosen["pca"]["rank"], chosen["pca"]["noise_variance"])
     methods: list[Method] = [

@@ -14,16 +14,17 @@ latent dimension; :func:`~bruno.baselines.kernels.gp_residual`), decoded by the 
 Acquired slices are returned unchanged.
 
 The noise σ² of the latent model and ℓ are chosen on the val split (SSIM of the decoded volume, mean
-over k ∈ {1, 3, 5, 9}) and stored in the run folder (``latent_volume.json``).
+over k ∈ {1, 3, 5, 9}) and stored in the run folder (``latent_volume.json``) with the fingerprint of the subjects
+and of the flow's weights (:class:`~bruno.reconstruction.tuning.StoredSearch`): retraining or another table refuses it.
 """
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from bruno.baselines import GaussianVolumeModel, gp_residual
 from bruno.data.subjects import read_split
@@ -32,7 +33,7 @@ from bruno.errors import ConfigError, DataFileError
 from bruno.models import ConditionalBruno
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.method import Method, Result, Source
-from bruno.reconstruction.tuning import SEARCH_KS, can_search, stored_settings, val_score
+from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint, val_score
 from bruno.runs import RunDir
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "LatentVolumeModel", "load_latent_volume_model"]
@@ -92,32 +93,36 @@ class LatentVolumeModel(Method):
         return Result(volume.astype(np.float64), None, None, contexts)
 
 
-def _check(settings: dict[str, Any]) -> None:
-    for key in ("noise_variance", "length"):
-        float(settings["chosen"][key])
+def _check_chosen(chosen: dict[str, Any]) -> None:
+    if not (0 < float(chosen["noise_variance"]) < math.inf and 0 < float(chosen["length"]) < math.inf):
+        raise ValueError("a chosen setting is out of range")
 
 
 def load_latent_volume_model(model: ConditionalBruno, table: SliceTable, run_dir: str, ks: Sequence[int] = SEARCH_KS,
                              progress: bool = True) -> tuple[LatentVolumeModel, dict[str, Any]]:
-    """Fit the latent Gaussian model on the train split's latents; choose (σ², ℓ) on val once and store them.
+    """Fit the latent Gaussian model on the train split's latents; choose (σ², ℓ) on val once and store them, with
+    the fingerprint of the table's subjects and of the flow that encoded them.
 
     Raises:
-        DataFileError: the table has < 2 train or no val volumes, or the stored file is unreadable.
+        DataFileError: the table has < 2 train or no val volumes, or the stored file is unreadable or was chosen for
+            other subjects or another flow.
     """
     if not can_search(table):
         raise DataFileError(f"{table.path}: the latent volume model needs >= 2 train volumes and >= 1 val volume")
     encoder = SliceEncoder(model)
+    stored = StoredSearch(RunDir(run_dir).file(RunDir.LATENT_VOLUME), "latent volume settings",
+                          {**split_fingerprint(table), "flow_weights_sha1": encoder.fingerprint()}, _check_chosen)
     base = GaussianVolumeModel.fit(encoder.volumes(read_split(table, "train"), progress)[..., None])  # [V, N, D, 1]
 
-    def search() -> dict[str, Any]:
-        searched = [k for k in ks if k <= table.num_poses]
-        val = read_split(table, "val")
-        grid = []
-        for noise, length in tqdm(list(itertools.product(NOISE_VARIANCES, LENGTHS)), desc="latent search (val)", disable=not progress):
-            method = LatentVolumeModel(encoder, base.with_settings(noise_variance=noise), length)
-            grid.append({"noise_variance": noise, "length": length, "val_ssim": val_score(method, val, searched)})
-        return {"chosen": max(grid, key=lambda g: g["val_ssim"]), "grid": grid, "ks": searched, "table": table.path}
+    def search() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        searched, val = [k for k in ks if k <= table.num_poses], read_split(table, "val")
+        def score(noise_variance: float, length: float) -> float:
+            return val_score(LatentVolumeModel(encoder, base.with_settings(noise_variance=noise_variance), length), val, searched)
 
-    settings = stored_settings(RunDir(run_dir).file(RunDir.LATENT_VOLUME), "latent volume settings", search, _check)
+        grid = [{"noise_variance": noise, "length": length} for noise, length in itertools.product(NOISE_VARIANCES, LENGTHS)]
+        chosen, scored = grid_search(grid, score, "latent search (val)", progress)
+        return chosen, scored, {"ks": searched, "table": table.path}
+
+    settings = stored.load_or_search(search)
     chosen = settings["chosen"]
     return LatentVolumeModel(encoder, base.with_settings(noise_variance=float(chosen["noise_variance"])), float(chosen["length"])), settings

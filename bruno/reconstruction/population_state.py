@@ -7,28 +7,27 @@ code nearly off; on the val split a fresh bank and c = 1 raise the decoded mean'
 .820 and bring the 50 % / 90 % intervals from .42 / .84 to .48 / .89. So once training ends, the best flow
 encodes the train split (pixels at x + ½) into the bank, and c is chosen from :data:`SHRINKAGES` and the
 learned value by the decoded mean's SSIM on the val split (k ∈ {1, 3, 5, 9} evenly spread, as the other tuned
-methods); both are stored in the run directory, the search in ``population.json``.
+methods, :func:`~bruno.reconstruction.tuning.grid_search`); both are stored in the run directory, the search in
+``population.json`` with what it was fitted to (the subjects, the checkpoint and its flow's weights).
 """
 from __future__ import annotations
 
-import json
 import logging
+import math
 import time
 from typing import Any, Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import RunDirError
-from bruno.files import write_text_files
 from bruno.metrics import slice_scores
 from bruno.models import MODEL_KINDS
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
-from bruno.reconstruction.tuning import SEARCH_KS, can_search
+from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint
 from bruno.runs import RunDir, checkpoint_step, read_population_state, restore_model, write_population_state
 
 __all__ = ["SHRINKAGES", "fit_population_state"]
@@ -36,6 +35,11 @@ __all__ = ["SHRINKAGES", "fit_population_state"]
 logger = logging.getLogger(__name__)
 
 SHRINKAGES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _check_chosen(chosen: dict[str, Any]) -> None:
+    if not 0 < float(chosen["shrinkage"]) < math.inf:
+        raise ValueError(f"shrinkage {chosen['shrinkage']!r} out of range")
 
 
 def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True) -> Optional[dict[str, Any]]:
@@ -63,20 +67,21 @@ def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True)
     start = time.time()
     model, _, _ = restore_model(run, "best", population_state=False)
     process = model.process  # type: ignore[attr-defined]
-    bank = SliceEncoder(model).volumes(read_split(table, "train"), progress)  # type: ignore[arg-type]
+    encoder = SliceEncoder(model)  # type: ignore[arg-type]
+    bank = encoder.volumes(read_split(table, "train"), progress)
     process.fill(bank)
     learned = float(process.shrinkage.numpy())
     val, ks = read_split(table, "val"), [k for k in SEARCH_KS if k <= table.num_poses]
-    grid = []
-    for shrinkage in tqdm(sorted({learned, *SHRINKAGES}), desc="population c (val)", disable=not progress):
+
+    def score(shrinkage: float) -> float:
         process.set_shrinkage(shrinkage)
-        scores = [slice_scores(decoded_mean(model, images, evenly_spread(k, len(images))), images).ssim.mean()
-                  for images in val for k in ks]
-        grid.append({"shrinkage": shrinkage, "val_ssim": float(np.mean(scores))})
-    chosen = max(grid, key=lambda g: g["val_ssim"])
-    search = {"checkpoint_step": step, "learned_shrinkage": learned, "chosen": chosen, "grid": grid, "ks": ks,
-              "table": table.path, "seconds": round(time.time() - start, 1)}
-    write_text_files(run_dir, {RunDir.POPULATION_SEARCH: json.dumps(search, indent=1)}, overwrite=True)
+        return float(np.mean([slice_scores(decoded_mean(model, images, evenly_spread(k, len(images))), images).ssim.mean()
+                              for images in val for k in ks]))
+
+    chosen, grid = grid_search([{"shrinkage": c} for c in sorted({learned, *SHRINKAGES})], score, "population c (val)", progress)
+    fitted_to = {**split_fingerprint(table), "checkpoint_step": step, "flow_weights_sha1": encoder.fingerprint()}
+    search = StoredSearch(run.file(RunDir.POPULATION_SEARCH), "population shrinkage", fitted_to, _check_chosen).store(
+        chosen, grid, learned_shrinkage=learned, ks=ks, table=table.path, seconds=round(time.time() - start, 1))
     write_population_state(run, bank, chosen["shrinkage"], step)
     logger.info("population state of step %d: bank of %d train volumes encoded again, c = %g chosen on val "
                 "(SSIM %.4f; learned c = %.3f: %.4f), %.0f s", step, len(bank), chosen["shrinkage"], chosen["val_ssim"],

@@ -28,8 +28,9 @@ def check_init_source(config: Config, run_dir: str) -> None:
         raise ConfigError(f"train.init_from={run_dir!r}: its data section differs from this config's (expected the "
                           f"same table and split, so no val or test volume was trained on)")
     keys = [("flow", f.name) for f in dataclasses.fields(FlowConfig)]
-    if source_config.model.process.pose_kernel is not None and config.model.process.pose_kernel is not None:
-        keys += [("process", "pose_kernel"), ("process", "length_min")]  # ℓ = softplus(l) + ℓ_min: the raw variable means ℓ only with the same floor
+    if source_config.model.process.has_pose_kernel and config.model.process.has_pose_kernel:
+        # ℓ = softplus(l) + ℓ_min: the raw variable means ℓ only with the same floor
+        keys += [("process", "kernel"), ("process", "length_min")]
     for section, key in keys:
         there, here = getattr(getattr(source_config.model, section), key), getattr(getattr(config.model, section), key)
         if there != here:

@@ -162,9 +162,13 @@ def test_search_is_stored_and_checked(tmp_path: Path) -> None:
     stored.write_text("{not json")
     with pytest.raises(DataFileError, match=r"baselines\.json: not a readable baseline settings file"):
         classical_methods(table, progress=False)
-    settings["train_subjects_sha1"] = "0" * 40
-    stored.write_text(json.dumps(settings))
-    with pytest.raises(DataFileError, match="other train subjects"):
+    for key in ("train_subjects_sha1", "val_subjects_sha1"):  # the fingerprint of what they were chosen on
+        stored.write_text(json.dumps({**settings, "fitted_to": {**settings["fitted_to"], key: "0" * 40}}))
+        with pytest.raises(DataFileError, match=rf"chosen for other {key.split('_')[0]} subjects than now"):
+            classical_methods(table, progress=False)
+    chosen = {**settings["chosen"], "pca": {**settings["chosen"]["pca"], "noise_variance": float("inf")}}
+    stored.write_text(json.dumps({**settings, "chosen": chosen}))
+    with pytest.raises(DataFileError, match=r"not a readable baseline settings file \(ValueError: a chosen setting is out of"):
         classical_methods(table, progress=False)
 
 

@@ -59,12 +59,16 @@ def write(tmp_path: Path, text: str) -> Path:
         ("data: {subject_pattern: '('}", r"data\.subject_pattern='\(', expected a regular expression"),
         ("data: {source: phantom, input: x}", r"data\.input='x', expected null when data\.source is 'phantom'"),
         ("data: [1, 2]", r"data=\[1, 2\], expected a mapping with keys"),
-        ("model: {process: {pose_kernel: cubic}}", r"model\.process\.pose_kernel='cubic', expected"),
+        ("model: {process: {kind: pose_student_t, kernel: cubic}}", r"model\.process\.kernel='cubic', expected"),
+        ("model: {process: {kind: cubic}}", r"model\.process\.kind='cubic', expected one of 'student_t', 'gaussian', 'pose_"),
+        ("model: {process: {pose_kernel: cubic}}", r"model\.process\.kernel='cubic', expected"),  # the old key, mapped
         ("model: {process: {length_init: 0.5}}", r"model\.process\.length_init=0\.5, expected a number > length_min = 0\.5"),
         ("model: {process: {kernel_nugget: -0.1}}", r"model\.process\.kernel_nugget=-0\.1, expected a number >= 0"),
-        ("model: {process: {latent_factors: 4, pose_kernel: matern32}}",
-         r"model\.process\.latent_factors=4, expected 0 unless pose_kernel is set and kind is 'gaussian'"),
-        ("model: {process: {latent_factors: -1}}", r"model\.process\.latent_factors=-1, expected an integer >= 0"),
+        ("model: {process: {latent_factors: 4, pose_kernel: matern32}}",  # old keys, refused as they were then
+         r"model\.process\.latent_factors=4, expected a pose_kernel with kind: gaussian and only one of latent_factors"),
+        ("model: {process: {population: true}}", r"model\.process\.population=True, expected false or 0 without a pose_kernel"),
+        ("model: {process: {kind: latent_factor, latent_factors: 0}}",
+         r"model\.process\.latent_factors=0, expected an integer >= 1"),
         ("model: {flow: {dense_units: 3}}", r"model\.flow\.dense_units=3, expected an even integer >= 2"),
         ("model: {flow: {num_filters: 8}, num_scales: 2}",
          r"model\.num_scales: a key of the old flat model section beside a model\.flow section; write it as model\.flow\.num_scales"),
@@ -130,13 +134,31 @@ def test_a_flat_model_section_of_an_older_config_loads_into_flow_and_process() -
                      "pose_kernel": "matern32", "length_min": 2.0, "latent_factors": 4, "keep_contexts": True}}
     config = parse_config(old)
     assert config.model.flow == FlowConfig(num_scales=2, num_filters=8, upstream_logit_log_det=True)
-    assert config.model.process == ProcessConfig(kind="gaussian", pose_kernel="matern32", length_min=2.0, latent_factors=4)
+    assert config.model.process == ProcessConfig(kind="latent_factor", kernel="matern32", length_min=2.0, latent_factors=4)
     assert config.model.keep_contexts and config.model.kind == "bruno"
     assert parse_config(yaml.safe_load(config_to_yaml(config))) == config  # written back in the new layout
     assert "flow:" in config_to_yaml(config) and "num_filters: 8" not in config_to_yaml(config).split("flow:")[0]
     assert parse_config({"model": {"process": "student_t"}}).model.process == ProcessConfig()
-    stored = load_config(REPO / "tests/fixtures/tiny_run_v1/config.yaml")  # a real run folder of that time
+    stored = load_config(REPO / "tests/fixtures/tiny_run_v1/config.yaml")  # old keys (pose_kernel: null)  # a real run folder of that time
     assert stored.model == load_config(REPO / "config_rnn/tiny.yaml").model
+
+
+@pytest.mark.parametrize("old, kind", [
+    ({"kind": "gaussian", "pose_kernel": None, "latent_factors": 0, "population": False}, "gaussian"),
+    ({"pose_kernel": "rbf"}, "pose_student_t"),
+    ({"kind": "gaussian", "pose_kernel": "rbf", "latent_factors": 0}, "pose_gaussian"),
+    ({"kind": "gaussian", "pose_kernel": "rbf", "latent_factors": 5, "population": False}, "latent_factor"),
+    ({"kind": "gaussian", "pose_kernel": "rbf", "latent_factors": 0, "population": True, "shrinkage_init": 2.0}, "population"),
+])
+def test_process_sections_before_the_one_kind_map_to_it(old: dict, kind: str) -> None:
+    """Runs of format 1 store ``pose_kernel`` / ``latent_factors`` / ``population`` beside ``kind``: each maps to one kind,
+    keeping every other value (the rank where it was a latent factor process, the kernel where there was one)."""
+    process = parse_config({"model": {"process": old}}).model.process
+    expected = ProcessConfig(kind=kind, kernel=old["pose_kernel"] or "matern32", shrinkage_init=old.get("shrinkage_init", 0.5),
+                             latent_factors=old.get("latent_factors") or ProcessConfig.latent_factors)
+    assert process == expected
+    with pytest.raises(ConfigError, match=r"model\.process\.population=True, expected a pose_kernel with kind: gaussian"):
+        parse_config({"model": {"process": {**old, "pose_kernel": "rbf", "kind": "student_t", "population": True}}})
 
 
 def test_override_checks_values() -> None:
@@ -146,7 +168,7 @@ def test_override_checks_values() -> None:
         override(Config(), "data", num_poses=1)
     with pytest.raises(ConfigError, match=r"unknown key data\.bogus"):
         override(Config(), "data", bogus=1)
-    assert override(Config(), "model.process", pose_kernel="rbf").model.process.pose_kernel == "rbf"
+    assert override(Config(), "model.process", kind="pose_gaussian", kernel="rbf").model.process.kernel == "rbf"
     with pytest.raises(ConfigError, match=r"command line: model\.flow\.dense_units=3, expected an even integer >= 2"):
         override(Config(), "model.flow", dense_units=3)
     with pytest.raises(ConfigError, match=r"unknown config section 'model\.kind'"):
@@ -175,4 +197,4 @@ def test_base_shares_the_sections_a_file_leaves_out(tmp_path: Path) -> None:
 def test_variants_share_their_base_data_section(path: Path) -> None:
     base = yaml.safe_load(path.read_text())["base"]
     assert load_config(path).data == load_config(path.parent / base).data
-    assert not re.search(r"^data:", path.read_text(), re.M)
+    assert not re.search(r"^data:", path.read_text(), re.MULTILINE)

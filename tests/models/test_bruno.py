@@ -144,20 +144,21 @@ def test_every_config_builds_a_model() -> None:
         config = load_config(path)
         model = ConditionalBruno.from_config(config)
         assert model.num_dims == config.data.image_size ** 2 and model.num_poses == config.data.num_poses
-        expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess"}[config.model.process.kind]
-        process = config.model.process
-        kernel = ("PopulationProcess" if process.population else
-                  "LatentFactorProcess" if process.latent_factors else "PoseKernelProcess")
-        assert type(model.process).__name__ == (kernel if config.model.process.pose_kernel else expected)
+        expected = {"student_t": "StudentTProcess", "gaussian": "GaussianProcess", "pose_student_t": "PoseKernelProcess",
+                    "pose_gaussian": "PoseKernelProcess", "latent_factor": "LatentFactorProcess",
+                    "population": "PopulationProcess"}[config.model.process.kind]
+        assert type(model.process).__name__ == expected
+        if expected == "PoseKernelProcess":
+            assert model.process.student == config.model.process.kind.endswith("student_t")
     for name in ("adni", "thorax_ct", "fetal"):  # the paper's configs stay faithful
-        assert load_config(REPO / f"config_rnn/{name}.yaml").model.process.pose_kernel is None
+        assert not load_config(REPO / f"config_rnn/{name}.yaml").model.process.has_pose_kernel
 
 
 @pytest.fixture(scope="module")
 def pose_model() -> ConditionalBruno:
     """The SPEC §8 variant: pose-aware process with a random latent atlas."""
     tf.random.set_seed(0)
-    model = ConditionalBruno(SIZE, POSES, dataclasses.replace(TINY, process=ProcessConfig(pose_kernel="matern32")))
+    model = ConditionalBruno(SIZE, POSES, dataclasses.replace(TINY, process=ProcessConfig(kind="pose_student_t")))
     model.initialize(*batch(4, 5, seed=0))
     model.process.prior_atlas.assign(np.random.default_rng(0).normal(0, 1, (POSES, SIZE * SIZE)).astype(np.float32))
     return model

@@ -30,7 +30,7 @@ def _acquired_scan(config, table, path: Path) -> None:  # type: ignore[no-untype
 @pytest.mark.slow
 def test_a_copied_population_run_reconstructs_without_any_table(tmp_path: Path) -> None:
     config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(tmp_path / "data" / "tiny.h5"))
-    config = override(config, "model.process", kind="gaussian", pose_kernel="matern32", population=True)
+    config = override(config, "model.process", kind="population")
     config = override(config, "train", max_steps=10, validate_every=5, checkpoint_every=5)
     (tmp_path / "data").mkdir()
     make_deterministic(0)

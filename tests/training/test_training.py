@@ -17,14 +17,15 @@ import pytest
 import tensorflow as tf
 
 from bruno.config import Config, load_config, override
-from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
-from bruno.data.table import SliceTable
-from bruno.models.encoder import SliceEncoder
 from bruno.data.subjects import read_split
+from bruno.data.table import SliceTable
+from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
+from bruno.models.encoder import SliceEncoder
+from bruno.reconstruction.population_state import SHRINKAGES, fit_population_state
+from bruno.reconstruction.tuning import SEARCH_FORMAT
 from bruno.runs import RunDir, read_population_state, restore_model, write_population_state
 from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
-from bruno.reconstruction.population_state import SHRINKAGES, fit_population_state
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
 
 
@@ -132,7 +133,7 @@ def test_varying_contexts_and_the_pose_process_train(tiny: Config, tmp_path: Pat
     drawn = [num_context_at(step, train) for step in range(1, 200)]
     assert set(drawn) == {1, 2, 3} and drawn == [num_context_at(step, train) for step in range(1, 200)]
     assert num_context_at(5, tiny.train) == 3
-    config = override(tiny, "model.process", pose_kernel="rbf")
+    config = override(tiny, "model.process", kind="pose_student_t", kernel="rbf")
     settings = dict(num_context_min=1, process_grad_schedule={0: 1.0}, process_learning_rate_scale=10.0,
                     checkpoint_every=3, log_every=1)
     full = trainer(config, tmp_path / "full", **settings)
@@ -417,10 +418,10 @@ def test_mirrored_strategy_matches_a_single_device(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_path: Path) -> None:
     """train.init_from copies the flow and the shared process parameters; the factors start from a shrunk PCA."""
-    source_config = override(tiny, "model.process", pose_kernel="matern32", kind="gaussian")
+    source_config = override(tiny, "model.process", kind="pose_gaussian")
     source = trainer(source_config, tmp_path / "source", num_context_min=1, process_grad_schedule={0: 1.0})
     source.train(max_steps=2)
-    config = override(source_config, "model.process", latent_factors=3)
+    config = override(source_config, "model.process", kind="latent_factor", latent_factors=3)
     settings = dict(init_from=str(tmp_path / "source"), num_context_min=1, process_grad_schedule={0: 1.0}, log_every=1)
     tuned = trainer(config, tmp_path / "tuned", **settings)
     tuned._initialize()
@@ -445,7 +446,7 @@ def test_fine_tuning_a_pose_kernel_run_with_latent_factors(tiny: Config, tmp_pat
 def test_a_population_run_fills_its_bank_trains_on_it_and_restores_it(tiny: Config, tmp_path: Path) -> None:
     """SPEC §9.4: step 0 encodes the 4 train volumes into the bank; each step writes its sequences' latents at
     (their train subject, pose) and leaves that subject out; the bank is saved and restored with the checkpoint."""
-    config = override(tiny, "model.process", pose_kernel="matern32", kind="gaussian", population=True)
+    config = override(tiny, "model.process", kind="population")
     run = trainer(config, tmp_path / "run", num_context_min=1, process_grad_schedule={0: 1.0}, log_every=1)
     run._initialize()
     bank = run.model.process.population_bank.numpy().copy()
@@ -477,7 +478,7 @@ def check_test_time_state(run_dir: Path, table: SliceTable) -> None:
     with the best val SSIM, both restored with the best checkpoint (not the latest) and refused when stale or corrupt."""
     search = json.loads((run_dir / "population.json").read_text())
     trained, _, step = restore_model(str(run_dir), "best", population_state=False)
-    assert search["checkpoint_step"] == step
+    assert search["fitted_to"]["checkpoint_step"] == step and search["format"] == SEARCH_FORMAT
     assert [g["shrinkage"] for g in search["grid"]] == sorted({search["learned_shrinkage"], *SHRINKAGES})
     assert search["chosen"] == max(search["grid"], key=lambda g: g["val_ssim"])
     model, _, _ = restore_model(str(run_dir), "best")
