@@ -274,6 +274,7 @@ def test_sample_count_study_script(run_dir: Path, tmp_path: Path) -> None:
 
 def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
     from bruno.data.preprocess import load_slice_table
+    from bruno.errors import DataFileError
     from bruno.reconstruction.latent import load_latent_volume_model
     from bruno.runs import RunDir
 
@@ -294,6 +295,15 @@ def test_latent_volume_model_on_a_tiny_run(run_dir: Path) -> None:
     np.testing.assert_allclose(prior, method.latent_model.mean[..., 0])
     again, _ = load_latent_volume_model(model, table, str(run_dir), progress=False)  # reads the stored choice
     np.testing.assert_allclose(again.reconstruct(images, [2, 5]).mean, estimate.mean)
+    assert settings["fitted_to"]["flow_weights_sha1"] == method.encoder.fingerprint()
+    variable = model.flow.variables[0]  # another flow (say, trained on): the stored choice is refused, not used
+    kept = variable.numpy()
+    variable.assign(kept + 1.0)
+    try:
+        with pytest.raises(DataFileError, match=r"latent_volume\.json: chosen for other flow weights than now"):
+            load_latent_volume_model(model, table, str(run_dir), progress=False)
+    finally:
+        variable.assign(kept)
 
 
 def test_reconstruct_from_acquired_slices_only(run_dir: Path, tmp_path: Path) -> None:
