@@ -23,16 +23,16 @@ import os
 
 from _cli import add_common, make_parser, run
 
+from bruno.commands.options import check_count
+from bruno.commands.train import train_unless_done
 from bruno.config import load_config, override
 from bruno.data.acquisition import grid_poses, spread_stack
 from bruno.data.phantom import phantom_subject
 from bruno.data.preprocess import load_slice_table
-from bruno.commands.options import check_count
 from bruno.files import check_output_dir
 from bruno.reconstruction import ModelSampling, save_nifti
 from bruno.reconstruction.pipeline import prepare_acquired, reconstruct_and_write
 from bruno.runs import RunDir, make_deterministic, restore_model
-from bruno.commands.train import train_unless_done
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config_rnn", "demo.yaml")
 NUM_ACQUIRED = 5

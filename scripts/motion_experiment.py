@@ -22,14 +22,15 @@ import os
 
 from _cli import add_common, add_subject_source, make_parser, run
 
+from bruno.commands.motion import checked_settings, study_contexts
+from bruno.commands.options import check_count
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import load_subjects
 from bruno.experiments.motion.simulate import LAWS
-from bruno.commands.motion import checked_settings
-from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, default_contexts, motion_markdown, run_study
+from bruno.experiments.motion.study import RESULT_FILES, MotionSettings, motion_markdown, run_study
 from bruno.files import check_output_dir
-from bruno.commands.options import check_count, parse_contexts
 from bruno.runs import make_deterministic, restore_model
+
 
 def main() -> None:
     defaults = MotionSettings()
@@ -59,8 +60,7 @@ def main() -> None:
     check_count("--max-subjects", args.max_subjects)
     model, config, step = restore_model(args.run, args.checkpoint)
     make_deterministic(args.seed)
-    num_poses = config.data.num_poses
-    contexts = parse_contexts(args.contexts, num_poses) if args.contexts is not None else default_contexts(num_poses)
+    contexts = study_contexts(args.contexts, config.data.num_poses)
     out = args.out or os.path.join(args.run, "motion_" + ("input" if args.input else args.split))
     check_output_dir(out, RESULT_FILES, args.overwrite)
 

@@ -138,13 +138,29 @@ def shared_ixi() -> Path:
     return folder
 
 
+def tiny_config(folder: Path, name: str = "tiny") -> Config:
+    """``config_rnn/<name>.yaml`` (the tiny phantom set) with its table at ``folder/tiny.h5`` (made on first use)."""
+    from bruno.config import load_config, override
+
+    return override(load_config(REPO / f"config_rnn/{name}.yaml"), "data", output=str(folder / "tiny.h5"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """tiny.yaml with its phantom table built once per test module in a temporary folder."""
+    from bruno.data.preprocess import load_slice_table
+
+    config = tiny_config(tmp_path_factory.mktemp("tiny"))
+    load_slice_table(config, progress=False)
+    return config
+
+
 def train_tiny_run(folder: Path, max_steps: int) -> Path:
     """``config_rnn/tiny.yaml`` trained for ``max_steps`` steps in ``folder/run`` (its table in ``folder``)."""
-    from bruno.config import load_config, override
     from bruno.runs import RunDir, make_deterministic
     from bruno.training import Trainer
 
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
+    config = tiny_config(folder)
     run = folder / "run"
     RunDir(str(run)).prepare(config, False, False)
     make_deterministic(0)

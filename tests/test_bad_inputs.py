@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bruno.config import config_to_yaml, load_config, override
-from tests.conftest import REPO, head_like, run_script, run_script_process, train_tiny_run, write_nifti
+from bruno.config import config_to_yaml, override
+from tests.conftest import head_like, run_script, run_script_process, tiny_config, train_tiny_run, write_nifti
 
 
 def _corrupt_every_chunk(path: Path) -> None:
@@ -42,7 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained run and its table, a scan, and the broken variants the cases need."""
     folder = tmp_path_factory.mktemp("bad_inputs")
     run = train_tiny_run(folder, max_steps=3)
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
+    config = tiny_config(folder)
     (folder / "tiny.yaml").write_text(config_to_yaml(config))
     (folder / "empty.yaml").write_text("")
     missing_table = override(config, "data", source="nifti", input=str(folder / "scans"), output=str(folder / "none.h5"))

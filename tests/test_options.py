@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from bruno.commands.options import check_positive, parse_contexts, parse_integers, parse_samples
 
+from bruno.commands.options import check_positive, parse_contexts, parse_integers, parse_samples
 from bruno.errors import ConfigError
 from bruno.reconstruction import FAST_SAMPLES
 

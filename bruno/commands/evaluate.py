@@ -55,8 +55,9 @@ def evaluate_and_report(table: SliceTable, data: DataConfig, models: dict[str, S
         scorer = next((m for m in models.values() if m.exact_log_prob), None)
         acquire = acquired_inputs(table, data, plan.poses_from, scorer)
     results, first = evaluate(methods, subjects, plan.ks, plan.contexts_for, plan.num_samples, plan.seed, progress, acquire)
-    results.update(runs=dict(zip(models, run_dirs)), checkpoint_steps=steps, source=source, baseline_settings=settings["chosen"],
-                   protocol=plan.protocol, **({"poses_from": plan.poses_from} if acquire else {}))
+    results.provenance.update(runs=dict(zip(models, run_dirs)), checkpoint_steps=steps, source=source,
+                              baseline_settings=settings["chosen"], protocol=plan.protocol,
+                              **({"poses_from": plan.poses_from} if acquire else {}))
     runs = ", ".join(f"{os.path.basename(os.path.normpath(r))} (step {step})" for r, step in zip(run_dirs, steps.values()))
     title = f"{runs or 'classical baselines on ' + table.path}: {source}"
     title += f", acquired slices only (poses {plan.poses_from})" if acquire else ""

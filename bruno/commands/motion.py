@@ -1,10 +1,12 @@
 """``scripts/motion_experiment.py``'s options read into the study's settings (:mod:`bruno.experiments.motion.study`)."""
 from __future__ import annotations
 
-from bruno.commands.options import check_positive
-from bruno.experiments.motion.study import MotionSettings
+from typing import Optional
 
-__all__ = ["checked_settings"]
+from bruno.commands.options import check_positive, parse_contexts
+from bruno.experiments.motion.study import MotionSettings, default_contexts
+
+__all__ = ["checked_settings", "study_contexts"]
 
 
 def checked_settings(translation_mm: float, law: str, sigma: float, svr_sigma: float, svr_iterations: int,
@@ -17,3 +19,9 @@ def checked_settings(translation_mm: float, law: str, sigma: float, svr_sigma: f
                                     ("--samples", num_samples, False), ("--search-mm", search_mm, False)):
         check_positive(flag, value, allow_zero)
     return MotionSettings(translation_mm, law, sigma, svr_sigma, svr_iterations, search_mm, num_samples, seed)
+
+
+def study_contexts(text: Optional[str], num_poses: int) -> list[int]:
+    """``--contexts`` (comma-separated poses, checked against N = ``num_poses``), or by default 10, 30, 50, 70 of
+    N = 80 scaled to N (:func:`~bruno.experiments.motion.study.default_contexts`)."""
+    return parse_contexts(text, num_poses) if text is not None else default_contexts(num_poses)

@@ -38,6 +38,7 @@ from bruno.data.table import SliceTable
 from bruno.errors import ConfigError
 from bruno.experiments.acquired_protocol import Acquired
 from bruno.experiments.forecast import forecast_rows, forecast_scores, forecast_table
+from bruno.experiments.results import Evaluation
 from bruno.metrics import LEVELS, SliceScores, psnr, slice_scores
 from bruno.models import SequenceModel
 from bruno.reconstruction import Method, Result, Source, build_method
@@ -116,7 +117,7 @@ def evaluation_methods(table: SliceTable, models: dict[str, SequenceModel], run_
 
 def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequence[int],
              contexts_for: Callable[[int, int], list[int]], num_samples: int, seed: int = 0, progress: bool = True,
-             acquire: Optional[Callable[[int, list[int]], Acquired]] = None) -> tuple[dict[str, Any], dict[int, dict[str, Result]]]:
+             acquire: Optional[Callable[[int, list[int]], Acquired]] = None) -> tuple[Evaluation, dict[int, dict[str, Result]]]:
     """Run the protocol for every method on the same subjects and contexts.
 
     Args:
@@ -129,9 +130,7 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
 
     Returns:
         (results, the reconstructions of the first subject per k and method key; their std only there).
-        ``results["per_subject"]`` holds, per subject, k and row, the per-slice ``ssim`` and ``cc``
-        lists and their means; ``results["table"][row][k]`` the means over subjects;
-        ``results["methods"]`` the row keys in table order and ``results["labels"]`` their labels.
+        The results are an :class:`~bruno.experiments.results.Evaluation` (its attributes say what each holds).
     """
     labels = {row: label for method in methods for row, label in method_rows(method).items()}
     num_poses = len(subjects[0].images)
@@ -176,15 +175,15 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
                  if any(row in r["forecast"] for r in per_subject)}  # a closed form is not scored on another grid
     single = [m.key for m in methods if not m.sampled]
     rows_of = {m.key: (f"{m.key}_mean", f"{m.key}_mode") if m.sampled else (m.key,) for m in methods}
-    return {"ks": list(ks), "num_subjects": len(subjects), "num_samples": num_samples,
-            "keep_contexts": {m.key: m.keep_contexts for m in methods if m.sampled},
-            "methods": list(labels), "labels": labels, "table": table, "per_subject": per_subject,
-            "sampled": sampled, "single": single,
-            "rivals": [m.key for m in methods if m.is_baseline and not m.sampled]
-            + [f"{m.key}_mean" for m in methods if m.is_baseline and m.sampled],
-            "ours": [row for m in methods if not m.is_baseline for row in rows_of[m.key]],
-            "short": {row: m.short for m in methods for row in rows_of[m.key]},
-            "levels": list(LEVELS), "forecast_rows": forecasts, "forecast": forecast_table(per_subject, list(forecasts), ks)}, first
+    return Evaluation(
+        ks=list(ks), num_subjects=len(subjects), num_samples=num_samples,
+        keep_contexts={m.key: m.keep_contexts for m in methods if m.sampled},
+        methods=list(labels), labels=labels, table=table, per_subject=per_subject, sampled=sampled, single=single,
+        rivals=[m.key for m in methods if m.is_baseline and not m.sampled]
+        + [f"{m.key}_mean" for m in methods if m.is_baseline and m.sampled],
+        ours=[row for m in methods if not m.is_baseline for row in rows_of[m.key]],
+        short={row: m.short for m in methods for row in rows_of[m.key]},
+        levels=list(LEVELS), forecast_rows=forecasts, forecast=forecast_table(per_subject, list(forecasts), ks)), first
 
 
 def _scores(method: Method, result: Result, truth: np.ndarray) -> dict[str, SliceScores]:

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bruno.experiments.formatting import mean_se  # noqa: E402
+from bruno.experiments.results import Evaluation, mean_se  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
 from bruno.metrics import LEVELS, crps_gaussian, crps_samples, head_mask, pit_coverage_gaussian, pit_coverage_samples  # noqa: E402
 from bruno.reconstruction import Method, Result  # noqa: E402
@@ -87,9 +87,9 @@ def forecast_table(per_subject: Sequence[dict[str, Any]], rows: Sequence[str], k
     return table
 
 
-def forecast_markdown(results: dict[str, Any]) -> list[str]:
+def forecast_markdown(results: Evaluation) -> list[str]:
     """The forecast tables of results.md (none when no method has a distribution)."""
-    rows, ks = results.get("forecast_rows", {}), results["ks"]
+    rows, ks = results.forecast_rows, results.ks
     if not rows:
         return []
     lines = ["## The predictive law as a forecast", "",
@@ -100,7 +100,7 @@ def forecast_markdown(results: dict[str, Any]) -> list[str]:
     for score, name, places in SCORES:
         lines += [f"### {name}", "", "| forecast | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
         for row, label in rows.items():
-            cells = [results["forecast"][row].get(str(k)) for k in ks]
+            cells = [results.forecast[row].get(str(k)) for k in ks]
             text = [mean_se(c[score], c[score + '_se'], places) if c and math.isfinite(c[score]) else "–"
                     for c in cells]
             lines.append(f"| {label} | " + " | ".join(text) + " |")
@@ -108,17 +108,17 @@ def forecast_markdown(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def save_reliability(results: dict[str, Any], path: str, overwrite: bool = False) -> bool:
+def save_reliability(results: Evaluation, path: str, overwrite: bool = False) -> bool:
     """The reliability diagram: observed against nominal coverage of central intervals, one panel per k, one line
     per forecast row. False (nothing written) when no method has a distribution."""
-    rows, ks = results.get("forecast_rows", {}), results["ks"]
+    rows, ks = results.forecast_rows, results.ks
     if not rows:
         return False
     fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks) + 1.5, 3.6), dpi=110, squeeze=False)
     for ax, k in zip(axes[0], ks):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
         for row, label in rows.items():
-            cell = results["forecast"][row].get(str(k))
+            cell = results.forecast[row].get(str(k))
             if cell:
                 ax.plot(LEVELS, cell["coverage"], marker="o", ms=3, label=label)
         ax.set(xlim=(0, 1), ylim=(0, 1), title=f"k = {k}", xlabel="nominal coverage")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from bruno.baselines import population_mean
-from bruno.config import load_config, override
 from bruno.data.preprocess import build_slice_table
 from bruno.data.subjects import Subject, pose_spacings, read_split
 from bruno.errors import ConfigError
@@ -18,7 +17,7 @@ from bruno.experiments.acquired_protocol import acquired_inputs
 from bruno.experiments.evaluation import evaluate
 from bruno.reconstruction.classical import Atlas, LinearInterpolation
 from bruno.runs import InferenceRecord
-from tests.conftest import REPO, assert_one_line_error, head_like, nifti_config, run_script, write_nifti
+from tests.conftest import assert_one_line_error, head_like, nifti_config, run_script, tiny_config, write_nifti
 
 
 @pytest.fixture
@@ -43,14 +42,14 @@ def test_known_poses_are_exact_and_estimates_are_close(table) -> None:  # type: 
         acquire = acquired_inputs(table, config.data, poses_from, None, InferenceRecord(pose_spacings(table), atlas))
         results, _ = evaluate(methods, subjects, [2, 4], lambda k, n: list(np.linspace(0, n - 1, k).round().astype(int)),
                               1, progress=False, acquire=acquire)
-        errors = [r["pose_error"] for r in results["per_subject"]]
-        assert all(np.mean(r["slice_pose_errors"]) == r["pose_error"] for r in results["per_subject"])
+        errors = [r["pose_error"] for r in results.per_subject]
+        assert all(np.mean(r["slice_pose_errors"]) == r["pose_error"] for r in results.per_subject)
         if poses_from == "known":
             assert errors == [0.0] * len(errors)
         else:
             assert np.mean(errors) <= 1.5
-        assert 0.3 < results["table"]["linear"]["4"]["ssim"] <= 1.0
-    phantom = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(Path(table.path).parent / "tiny.h5"))
+        assert 0.3 < results.table["linear"]["4"]["ssim"] <= 1.0
+    phantom = tiny_config(Path(table.path).parent)
     from bruno.data.preprocess import load_slice_table
 
     tiny = load_slice_table(phantom, progress=False)

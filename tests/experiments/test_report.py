@@ -6,6 +6,7 @@ import pytest
 
 from bruno.data.subjects import Subject
 from bruno.experiments.report import by_distance, montage_rows, paired_differences
+from bruno.experiments.results import Evaluation
 from bruno.reconstruction import Result
 
 
@@ -16,9 +17,8 @@ def test_paired_differences_and_distance_table() -> None:
             "bruno_mean": {"ssim": ours, "ssim_per_slice": per_slice},
             "pca": {"ssim": pca, "ssim_per_slice": per_slice}, "linear": {"ssim": linear, "ssim_per_slice": per_slice}}}
 
-    results = {"ks": [2], "rivals": ["linear", "pca"],
-               "table": {"linear": {"2": {"ssim": 0.5}}, "pca": {"2": {"ssim": 0.7}}},
-               "per_subject": [subject(0.8, 0.7, 0.5), subject(0.6, 0.7, 0.4), subject(0.9, 0.7, 0.6)]}
+    results = Evaluation(ks=[2], rivals=["linear", "pca"], table={"linear": {"2": {"ssim": 0.5}}, "pca": {"2": {"ssim": 0.7}}},
+                         per_subject=[subject(0.8, 0.7, 0.5), subject(0.6, 0.7, 0.4), subject(0.9, 0.7, 0.6)])
     diff = paired_differences(results, "bruno_mean", "ssim")["2"]
     assert diff["against"] == "pca" and diff["wins"] == 2 and diff["n"] == 3
     assert diff["mean"] == pytest.approx(0.2 / 3) and diff["se"] == pytest.approx(np.std([0.1, -0.1, 0.2], ddof=1) / np.sqrt(3))
@@ -31,10 +31,10 @@ def test_montage_rows_name_each_runs_deterministic_image_by_its_method() -> None
     by its own model, not by whether the run's name is 'bruno'."""
     stack = np.zeros((4, 2, 2))
     sampled = Result(stack, stack, np.stack([stack, stack]), [1], stack)
-    results = {"sampled": ["ixi_a", "ixi_b", "gqn"], "single": ["pca"], "short": {"pca": "PCA"},
-               "labels": {"ixi_a_mode": "BRUNO (ixi_a), decoded predictive mean", "ixi_a_mean": "BRUNO (ixi_a), mean image",
-                          "ixi_b_mode": "BRUNO (ixi_b), decoded predictive mean", "ixi_b_mean": "BRUNO (ixi_b), mean image",
-                          "gqn_mode": "GQN, latents at the prior mean", "gqn_mean": "GQN, mean image", "pca": "Gaussian volume model"}}
+    labels = {"pca": "Gaussian volume model", "gqn_mode": "GQN, latents at the prior mean", "gqn_mean": "GQN, mean image"}
+    for run in ("ixi_a", "ixi_b"):
+        labels.update({f"{run}_mode": f"BRUNO ({run}), decoded predictive mean", f"{run}_mean": f"BRUNO ({run}), mean image"})
+    results = Evaluation(ks=[1], sampled=["ixi_a", "ixi_b", "gqn"], single=["pca"], short={"pca": "PCA"}, labels=labels)
     recons = {"ixi_a": sampled, "ixi_b": sampled, "gqn": sampled, "pca": Result(stack, stack, None, [1])}
     names = [name for name, _, _ in montage_rows(Subject("s", stack), recons, results)]
     assert names == ["truth", "BRUNO (ixi_a)\nsample 1", "BRUNO (ixi_a)\nsample 2", "BRUNO (ixi_a)\nmean",
@@ -44,7 +44,7 @@ def test_montage_rows_name_each_runs_deterministic_image_by_its_method() -> None
 
 
 def test_mean_se_never_prints_nan() -> None:
-    from bruno.experiments.formatting import mean_se
+    from bruno.experiments.results import mean_se
 
     assert mean_se(0.81234, 0.0041, 3) == "0.812 ± 0.004"
     assert mean_se(0.01234, 0.002, 3, signed=True) == "+0.012 ± 0.002"

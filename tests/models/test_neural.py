@@ -16,7 +16,7 @@ from bruno.reconstruction import ModelSampling
 from bruno.runs import RunDir, make_deterministic, restore_model
 from bruno.training import Trainer
 from bruno.training.optimizers import make_optimizer
-from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
+from tests.conftest import REPO, assert_one_line_error, losses, run_script, tiny_config, trainer
 
 SIZE, POSES = 16, 8
 GQN_SMALL = ModelConfig(kind="gqn", gqn=GQNConfig(representation_channels=8, hidden_channels=8, latent_channels=4,
@@ -183,7 +183,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("baselines")
     made = {}
     for name in ("tiny", "tiny_gqn", "tiny_cvae"):
-        config = override(load_config(REPO / f"config_rnn/{name}.yaml"), "data", output=str(folder / "tiny.h5"))
+        config = tiny_config(folder, name)
         made[name] = folder / name
         RunDir(str(made[name])).prepare(config, False, False)
         make_deterministic(0)
@@ -223,7 +223,7 @@ def test_evaluate_scores_bruno_and_baselines_in_one_table(runs: dict[str, Path],
 def test_gqn_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     """The step-seeded noise and the σ schedule live in the checkpoint: a resumed run repeats the losses."""
 
-    config = override(load_config(REPO / "config_rnn/tiny_gqn.yaml"), "data", output=str(tmp_path / "tiny.h5"))
+    config = tiny_config(tmp_path, "tiny_gqn")
     trainer(config, tmp_path / "full", checkpoint_every=3, log_every=1).train(max_steps=6)
     trainer(config, tmp_path / "split", checkpoint_every=3, log_every=1).train(max_steps=4)
     trainer(config, tmp_path / "split", resume=True, checkpoint_every=3, log_every=1).train(max_steps=6)

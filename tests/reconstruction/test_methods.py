@@ -10,12 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bruno.config import load_config, override
 from bruno.data.preprocess import load_slice_table
 from bruno.errors import ConfigError
 from bruno.reconstruction import METHODS, Method, Result, Source, build_method, check_methods
 from bruno.runs import RunDir, restore_model
-from tests.conftest import REPO, assert_one_line_error, head_like, run_script, write_nifti
+from tests.conftest import REPO, assert_one_line_error, head_like, run_script, tiny_config, write_nifti
 
 SETTINGS_FILE = RunDir.LATENT_VOLUME
 
@@ -28,7 +27,7 @@ BEFORE = {"linear": (58.25195312500001, None), "population_mean": (59.7133789062
 
 
 def test_settings_stored_by_the_code_before_the_reconstruction_package_still_load(tmp_path: Path) -> None:
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(tmp_path / "tiny.h5"))
+    config = tiny_config(tmp_path)
     table = load_slice_table(config, progress=False)
     shutil.copy(FIXTURES / "settings_v1/tiny.baselines.json", tmp_path / "tiny.baselines.json")
     shutil.copytree(FIXTURES / "tiny_run_v1", tmp_path / "run")

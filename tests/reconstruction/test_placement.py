@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from bruno.baselines import population_mean
-from bruno.config import load_config, override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import read_split
 from bruno.reconstruction import evenly_spread
 from bruno.reconstruction.placement import atlas_scores, estimate_poses
-from tests.conftest import REPO
+from tests.conftest import tiny_config
 
 
 def test_a_peaked_score_is_recovered_with_its_slab() -> None:
@@ -31,7 +30,7 @@ def test_a_peaked_score_is_recovered_with_its_slab() -> None:
 
 
 def test_atlas_scores_place_held_out_phantom_slices(tmp_path: Path) -> None:
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(tmp_path / "tiny.h5"))
+    config = tiny_config(tmp_path)
     table = load_slice_table(config, progress=False)
     atlas = population_mean(read_split(table, "train"))
     np.testing.assert_allclose(np.diag(atlas_scores(atlas, atlas)), 1000.0)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from bruno.commands.train import train_run
-from bruno.config import load_config, override
+from bruno.config import override
 from bruno.data.acquisition import read_acquisition, spread_stack
 from bruno.data.phantom import phantom_subject
 from bruno.data.subjects import pose_spacings, read_split
 from bruno.errors import RunDirError
 from bruno.reconstruction import save_nifti
 from bruno.runs import RUN_FORMAT, RunDir, make_deterministic
-from tests.conftest import REPO, assert_one_line_error, run_script
+from tests.conftest import REPO, assert_one_line_error, run_script, tiny_config
 
 FIXTURES = REPO / "tests/fixtures"
 
@@ -29,7 +29,7 @@ def _acquired_scan(config, table, path: Path) -> None:  # type: ignore[no-untype
 
 @pytest.mark.slow
 def test_a_copied_population_run_reconstructs_without_any_table(tmp_path: Path) -> None:
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(tmp_path / "data" / "tiny.h5"))
+    config = tiny_config(tmp_path / "data")
     config = override(config, "model.process", kind="population")
     config = override(config, "train", max_steps=10, validate_every=5, checkpoint_every=5)
     (tmp_path / "data").mkdir()
@@ -62,7 +62,7 @@ def test_an_old_format_run_copied_alone_reconstructs_with_the_slab(tmp_path: Pat
     estimate the poses it says what is missing, in one line."""
     shutil.copytree(FIXTURES / "tiny_run_v1", tmp_path / "model")
     assert RunDir(str(tmp_path / "model")).format() == 1 and RunDir(str(tmp_path / "model")).inference() is None
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(tmp_path / "made" / "tiny.h5"))
+    config = tiny_config(tmp_path / "made")
     from bruno.data.preprocess import load_slice_table
 
     (tmp_path / "made").mkdir()

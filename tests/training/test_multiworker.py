@@ -17,7 +17,7 @@ from bruno.config import config_to_yaml, load_config, override
 from bruno.data.sampler import SequenceSampler
 from bruno.data.table import SliceTable
 from bruno.training.distribute import local_cluster
-from tests.conftest import REPO, assert_one_line_error, run_script
+from tests.conftest import REPO, assert_one_line_error, run_script, tiny_config
 
 pytestmark = pytest.mark.slow  # several worker processes, each training
 
@@ -31,8 +31,7 @@ def _losses(run_dir: Path) -> list[tuple[int, float]]:
 def batch8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny.yaml with a global batch of 8, 10 steps, a train record every step."""
     folder = tmp_path_factory.mktemp("multiworker")
-    config = load_config(REPO / "config_rnn/tiny.yaml")
-    config = override(config, "data", output=str(folder / "tiny.h5"))
+    config = tiny_config(folder)
     config = override(config, "train", batch_size=8, max_steps=10, log_every=1, checkpoint_every=5)
     path = folder / "tiny8.yaml"
     path.write_text(config_to_yaml(config))

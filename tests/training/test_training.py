@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bruno.config import Config, load_config, override
+from bruno.config import Config, override
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
@@ -27,17 +27,6 @@ from bruno.runs import RunDir, read_population_state, restore_model, write_popul
 from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1
 from tests.conftest import REPO, assert_one_line_error, losses, run_script, trainer
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """tiny.yaml with its phantom table in a temporary folder (built once)."""
-    folder = tmp_path_factory.mktemp("tiny")
-    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "data", output=str(folder / "tiny.h5"))
-    from bruno.data.preprocess import load_slice_table
-
-    load_slice_table(config, progress=False)
-    return config
 
 
 def test_schedules() -> None:

@@ -37,8 +37,8 @@ from bruno.experiments.motion.simulate import (  # noqa: E402
     simulate_stacks,
     voxel_spacing,
 )
-from bruno.experiments.formatting import mean_se  # noqa: E402
 from bruno.experiments.motion.svr import slice_to_volume  # noqa: E402
+from bruno.experiments.results import mean_se  # noqa: E402
 from bruno.files import atomic_output, check_output_dir, write_text_files  # noqa: E402
 from bruno.metrics import slice_scores  # noqa: E402
 from bruno.models import SequenceModel  # noqa: E402
