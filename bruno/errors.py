@@ -6,6 +6,8 @@ was expected, so that command-line scripts can print it and exit non-zero withou
 """
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 
 class BrunoError(Exception):
     """Base class of all user-facing errors of this package."""
@@ -13,6 +15,11 @@ class BrunoError(Exception):
 
 class ConfigError(BrunoError, ValueError):
     """A config file or override is malformed: unknown key, wrong type or value out of range."""
+
+
+def fail_config(key: str, value: Any, expected: str) -> NoReturn:
+    """Raise :class:`ConfigError` ``key=value, expected ...`` (the config loader prefixes file and section)."""
+    raise ConfigError(f"{key}={value!r}, expected {expected}")
 
 
 class VolumeError(BrunoError, ValueError):

@@ -24,8 +24,8 @@ import yaml
 
 from bruno.config.model_sections import LEGACY_MODEL_KEYS, process_kind_of_legacy
 from bruno.config.schema import Config, DataConfig
-from bruno.config.schema_base import fail as _fail
 from bruno.errors import ConfigError
+from bruno.errors import fail_config as _fail
 
 __all__ = ["config_to_yaml", "data_to_yaml", "load_config", "override", "parse_config", "parse_data_section"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from bruno.config.schema_base import fail as _fail
+from bruno.errors import fail_config as _fail
 
 __all__ = ["EXCHANGEABLE_KINDS", "LEGACY_MODEL_KEYS", "LEGACY_PROCESS_KEYS", "PROCESS_KINDS", "CVAEConfig",
            "FlowConfig", "GQNConfig", "ModelConfig", "ProcessConfig", "ProcessKind", "process_kind_of_legacy"]

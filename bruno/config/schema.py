@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from bruno.config.model_sections import ModelConfig
-from bruno.config.schema_base import fail as _fail
+from bruno.errors import fail_config as _fail
 
 __all__ = ["Config", "DataConfig", "PhantomConfig", "SplitConfig", "TrainConfig"]
 
