@@ -13,23 +13,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Optional, Protocol
 
 import numpy as np
 
 from bruno.baselines.gaussian import GaussianVolumeModel
 
-if TYPE_CHECKING:  # a type only: the process calls this init
-    from bruno.processes.latent_factor import LatentFactorProcess
-
-__all__ = ["FACTOR_SCALES", "initialize_latent_factors"]
+__all__ = ["FACTOR_SCALES", "FactorLoadings", "initialize_latent_factors"]
 
 logger = logging.getLogger(__name__)
 
 FACTOR_SCALES = (0.25, 0.5, 1.0)  # shrinkage of the PCA loadings tried
 
 
-def initialize_latent_factors(process: "LatentFactorProcess", latents: np.ndarray, val_loss: Callable[[], float],
+class FactorLoadings(Protocol):
+    """What the init sets: a process with r = ``num_factors`` loadings (:class:`~bruno.processes.LatentFactorProcess`,
+    which calls this init; named by what it needs so that the two modules do not import each other)."""
+
+    num_factors: int
+
+    def set_from_pca(self, loadings: np.ndarray, mean: Optional[np.ndarray] = None,
+                     residual_variance: Optional[np.ndarray] = None) -> None: ...
+
+
+def initialize_latent_factors(process: FactorLoadings, latents: np.ndarray, val_loss: Callable[[], float],
                               reset_kernel: bool = True) -> dict[str, Any]:
     """Set ``process`` from the train split's latents [V, N, D] (V ≥ 2; module docstring).
 
