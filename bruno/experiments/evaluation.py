@@ -43,6 +43,7 @@ from bruno.metrics import LEVELS, SliceScores, psnr, slice_scores
 from bruno.models import SequenceModel
 from bruno.reconstruction import Method, Result, Source, build_method
 from bruno.reconstruction.classical import classical_methods
+from bruno.reconstruction.forecasters import classical_forecasters
 from bruno.runs import restore_model
 
 __all__ = ["METRICS", "evaluate", "evaluation_methods", "load_runs", "method_rows"]
@@ -100,7 +101,8 @@ def evaluation_methods(table: SliceTable, models: dict[str, SequenceModel], run_
                        keep_contexts: Optional[bool] = None, latent: bool = False, progress: bool = True) -> tuple[list[Method], dict[str, Any]]:
     """What an evaluation scores, in table order: each run's model (``bruno`` in the registry), with ``latent``
     each BRUNO run's latent volume model (``latent_pca_gp``: ``<name>_latent``), then the classical methods
-    (those needing no val split only, when the table has none and there are runs to score).
+    (those needing no val split only, when the table has none and there are runs to score) and the classical
+    forecasters (their spreads chosen on val by CRPS; none without a val split).
 
     Returns:
         (the methods, the classical settings as stored).
@@ -112,7 +114,8 @@ def evaluation_methods(table: SliceTable, models: dict[str, SequenceModel], run_
         if latent and model.has_process:
             methods.append(build_method("latent_pca_gp", source))
     classical, settings = classical_methods(table, progress, required=not models)
-    return methods + list(classical.values()), settings
+    forecasters = classical_forecasters(table, classical, settings, progress)
+    return methods + list(classical.values()) + list(forecasters.values()), settings
 
 
 def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequence[int],
@@ -183,7 +186,10 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
         + [f"{m.key}_mean" for m in methods if m.is_baseline and m.sampled],
         ours=[row for m in methods if not m.is_baseline for row in rows_of[m.key]],
         short={row: m.short for m in methods for row in rows_of[m.key]},
-        levels=list(LEVELS), forecast_rows=forecasts, forecast=forecast_table(per_subject, list(forecasts), ks)), first
+        levels=list(LEVELS), forecast_rows=forecasts, forecast=forecast_table(per_subject, list(forecasts), ks),
+        forecast_rivals=[row for m in methods if m.is_baseline for row in forecast_rows(m, num_samples) if row in forecasts],
+        forecast_ours=[row for m in methods if not m.is_baseline for row in forecast_rows(m, num_samples)
+                       if row in forecasts]), first
 
 
 def _scores(method: Method, result: Result, truth: np.ndarray) -> dict[str, SliceScores]:

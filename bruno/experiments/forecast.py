@@ -24,7 +24,8 @@ from bruno.files import atomic_output  # noqa: E402
 from bruno.metrics import LEVELS, crps_gaussian, crps_samples, head_mask, pit_coverage_gaussian, pit_coverage_samples  # noqa: E402
 from bruno.reconstruction import Method, Result  # noqa: E402
 
-__all__ = ["FORECAST_FIGURE", "forecast_markdown", "forecast_rows", "forecast_scores", "forecast_table", "save_reliability"]
+__all__ = ["FORECAST_FIGURE", "forecast_markdown", "forecast_rows", "forecast_scores", "forecast_table",
+           "paired_forecast_differences", "save_reliability"]
 
 FORECAST_FIGURE = "reliability.png"
 SCORES = (("cov50", "50 % interval covers", 3), ("cov90", "90 % interval covers", 3), ("crps", "CRPS (grey levels)", 2),
@@ -105,7 +106,73 @@ def forecast_markdown(results: Evaluation) -> list[str]:
                     for c in cells]
             lines.append(f"| {label} | " + " | ".join(text) + " |")
         lines.append("")
-    return lines
+    return lines + _paired_lines(results)
+
+
+NOMINAL = {"cov50": 0.5, "cov90": 0.9}
+
+
+def _loss(score: str, value: float) -> float:
+    """What is minimised: CRPS and NLL themselves; for a coverage, its distance to the nominal level."""
+    return abs(value - NOMINAL[score]) if score in NOMINAL else value
+
+
+def paired_forecast_differences(results: Evaluation, row: str, score: str) -> dict[str, dict[str, Any]]:
+    """Per k: forecast ``row`` against the best classical forecaster at that k for ``score`` (the baselines' forecast
+    rows, ``results.forecast_rivals``; best: lowest mean CRPS / NLL, or coverage nearest its nominal level), paired
+    per subject. The difference is ours − theirs of CRPS / NLL, or of |coverage − nominal|: below 0, ours is better.
+
+    Returns:
+        Per k: ``against`` (the rival row), ``mean``, ``se`` (NaN with one subject), ``wins`` (subjects where ours is
+        better) and ``n``; a k where either side has no finite score is left out.
+    """
+    out = {}
+    for k in results.ks:
+        cells = {r: results.forecast.get(r, {}).get(str(k)) for r in results.forecast_rivals}
+        scored = [r for r, c in cells.items() if c and math.isfinite(c[score])]
+        if not scored:
+            continue
+        best = min(scored, key=lambda r: _loss(score, cells[r][score]))  # type: ignore[index]
+        pairs = [(s["forecast"][row][score], s["forecast"][best][score]) for s in results.per_subject
+                 if s["k"] == k and row in s.get("forecast", {}) and best in s["forecast"]]
+        diff = np.array([_loss(score, ours) - _loss(score, theirs) for ours, theirs in pairs], np.float64)
+        diff = diff[np.isfinite(diff)]
+        if not len(diff):
+            continue
+        out[str(k)] = {"against": best, "mean": float(diff.mean()),
+                       "se": float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan,
+                       "wins": int((diff < 0).sum()), "n": int(len(diff))}
+    return out
+
+
+def _forecast_short(results: Evaluation, row: str) -> str:
+    """``pca_gaussian`` → ``PCA, closed form``; ``bruno_samples`` → ``BRUNO, samples`` (the method's short name)."""
+    method, kind = row.rsplit("_", 1)
+    name = results.short.get(method) or results.short.get(f"{method}_mean") or method
+    return f"{name}, {({'gaussian': 'closed form'}).get(kind, kind)}"
+
+
+def _paired_lines(results: Evaluation) -> list[str]:
+    if not results.forecast_ours or not results.forecast_rivals:
+        return []
+    ks = results.ks
+    lines = ["### Paired differences against the best classical forecaster at each k", "",
+             "Ours − the competitor with the best mean at that k (named), per subject: CRPS and NLL themselves, "
+             "coverage as |coverage − nominal|; below 0 ours is better; ± SE over subjects (wins / n).", "",
+             "| forecast | score | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+    short = {row: _forecast_short(results, row) for row in results.forecast_rows}
+    for row in results.forecast_ours:
+        for score, name, places in SCORES:
+            diffs = paired_forecast_differences(results, row, score)
+            if not diffs:
+                continue
+            cells = []
+            for k in ks:
+                d = diffs.get(str(k))
+                cells.append(f"{mean_se(d['mean'], d['se'], places, signed=True)} vs {short[d['against']]} "
+                             f"({d['wins']}/{d['n']})" if d else "–")
+            lines.append(f"| {short[row]} | {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def save_reliability(results: Evaluation, path: str, overwrite: bool = False) -> bool:

@@ -27,7 +27,8 @@ class Evaluation:
         sampled, single: the sampling methods' keys and the others'.
         rivals: the competitor rows (the baselines' mean images); ours: the rows of our methods.
         levels: the nominal coverage levels of the forecast scores.
-        forecast_rows: row → label of each scored forecast; forecast: row → k → its means over subjects.
+        forecast_rows: row → label of each scored forecast; forecast: row → k → its means over subjects;
+        forecast_rivals / forecast_ours: the forecast rows of the baselines (what ours are paired against) and ours.
         provenance: what the command adds (runs, checkpoint steps, source, the baselines' settings, protocol), written
             after the rest in ``results.json``.
     """
@@ -48,6 +49,8 @@ class Evaluation:
     levels: list[float] = field(default_factory=list)
     forecast_rows: dict[str, str] = field(default_factory=dict)
     forecast: dict[str, dict[str, Any]] = field(default_factory=dict)
+    forecast_rivals: list[str] = field(default_factory=list)
+    forecast_ours: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

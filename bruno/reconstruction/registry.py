@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from bruno.errors import ConfigError
 from bruno.reconstruction.classical import PCAGP, Atlas, AtlasGP, GaussianConditional, LinearInterpolation
+from bruno.reconstruction.forecasters import AtlasGPForecast, PCAForecast, PCAGPForecast
 from bruno.reconstruction.latent import LatentVolumeModel
 from bruno.reconstruction.method import Method, Source
 from bruno.reconstruction.sampling import ModelSampling
@@ -22,6 +23,9 @@ METHODS: dict[str, type[Method]] = {
     "pca": GaussianConditional,
     "atlas_gp": AtlasGP,
     "pca_gp": PCAGP,
+    "pca_forecast": PCAForecast,  # the classical forecasters: spreads chosen on val by CRPS per k
+    "atlas_gp_forecast": AtlasGPForecast,
+    "pca_gp_forecast": PCAGPForecast,
 }
 
 

@@ -48,17 +48,18 @@ def val_score(method: Method, subjects: Sequence[np.ndarray], ks: Sequence[int])
     return float(np.mean(scores))
 
 
-def grid_search(grid: Sequence[Mapping[str, Any]], score: Callable[..., float], desc: str,
-                progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Score every setting of ``grid`` on val (``score(**setting)``, higher is better).
+def grid_search(grid: Sequence[Mapping[str, Any]], score: Callable[..., float], desc: str, progress: bool = True,
+                criterion: str = "val_ssim", lower_is_better: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Score every setting of ``grid`` on val (``score(**setting)``; higher is better unless ``lower_is_better``).
 
     Returns:
-        (the best setting with its ``val_ssim``, every setting with its ``val_ssim`` in grid order; the first of
-        equal scores wins).
+        (the best setting with its score under the key ``criterion``, every setting with its score in grid order; the
+        first of equal scores wins).
     """
     settings = tqdm(grid, desc=desc, unit="setting", disable=not progress)
-    rows = [{**setting, "val_ssim": float(score(**setting))} for setting in settings]
-    return max(rows, key=lambda row: row["val_ssim"]), rows
+    rows = [{**setting, criterion: float(score(**setting))} for setting in settings]
+    best = min if lower_is_better else max
+    return best(rows, key=lambda row: row[criterion]), rows
 
 
 def split_fingerprint(table: SliceTable) -> dict[str, str]:

@@ -172,7 +172,9 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     for name in ("results.csv", "results.json", "ssim_curves.png", "reliability.png", "montage.png"):
         assert (evaluation / name).stat().st_size > 100
     forecast = json.loads((evaluation / "results.json").read_text())["forecast"]
-    assert sorted(forecast) == ["bruno_samples", "pca_gaussian", "pca_samples"]  # the methods with a distribution
+    forecasters = [f"{key}_{law}" for key in ("atlas_gp_forecast", "pca_forecast", "pca_gp_forecast")
+                   for law in ("gaussian", "samples")]
+    assert sorted(forecast) == sorted(["bruno_samples", "pca_gaussian", "pca_samples", *forecasters])  # every distribution
     for row, cells in forecast.items():
         for k, cell in cells.items():
             assert len(cell["coverage"]) == 10 and all(0 <= c <= 1 for c in cell["coverage"]) and cell["crps"] > 0, (row, k)
@@ -180,6 +182,9 @@ def test_scripts_end_to_end_and_bad_inputs(run_dir: Path, tmp_path: Path) -> Non
     assert 0 < forecast["bruno_samples"]["3"]["nll"] < 16 and 0 < forecast["pca_gaussian"]["3"]["nll"] < 16  # bits/dim
     assert math.isnan(forecast["pca_samples"]["3"]["nll"])  # the density's NLL sits on its closed-form row
     assert "### CRPS (grey levels)" in report and "| BRUNO, 2 samples |" in report
+    results = json.loads((evaluation / "results.json").read_text())
+    assert results["forecast_ours"] == ["bruno_samples"] and "pca_gp_forecast_gaussian" in results["forecast_rivals"]
+    assert "| BRUNO, samples | CRPS (grey levels) | " in report  # paired against the best classical forecaster per k
     assert_one_line_error(run_script("evaluate.py", "--run", str(run_dir), "--contexts-list", "1,3", "--out", str(evaluation)),
                           r"results\.md: output file exists")
 
