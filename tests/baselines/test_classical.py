@@ -182,3 +182,23 @@ def test_without_a_val_split_only_the_simple_baselines(tmp_path: Path) -> None:
     assert not Path(settings_path(table)).exists()
     with pytest.raises(DataFileError, match=r"need >= 2 train volumes and >= 1 val volume"):
         classical_methods(table, progress=False)
+
+
+def test_the_cross_fitted_estimate_never_uses_a_pca_that_saw_the_subject() -> None:
+    from bruno.baselines import CrossFittedEstimate, gp_residual
+
+    volumes = _volumes(count=12, seed=3)
+    cross = CrossFittedEstimate(volumes, rank=3, noise_variance=50.0, length=2.0, rho=0.1, folds=3, seed=1)
+    assert sorted(np.bincount(cross.fold_of).tolist()) == [4, 4, 4]
+    subject, contexts = 5, [0, 2]
+    refit = GaussianVolumeModel.fit(volumes[cross.fold_of != cross.fold_of[subject]], 3, 50.0)  # the others' PCA
+    np.testing.assert_allclose(cross.model_for(subject).mean, refit.mean)
+    expected = gp_residual(refit.condition(volumes[subject], contexts, variance=False).projection,
+                           volumes[subject][contexts], contexts, 2.0, 0.1)
+    np.testing.assert_allclose(cross.estimate(volumes[subject], contexts, subject), expected, rtol=1e-10)
+    np.testing.assert_allclose(cross.estimate(volumes[subject], contexts, subject)[contexts], volumes[subject][contexts])
+    full = GaussianVolumeModel.fit(volumes, 3, 50.0)  # a new patient: every train subject
+    np.testing.assert_allclose(cross.estimate(volumes[subject], [], None), full.mean)
+    assert not np.allclose(cross.estimate(volumes[subject], contexts, subject), cross.estimate(volumes[subject], contexts))
+    with pytest.raises(ValueError, match="expected folds >= 2 and >= 2 volumes per fold"):
+        CrossFittedEstimate(volumes[:5], 3, 50.0, 2.0, 0.1, folds=3)
