@@ -6,7 +6,9 @@ With a binary mask b (1 = pass-through entries that condition the transform):
     forward:  h' = b⊙h + (1−b)⊙(h⊙exp(s) + t)         log|det| = Σ s
     inverse:  h  = b⊙h' + (1−b)⊙(h' − t)⊙exp(−s)       (NN evaluated on b⊙h' = b⊙h)
 
-The log-scale is bounded to (−1, 1) by the tanh. The pose embedding e is a **required** keyword
+The log-scale is bounded to (−1, 1) by the tanh. An optional ``condition`` (an image or vector of the same
+leading shape, SPEC §9.5's classical estimate) joins b⊙h at the network's input: a condition, not a transformed
+variable, so the log-det keeps its form. The pose embedding e is a **required** keyword
 argument of ``forward``/``inverse``/``forward_log_det_jacobian``, so a conditioning routed to the
 wrong bijector name raises instead of silently running unconditioned (SPEC §6 pitfall 3).
 ``forward_and_log_det`` is the fused path (one network call for both outputs) used in training.
@@ -19,7 +21,7 @@ b[k] = k mod 2 on the flattened index k (the even entries are transformed) and `
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -67,28 +69,33 @@ class _AffineCoupling(tfb.Bijector):
     def _mask(self, dtype: tf.DType) -> tf.Tensor:
         return tf.constant(self._mask_np, dtype=dtype)
 
-    def _shift_and_log_scale(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def _shift_and_log_scale(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False,
+                             condition: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
         mask = self._mask(x.dtype)
-        raw_log_scale, shift = (tf.cast(t, x.dtype) for t in self.net(x * mask, pose_embedding, init=init))
+        inputs = x * mask if condition is None else tf.concat([x * mask, tf.cast(condition, x.dtype)], axis=-1)
+        raw_log_scale, shift = (tf.cast(t, x.dtype) for t in self.net(inputs, pose_embedding, init=init))
         return tf.tanh(raw_log_scale) * (1.0 - mask), shift * (1.0 - mask)
 
-    def forward_and_log_det(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        """Fused forward: (y, log|det ∂y/∂x|) with one network call; ``init`` runs the data-dependent init."""
-        log_scale, shift = self._shift_and_log_scale(x, pose_embedding, init)
+    def forward_and_log_det(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False,
+                            condition: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Fused forward: (y, log|det ∂y/∂x|) with one network call; ``init`` runs the data-dependent init;
+        ``condition``: extra inputs of the s/t network beside the masked x (same leading shape, any last axis)."""
+        log_scale, shift = self._shift_and_log_scale(x, pose_embedding, init, condition)
         mask = self._mask(x.dtype)
         y = x * mask + (1.0 - mask) * (x * tf.exp(log_scale) + shift)
         return y, tf.reduce_sum(log_scale, axis=self._axes)
 
-    def _forward(self, x: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:
-        return self.forward_and_log_det(x, pose_embedding)[0]
+    def _forward(self, x: tf.Tensor, pose_embedding: tf.Tensor, condition: Optional[tf.Tensor] = None) -> tf.Tensor:
+        return self.forward_and_log_det(x, pose_embedding, condition=condition)[0]
 
-    def _inverse(self, y: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:
-        log_scale, shift = self._shift_and_log_scale(y, pose_embedding)
+    def _inverse(self, y: tf.Tensor, pose_embedding: tf.Tensor, condition: Optional[tf.Tensor] = None) -> tf.Tensor:
+        log_scale, shift = self._shift_and_log_scale(y, pose_embedding, condition=condition)
         mask = self._mask(y.dtype)
         return y * mask + (1.0 - mask) * (y - shift) * tf.exp(-log_scale)
 
-    def _forward_log_det_jacobian(self, x: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:
-        return self.forward_and_log_det(x, pose_embedding)[1]
+    def _forward_log_det_jacobian(self, x: tf.Tensor, pose_embedding: tf.Tensor,
+                                  condition: Optional[tf.Tensor] = None) -> tf.Tensor:
+        return self.forward_and_log_det(x, pose_embedding, condition=condition)[1]
 
 
 class ConvCoupling(_AffineCoupling):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
@@ -66,7 +66,15 @@ class _Scale(NamedTuple):
     channel: list[ConvCoupling]  # empty at the last scale
 
 
-Step = Callable[[tfb.Bijector, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+Step = Callable[[tfb.Bijector, tf.Tensor, Optional[tf.Tensor]], tuple[tf.Tensor, tf.Tensor]]
+
+
+class _Conditions(NamedTuple):
+    """The estimate at each coupling's resolution: per scale before and after its squeeze, and flattened."""
+
+    checkerboard: list[Optional[tf.Tensor]]
+    channel: list[Optional[tf.Tensor]]
+    dense: Optional[tf.Tensor]
 
 
 class ConditionalRealNVP(tfb.Bijector):
@@ -112,83 +120,105 @@ class ConditionalRealNVP(tfb.Bijector):
         self.squeeze = Squeeze()
 
     # ----------------------------------------------------------------------------------- forward
-    def _structure_forward(self, h: tf.Tensor, step: Step) -> tuple[tf.Tensor, tf.Tensor]:
-        """Couplings, squeezes and factor-outs after the logit; ``step`` applies one coupling."""
+    def _conditions(self, estimate: Optional[tf.Tensor], dtype: tf.DType) -> _Conditions:
+        """The estimate image [batch, H, W, 1] (0..255) at every coupling's resolution: through the image's own logit,
+        then squeezed as h is (all its channels kept); flattened for the dense couplings. None: unconditioned."""
+        if estimate is None:
+            return _Conditions([None] * len(self.scales), [None] * len(self.scales), None)
+        c = logit_forward_and_log_det(tf.clip_by_value(tf.cast(estimate, dtype), 0.0, 255.5), ALPHA, True)[0]
+        checkerboard, channel = [], []
+        for scale in self.scales:
+            checkerboard.append(c)
+            if scale.channel:
+                c = self.squeeze.forward(c)
+            channel.append(c if scale.channel else None)
+        return _Conditions(checkerboard, channel, tf.reshape(c, [-1, self.num_dims]))
+
+    def _structure_forward(self, h: tf.Tensor, step: Step, conditions: _Conditions) -> tuple[tf.Tensor, tf.Tensor]:
+        """Couplings, squeezes and factor-outs after the logit; ``step(coupling, h, condition)`` applies one coupling."""
         log_det = tf.zeros(tf.shape(h)[:1], h.dtype)
         z = None
-        for scale in self.scales:
+        for scale, on_checkerboard, on_channel in zip(self.scales, conditions.checkerboard, conditions.channel):
             for coupling in scale.checkerboard:
-                h, ldj = step(coupling, h)
+                h, ldj = step(coupling, h, on_checkerboard)
                 log_det += ldj
             if scale.channel:
                 h = self.squeeze.forward(h)
                 z = None if z is None else self.squeeze.forward(z)
                 for coupling in scale.channel:
-                    h, ldj = step(coupling, h)
+                    h, ldj = step(coupling, h, on_channel)
                     log_det += ldj
                 half = h.shape[-1] // 2
                 z = h[..., :half] if z is None else tf.concat([z, h[..., :half]], axis=-1)
                 h = h[..., half:]
         flat = tf.reshape(h if z is None else tf.concat([z, h], axis=-1), [-1, self.num_dims])
         for coupling in self.dense:
-            flat, ldj = step(coupling, flat)
+            flat, ldj = step(coupling, flat, conditions.dense)
             log_det += ldj
         return flat, log_det
 
-    def forward_and_log_det(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def forward_and_log_det(self, x: tf.Tensor, pose_embedding: tf.Tensor, init: bool = False,
+                            estimate: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
         """Fused training path.
 
         Args:
             x: float [batch, H, W, 1], dequantised pixels in [0, 256).
             pose_embedding: float [batch, E].
             init: run the data-dependent initialisation of every weight-normalised layer on this batch.
+            estimate: float [batch, H, W, 1] on the 0..255 scale, the classical estimate of each image that every
+                coupling is conditioned on (SPEC §9.5); None for a flow built without one.
 
         Returns:
-            z float [batch, D] and log|det ∂z/∂x| float [batch] (including the logit step).
+            z float [batch, D] and log|det ∂z/∂x| float [batch] (including the logit step; the estimate changes
+            the couplings' outputs, never the form of the log-det).
         """
         y, log_det = logit_forward_and_log_det(x, ALPHA, self.architecture.include_alpha_constant)
-        z, ldj = self._structure_forward(y, lambda b, h: b.forward_and_log_det(h, pose_embedding, init))
+        z, ldj = self._structure_forward(y, lambda b, h, c: b.forward_and_log_det(h, pose_embedding, init, c),
+                                         self._conditions(estimate, y.dtype))
         return z, log_det + ldj
 
-    def _via_bijectors(self, x: tf.Tensor, pose_embedding: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        def step(bijector: tfb.Bijector, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _via_bijectors(self, x: tf.Tensor, pose_embedding: tf.Tensor,
+                       estimate: Optional[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        def step(bijector: tfb.Bijector, h: tf.Tensor, condition: Optional[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
             ndims = bijector.forward_min_event_ndims
-            return (bijector.forward(h, pose_embedding=pose_embedding),
-                    bijector.forward_log_det_jacobian(h, event_ndims=ndims, pose_embedding=pose_embedding))
+            kwargs = dict(pose_embedding=pose_embedding, condition=condition)
+            return bijector.forward(h, **kwargs), bijector.forward_log_det_jacobian(h, event_ndims=ndims, **kwargs)
 
         logit = logit_bijector(ALPHA, x.dtype)
         log_det = logit.forward_log_det_jacobian(x, event_ndims=3)
         if not self.architecture.include_alpha_constant:
             log_det -= self.num_dims * math.log1p(-ALPHA)
-        z, ldj = self._structure_forward(logit.forward(x), step)
+        z, ldj = self._structure_forward(logit.forward(x), step, self._conditions(estimate, x.dtype))
         return z, log_det + ldj
 
-    def _forward(self, x: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:
-        return self._via_bijectors(x, pose_embedding)[0]
+    def _forward(self, x: tf.Tensor, pose_embedding: tf.Tensor, estimate: Optional[tf.Tensor] = None) -> tf.Tensor:
+        return self._via_bijectors(x, pose_embedding, estimate)[0]
 
-    def _forward_log_det_jacobian(self, x: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:
-        return self._via_bijectors(x, pose_embedding)[1]
+    def _forward_log_det_jacobian(self, x: tf.Tensor, pose_embedding: tf.Tensor,
+                                  estimate: Optional[tf.Tensor] = None) -> tf.Tensor:
+        return self._via_bijectors(x, pose_embedding, estimate)[1]
 
     # ----------------------------------------------------------------------------------- inverse
-    def _inverse(self, z: tf.Tensor, pose_embedding: tf.Tensor) -> tf.Tensor:
-        """Latents [batch, D] → images [batch, H, W, 1] on the [0, 256) scale."""
-        kwargs = dict(pose_embedding=pose_embedding)
+    def _inverse(self, z: tf.Tensor, pose_embedding: tf.Tensor, estimate: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Latents [batch, D] → images [batch, H, W, 1] on the [0, 256) scale (``estimate``: as in the forward)."""
+        conditions = self._conditions(estimate, z.dtype)
         for coupling in reversed(self.dense):
-            z = coupling.inverse(z, **kwargs)
+            z = coupling.inverse(z, pose_embedding=pose_embedding, condition=conditions.dense)
         grid = tf.reshape(z, [-1, *self.latent_grid])
         h, rest = grid[..., -self.last_channels:], grid[..., : -self.last_channels]
-        for scale in reversed(self.scales):
+        for scale, on_checkerboard, on_channel in reversed(list(zip(self.scales, conditions.checkerboard,
+                                                                     conditions.channel))):
             if scale.channel:
                 count = h.shape[-1]
                 h = tf.concat([rest[..., -count:], h], axis=-1)
                 rest = rest[..., :-count]
                 for coupling in reversed(scale.channel):
-                    h = coupling.inverse(h, **kwargs)
+                    h = coupling.inverse(h, pose_embedding=pose_embedding, condition=on_channel)
                 h = self.squeeze.inverse(h)
                 if rest.shape[-1]:
                     rest = self.squeeze.inverse(rest)
             for coupling in reversed(scale.checkerboard):
-                h = coupling.inverse(h, **kwargs)
+                h = coupling.inverse(h, pose_embedding=pose_embedding, condition=on_checkerboard)
         return logit_inverse(h, ALPHA)
 
     # ------------------------------------------------------------------------------ event shapes
