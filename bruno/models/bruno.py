@@ -183,8 +183,19 @@ class ConditionalBruno(SequenceModel):
             query the same predictive.
         """
         batch, _ = self._check_query(context_images, context_poses, query_poses)
-        z = (self.encode(context_images, context_poses)[0] if shape_of(context_images)[1]
-             else tf.zeros([batch, 0, self.num_dims]))
+        if not shape_of(context_images)[1]:  # no contexts: the prior
+            return self.process.predictive(tf.zeros([batch, 0, self.num_dims]), tf.argmax(context_poses, axis=-1),
+                                           tf.argmax(query_poses, axis=-1))
+        return self._conditioned_predictive(tf.convert_to_tensor(context_images, tf.float32),
+                                            tf.convert_to_tensor(context_poses, tf.float32),
+                                            tf.convert_to_tensor(query_poses, tf.float32))
+
+    @tf.function(reduce_retracing=True)
+    def _conditioned_predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor,
+                                query_poses: tf.Tensor) -> Predictive | FactorPredictive:
+        """:meth:`predictive` with k >= 1 contexts, compiled (one graph for every k after the first few): the eager
+        encode and predictive took 0.33 s of a 0.56 s decoded mean at IXI's size (90 poses of 32 × 32)."""
+        z = self.encode(context_images, context_poses)[0]
         return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
 
     def _decode_all(self, latents: tf.Tensor, poses: tf.Tensor, batch_size: int, progress: bool) -> tf.Tensor:
