@@ -9,10 +9,10 @@
 They become reconstruction methods in :mod:`bruno.reconstruction.classical`; the paper's neural
 baselines (GQN, C-VAE) are trainable models in :mod:`bruno.models`. Nothing here imports TensorFlow.
 """
-from bruno.baselines.crossfit import FOLDS, CrossFittedEstimate
+from bruno.baselines.crossfit import FOLDS, ClassicalEstimate, CrossFittedEstimate
 from bruno.baselines.gaussian import GaussianVolumeModel, Posterior
 from bruno.baselines.kernels import gp_residual, matern32, residual_weights
 from bruno.baselines.simple import interpolate_along_pose, linear_interpolation, population_mean
 
-__all__ = ["FOLDS", "CrossFittedEstimate", "GaussianVolumeModel", "Posterior", "gp_residual", "interpolate_along_pose",
+__all__ = ["FOLDS", "ClassicalEstimate", "CrossFittedEstimate", "GaussianVolumeModel", "Posterior", "gp_residual", "interpolate_along_pose",
            "linear_interpolation", "matern32", "population_mean", "residual_weights"]

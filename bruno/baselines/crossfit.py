@@ -20,9 +20,32 @@ import numpy as np
 from bruno.baselines.gaussian import GaussianVolumeModel
 from bruno.baselines.kernels import gp_residual
 
-__all__ = ["FOLDS", "CrossFittedEstimate"]
+__all__ = ["FOLDS", "ClassicalEstimate", "CrossFittedEstimate"]
 
 FOLDS = 5
+
+
+class ClassicalEstimate:
+    """The PCA + GP mean of every pose from some acquired slices (module docstring), with one PCA.
+
+    Args:
+        model: the Gaussian volume model; length, rho: the residual GP's ℓ and ρ.
+    """
+
+    def __init__(self, model: GaussianVolumeModel, length: float, rho: float) -> None:
+        self.model, self.length, self.rho = model, float(length), float(rho)
+
+    def for_subject(self, subject: Optional[int]) -> ClassicalEstimate:
+        """Itself, whoever the subject (one PCA: a new patient's), as :meth:`CrossFittedEstimate.for_subject` asks."""
+        return self
+
+    def __call__(self, images: np.ndarray, contexts: Sequence[int]) -> np.ndarray:
+        """e [N, H, W]: the estimate at every pose from ``images[contexts]`` (others unread; none: the atlas)."""
+        contexts = sorted(set(int(c) for c in contexts))
+        if not contexts:
+            return self.model.mean.copy()
+        projection = self.model.condition(images, contexts, variance=False).projection
+        return gp_residual(projection, np.asarray(images, np.float64)[contexts], contexts, self.length, self.rho)
 
 
 class CrossFittedEstimate:
@@ -39,20 +62,15 @@ class CrossFittedEstimate:
         volumes = np.asarray(volumes, np.float64)
         if folds < 2 or len(volumes) < 2 * folds:
             raise ValueError(f"{len(volumes)} train volumes in {folds} folds: expected folds >= 2 and >= 2 volumes per fold")
-        self.length, self.rho = float(length), float(rho)
         self.fold_of = np.random.default_rng(seed).permutation(np.arange(len(volumes)) % folds)  # subject → its fold
-        self.full = GaussianVolumeModel.fit(volumes, rank, noise_variance)
-        self.held_out = [GaussianVolumeModel.fit(volumes[self.fold_of != j], rank, noise_variance) for j in range(folds)]
+        self.full = ClassicalEstimate(GaussianVolumeModel.fit(volumes, rank, noise_variance), length, rho)
+        self.held_out = [ClassicalEstimate(GaussianVolumeModel.fit(volumes[self.fold_of != j], rank, noise_variance),
+                                           length, rho) for j in range(folds)]
 
-    def model_for(self, subject: Optional[int]) -> GaussianVolumeModel:
-        """The PCA that did not see train ``subject`` (its index in ``volumes``); None: a new patient's (every subject)."""
+    def for_subject(self, subject: Optional[int]) -> ClassicalEstimate:
+        """The estimate whose PCA did not see train ``subject`` (its index in ``volumes``); None: a new patient's."""
         return self.full if subject is None else self.held_out[int(self.fold_of[subject])]
 
     def estimate(self, images: np.ndarray, contexts: Sequence[int], subject: Optional[int] = None) -> np.ndarray:
-        """e [N, H, W]: the PCA + GP mean at every pose from ``images[contexts]`` (others unread)."""
-        contexts = sorted(set(int(c) for c in contexts))
-        model = self.model_for(subject)
-        if not contexts:
-            return model.mean.copy()
-        projection = model.condition(images, contexts, variance=False).projection
-        return gp_residual(projection, np.asarray(images, np.float64)[contexts], contexts, self.length, self.rho)
+        """e [N, H, W] from ``images[contexts]`` with :meth:`for_subject`'s PCA."""
+        return self.for_subject(subject)(images, contexts)

@@ -11,12 +11,13 @@ not depend on configs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from bruno.errors import fail_config as _fail
 
-__all__ = ["EXCHANGEABLE_KINDS", "LEGACY_MODEL_KEYS", "LEGACY_PROCESS_KEYS", "PROCESS_KINDS", "CVAEConfig",
+__all__ = ["EXCHANGEABLE_KINDS", "LEGACY_MODEL_KEYS", "LEGACY_PROCESS_KEYS", "PROCESS_KINDS", "CVAEConfig", "EstimateConfig",
            "FlowConfig", "GQNConfig", "ModelConfig", "ProcessConfig", "ProcessKind", "process_kind_of_legacy"]
 
 
@@ -226,6 +227,39 @@ def process_kind_of_legacy(process: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class EstimateConfig:
+    """``model.estimate``: condition every coupling of BRUNO's flow on the classical estimate of its slice (SPEC §9.5):
+    the PCA + GP mean of its pose from the sequence's contexts (the acquired slices at test time), cross-fitted over
+    the train subjects in training (:mod:`bruno.baselines.crossfit`).
+
+    Attributes:
+        use: whether the flow is conditioned on it (false: the flow of SPEC §2).
+        rank, noise_variance: the PCA's r and σ²; length, rho: the residual GP's ℓ and ρ (take the ones the mean image
+            chose on val: ``data/<table>.baselines.json``'s ``chosen``).
+        folds: K of the cross-fitting (>= 2).
+    """
+
+    use: bool = False
+    rank: int = 64
+    noise_variance: float = 3000.0
+    length: float = 4.0
+    rho: float = 0.0
+    folds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            _fail("rank", self.rank, "an integer >= 1")
+        if not 0 < self.noise_variance < math.inf:
+            _fail("noise_variance", self.noise_variance, "a finite number > 0 (grey levels²)")
+        if not 0 < self.length < math.inf:
+            _fail("length", self.length, "a finite number > 0 (poses)")
+        if not 0 <= self.rho < 1:
+            _fail("rho", self.rho, "a number in [0, 1)")
+        if self.folds < 2:
+            _fail("folds", self.folds, "an integer >= 2")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The ``model:`` section: which model, its flow and process (BRUNO) or its own sub-section (baselines).
 
@@ -236,6 +270,7 @@ class ModelConfig:
         process: the process over its latents (:class:`ProcessConfig`).
         keep_contexts: reconstructions return the acquired slices unchanged at their own poses
             (instead of the model's samples there).
+        estimate: whether BRUNO's flow is conditioned on the classical estimate (:class:`EstimateConfig`).
         gqn, cvae: the baselines' sizes.
     """
 
@@ -243,6 +278,7 @@ class ModelConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     keep_contexts: bool = False
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
     gqn: GQNConfig = field(default_factory=GQNConfig)
     cvae: CVAEConfig = field(default_factory=CVAEConfig)
 

@@ -28,11 +28,13 @@ handed its process (or builds the one ``model`` asks for) and only speaks the co
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Optional, Union
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from bruno.baselines import ClassicalEstimate, CrossFittedEstimate
 from bruno.config import Config, ModelConfig
 from bruno.flows.layers import PoseEmbedding
 from bruno.flows.realnvp import ConditionalRealNVP, FlowArchitecture
@@ -45,6 +47,7 @@ __all__ = ["ConditionalBruno"]
 
 logger = logging.getLogger(__name__)
 MIN_INIT_IMAGES = 32
+Estimator = Union[ClassicalEstimate, CrossFittedEstimate]
 
 
 class ConditionalBruno(SequenceModel):
@@ -76,11 +79,67 @@ class ConditionalBruno(SequenceModel):
             include_alpha_constant=not flow.upstream_logit_log_det,
         ))
         self.process = process or process_from_config(config.process, self.num_dims, num_poses)
+        self.estimator: Optional[Estimator] = None  # the classical estimate (config.estimate.use): attach_estimator
 
     def build(self) -> None:
         """Create every variable with a dummy forward pass through the flow."""
         size, poses = self.image_size, self.num_poses
-        self.encode(tf.fill([1, 1, size, size, 1], 128.0), tf.one_hot([[0]], poses))
+        dummy = tf.fill([1, 1, size, size, 1], 128.0)
+        self.encode(dummy, tf.one_hot([[0]], poses), estimates=dummy if self.conditioned_on_estimate else None)
+
+    # ------------------------------------------------------------------------ the classical estimate
+    @property
+    def conditioned_on_estimate(self) -> bool:
+        """Whether every coupling of the flow sees the classical estimate of its slice (``model.estimate.use``)."""
+        return self.config.estimate.use
+
+    def attach_estimator(self, estimator: Estimator) -> None:
+        """Give the model its classical estimate: cross-fitted over the train subjects in training
+        (:class:`~bruno.baselines.CrossFittedEstimate`), every train subject's PCA at test time
+        (:class:`~bruno.baselines.ClassicalEstimate`)."""
+        self.estimator = estimator
+
+    def sequence_estimates(self, images: np.ndarray, poses: np.ndarray, num_context: int,
+                           subjects: Optional[np.ndarray] = None) -> np.ndarray:
+        """float32 [batch, T, H, W, 1]: each slice's estimate from its sequence's first ``num_context`` slices (none:
+        the atlas), each train sequence's from the PCA that did not see its subject (``subjects``: train rows; None:
+        new subjects, every train subject's PCA)."""
+        if self.estimator is None:
+            raise ValueError("model.estimate.use is set but no estimator is attached (attach_estimator)")
+        images, indices = np.asarray(images, np.float64), np.argmax(np.asarray(poses), axis=-1)
+        out = np.empty(images.shape, np.float32)
+        volume = np.zeros((self.num_poses, self.image_size, self.image_size))
+        for b in range(len(images)):
+            contexts = indices[b, :num_context]
+            volume[contexts] = images[b, :num_context, ..., 0]
+            estimate = self.estimator.for_subject(None if subjects is None else int(subjects[b]))
+            out[b, ..., 0] = estimate(volume, contexts)[indices[b]]
+        return out
+
+    def log_prob_inputs(self, images: np.ndarray, poses: np.ndarray, num_context: int,
+                        subjects: Optional[np.ndarray] = None) -> dict[str, tf.Tensor]:
+        """The further keywords of :meth:`log_prob` for a batch: ``subjects`` where the process uses them and they are
+        known (training), ``estimates`` where the flow is conditioned on the classical estimate."""
+        inputs: dict[str, tf.Tensor] = {}
+        if self.uses_subjects and subjects is not None:
+            inputs["subjects"] = tf.constant(subjects)
+        if self.conditioned_on_estimate:
+            inputs["estimates"] = tf.constant(self.sequence_estimates(images, poses, num_context, subjects))
+        return inputs
+
+    def _query_estimates(self, context_images: tf.Tensor, context_poses: tf.Tensor,
+                         query_poses: tf.Tensor) -> tuple[Optional[tf.Tensor], Optional[tf.Tensor]]:
+        """(context estimates [batch, k, H, W, 1], query estimates [batch, Q, H, W, 1]) from the contexts with every
+        train subject's PCA; (None, None) for a flow not conditioned on the estimate."""
+        if not self.conditioned_on_estimate:
+            return None, None
+        contexts = np.asarray(context_images)
+        k = contexts.shape[1]
+        poses = np.concatenate([np.asarray(context_poses), np.asarray(query_poses)], axis=1)
+        padding = np.zeros((len(contexts), poses.shape[1] - k) + contexts.shape[2:], np.float32)  # the queries: unread
+        images = np.concatenate([contexts, padding], axis=1)
+        both = self.sequence_estimates(images, poses, k)
+        return tf.constant(both[:, :k]), tf.constant(both[:, k:])
 
     def summary(self) -> dict[str, float]:
         """The process's figures (:meth:`~bruno.processes.Process.summary`)."""
@@ -108,13 +167,16 @@ class ConditionalBruno(SequenceModel):
         return self.process.parameters
 
     # ------------------------------------------------------------------------------- encoding
-    def encode(self, images: tf.Tensor, poses: tf.Tensor, init: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def encode(self, images: tf.Tensor, poses: tf.Tensor, init: bool = False,
+               estimates: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
         """Latents and flow log-dets of a batch of sequences.
 
         Args:
             images: float32 [batch, T, H, W, 1], dequantised pixels in [0, 256).
             poses: float32 [batch, T, N], one-hot.
             init: run the data-dependent initialisation (the iteration-0 pass; use a large batch).
+            estimates: float32 [batch, T, H, W, 1], each slice's classical estimate (:meth:`sequence_estimates`);
+                required exactly when the flow is conditioned on it.
 
         Returns:
             z float32 [batch, T, D] and log|det| float32 [batch, T].
@@ -124,10 +186,16 @@ class ConditionalBruno(SequenceModel):
         batch, length = tf.shape(images)[0], tf.shape(images)[1]
         flat_images = tf.reshape(images, [-1, self.image_size, self.image_size, 1])
         embedding = self.embedding(tf.reshape(poses, [-1, self.num_poses]))
-        z, log_det = self.flow.forward_and_log_det(flat_images, embedding, init=init)
+        z, log_det = self.flow.forward_and_log_det(flat_images, embedding, init=init,
+                                                   estimate=self._flat_estimates(estimates))
         return tf.reshape(z, [batch, length, self.num_dims]), tf.reshape(log_det, [batch, length])
 
-    def initialize(self, images: tf.Tensor, poses: tf.Tensor) -> None:
+    def _flat_estimates(self, estimates: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
+        if (estimates is None) == self.conditioned_on_estimate:
+            raise ValueError("estimates: expected them exactly when model.estimate.use is set")
+        return None if estimates is None else tf.reshape(estimates, [-1, self.image_size, self.image_size, 1])
+
+    def initialize(self, images: tf.Tensor, poses: tf.Tensor, estimates: Optional[tf.Tensor] = None) -> None:
         """Data-dependent initialisation on the first batch (no gradient step; SPEC §2.7, §3).
 
         The per-unit statistics come from this batch: with a handful of images they are unreliable
@@ -138,10 +206,10 @@ class ConditionalBruno(SequenceModel):
         if count and count < MIN_INIT_IMAGES:
             logger.warning("data-dependent init on only %d images (recommended >= %d): expect unstable scales",
                            count, MIN_INIT_IMAGES)
-        self.encode(images, poses, init=True)
+        self.encode(images, poses, init=True, estimates=estimates)
 
     def log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int,
-                 subjects: Optional[tf.Tensor] = None) -> LogProb:
+                 subjects: Optional[tf.Tensor] = None, estimates: Optional[tf.Tensor] = None) -> LogProb:
         """Score the targets of each sequence given its first ``num_context`` slices (SPEC §1.7).
 
         Args:
@@ -150,6 +218,8 @@ class ConditionalBruno(SequenceModel):
             num_context: n_c, 0 <= n_c < T; 0 scores every item given the ones before it.
             subjects: int [batch], each sequence's training subject (its bank row): the population process leaves
                 it out and writes the sequence's latents into its bank (:attr:`uses_subjects`); None: new subjects.
+            estimates: each slice's classical estimate from the first ``num_context`` slices (:meth:`log_prob_inputs`),
+                where the flow is conditioned on it.
 
         Returns:
             :class:`LogProb` with ``log_prob`` [batch, T − n_c].
@@ -158,16 +228,16 @@ class ConditionalBruno(SequenceModel):
             ValueError: bad shapes, non-finite inputs, or ``num_context`` out of range.
         """
         self._check_num_context(num_context, self._check_images("images", images)[1])
-        z, log_det = self.encode(images, poses)
+        z, log_det = self.encode(images, poses, estimates=estimates)
         log_prob = (self.process.sequence_log_prob(z, tf.argmax(poses, axis=-1), num_context, subjects)
                     + log_det[:, num_context:])
         return LogProb(log_prob, bits_per_dim(-tf.reduce_mean(log_prob), self.num_dims))
 
     # ------------------------------------------------------------------------------- sampling
     @tf.function(reduce_retracing=True)
-    def _decode(self, latents: tf.Tensor, poses: tf.Tensor) -> tf.Tensor:
-        """Latents [n, D] and one-hot poses [n, N] → images [n, H, W, 1] (compiled once per chunk size)."""
-        return self.flow.inverse(latents, pose_embedding=self.embedding(poses))
+    def _decode(self, latents: tf.Tensor, poses: tf.Tensor, estimates: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Latents [n, D] and one-hot poses [n, N] (and estimates [n, H, W, 1]) → images [n, H, W, 1] (compiled)."""
+        return self.flow.inverse(latents, pose_embedding=self.embedding(poses), estimate=estimates)
 
     def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor,
                    query_poses: tf.Tensor) -> Predictive | FactorPredictive:
@@ -186,24 +256,28 @@ class ConditionalBruno(SequenceModel):
         if not shape_of(context_images)[1]:  # no contexts: the prior
             return self.process.predictive(tf.zeros([batch, 0, self.num_dims]), tf.argmax(context_poses, axis=-1),
                                            tf.argmax(query_poses, axis=-1))
+        context_estimates = self._query_estimates(context_images, context_poses, query_poses)[0]
         return self._conditioned_predictive(tf.convert_to_tensor(context_images, tf.float32),
                                             tf.convert_to_tensor(context_poses, tf.float32),
-                                            tf.convert_to_tensor(query_poses, tf.float32))
+                                            tf.convert_to_tensor(query_poses, tf.float32), context_estimates)
 
     @tf.function(reduce_retracing=True)
-    def _conditioned_predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor,
-                                query_poses: tf.Tensor) -> Predictive | FactorPredictive:
+    def _conditioned_predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
+                                context_estimates: Optional[tf.Tensor] = None) -> Predictive | FactorPredictive:
         """:meth:`predictive` with k >= 1 contexts, compiled (one graph for every k after the first few): the eager
         encode and predictive took 0.33 s of a 0.56 s decoded mean at IXI's size (90 poses of 32 × 32)."""
-        z = self.encode(context_images, context_poses)[0]
+        z = self.encode(context_images, context_poses, estimates=context_estimates)[0]
         return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
 
-    def _decode_all(self, latents: tf.Tensor, poses: tf.Tensor, batch_size: int, progress: bool) -> tf.Tensor:
-        """Latents [M, D] with one-hot poses [M, N] → images [M, H, W, 1] clipped to [0, 256], in chunks."""
+    def _decode_all(self, latents: tf.Tensor, poses: tf.Tensor, batch_size: int, progress: bool,
+                    estimates: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """Latents [M, D] with one-hot poses [M, N] (and estimates [M, H, W, 1]) → images [M, H, W, 1] clipped to
+        [0, 256], in chunks."""
         decoded = []
         total = int(latents.shape[0])
         for start in tqdm(range(0, total, batch_size), desc="sampling", unit="batch", disable=not progress):
-            decoded.append(self._decode(latents[start:start + batch_size], poses[start:start + batch_size]))
+            chunk = slice(start, start + batch_size)
+            decoded.append(self._decode(latents[chunk], poses[chunk], None if estimates is None else estimates[chunk]))
         # The exact inverse of the logit step spans (−0.0013, 256.0013); data pixels lie in [0, 256).
         return tf.clip_by_value(tf.concat(decoded, axis=0), 0.0, 256.0)
 
@@ -220,9 +294,10 @@ class ConditionalBruno(SequenceModel):
         """
         predictive = self.predictive(context_images, context_poses, query_poses)
         batch, queries = shape_of(query_poses)[:2]
+        estimates = self._query_estimates(context_images, context_poses, query_poses)[1]
         images = self._decode_all(tf.reshape(predictive.mean, [-1, self.num_dims]),
                                   tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
-                                  decode_batch_size, False)
+                                  decode_batch_size, False, self._flat_estimates(estimates))
         return tf.reshape(images, [batch, queries, self.image_size, self.image_size, 1])
 
     def sample(
@@ -260,7 +335,11 @@ class ConditionalBruno(SequenceModel):
         draws = predictive.distribution().sample(num_samples, seed=tf.constant([seed, 0], tf.int32))  # [S, B, Q, D]
         poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
                            [-1, self.num_poses])
-        images = self._decode_all(tf.reshape(draws, [-1, self.num_dims]), poses, decode_batch_size, progress)
+        estimates = self._query_estimates(context_images, context_poses, query_poses)[1]
+        if estimates is not None:
+            estimates = tf.tile(estimates[None], [num_samples, 1, 1, 1, 1, 1])
+        images = self._decode_all(tf.reshape(draws, [-1, self.num_dims]), poses, decode_batch_size, progress,
+                                  self._flat_estimates(estimates))
         size = self.image_size
         images = tf.reshape(images, [num_samples, batch, queries, size, size, 1])
         return Samples(images, tf.reduce_mean(images, axis=0))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -48,17 +49,18 @@ class UpdateStep:
         self._compiled: dict[tuple[int, bool], Any] = {}
 
     def mean_log_prob(self, images: tf.Tensor, poses: tf.Tensor, num_context: int,
-                      subjects: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
-        """Mean target log-probability (nats per image) and bits/dim of a batch (``subjects``: each sequence's
-        training subject, for a model that :attr:`~bruno.models.SequenceModel.uses_subjects`)."""
-        extra = {} if subjects is None else {"subjects": subjects}
-        result = self.model.log_prob(images, poses, num_context, **extra)
+                      inputs: Optional[Mapping[str, tf.Tensor]] = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Mean target log-probability (nats per image) and bits/dim of a batch. ``inputs``: the model's further
+        per-sequence inputs, as keywords of its ``log_prob`` (``subjects``: each sequence's training subject, for a
+        model that :attr:`~bruno.models.SequenceModel.uses_subjects`; ``estimates``: the classical estimate of each
+        slice, for a flow conditioned on it)."""
+        result = self.model.log_prob(images, poses, num_context, **dict(inputs or {}))
         return tf.reduce_mean(result.log_prob), result.bits_per_dim
 
     def _replica_gradients(self, images: tf.Tensor, poses: tf.Tensor, num_context: int,
-                           subjects: Optional[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+                           inputs: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
         with tf.GradientTape() as tape:
-            mean_log_prob, bits = self.mean_log_prob(images, poses, num_context, subjects)
+            mean_log_prob, bits = self.mean_log_prob(images, poses, num_context, inputs)
             loss = -mean_log_prob
             scaled = loss if self.loss_scale is None else loss * self.loss_scale.scale
         gradients = [tf.zeros_like(v) if g is None else g for g, v in zip(tape.gradient(scaled, self.variables), self.variables)]
@@ -67,9 +69,9 @@ class UpdateStep:
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, (loss, bits, gradients))
 
     def __call__(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
-                 num_context: int, subjects: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
+                 num_context: int, inputs: Optional[Mapping[str, tf.Tensor]] = None) -> tuple[tf.Tensor, tf.Tensor]:
         """One update (eager unless called through :meth:`compiled`) on this worker's rows of the batch; returns
-        the (loss, bits/dim) of the whole global batch. ``subjects``: as :meth:`mean_log_prob`."""
+        the (loss, bits/dim) of the whole global batch. ``inputs``: as :meth:`mean_log_prob`, each sharded as the batch."""
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
 
@@ -82,8 +84,8 @@ class UpdateStep:
                 return values[local * size:(local + 1) * size]
             return strategy.experimental_distribute_values_from_function(rows)
 
-        per_replica = strategy.run(self._replica_gradients,
-                                   args=(shard(images), shard(poses), num_context, None if subjects is None else shard(subjects)))
+        sharded = {key: shard(value) for key, value in (inputs or {}).items()}
+        per_replica = strategy.run(self._replica_gradients, args=(shard(images), shard(poses), num_context, sharded))
         loss, bits, gradients = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
         gradients = [g * tf.cast(process_scale, g.dtype) if is_process else g for g, is_process in zip(gradients, self._is_process)]
         if self.loss_scale is None:

@@ -192,7 +192,7 @@ def test_the_cross_fitted_estimate_never_uses_a_pca_that_saw_the_subject() -> No
     assert sorted(np.bincount(cross.fold_of).tolist()) == [4, 4, 4]
     subject, contexts = 5, [0, 2]
     refit = GaussianVolumeModel.fit(volumes[cross.fold_of != cross.fold_of[subject]], 3, 50.0)  # the others' PCA
-    np.testing.assert_allclose(cross.model_for(subject).mean, refit.mean)
+    np.testing.assert_allclose(cross.for_subject(subject).model.mean, refit.mean)
     expected = gp_residual(refit.condition(volumes[subject], contexts, variance=False).projection,
                            volumes[subject][contexts], contexts, 2.0, 0.1)
     np.testing.assert_allclose(cross.estimate(volumes[subject], contexts, subject), expected, rtol=1e-10)
