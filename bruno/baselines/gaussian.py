@@ -96,6 +96,16 @@ class GaussianVolumeModel:
                                    self.noise_variance if noise_variance is None else noise_variance)
 
     @property
+    def directions(self) -> np.ndarray:
+        """The principal directions [R, n] (orthonormal rows), all R the fit found."""
+        return self._directions
+
+    @property
+    def variances(self) -> np.ndarray:
+        """Their variances λ [R], descending."""
+        return self._variances
+
+    @property
     def max_rank(self) -> int:
         return len(self._variances)
 

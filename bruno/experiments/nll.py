@@ -39,8 +39,9 @@ def sequence_nll(model: SequenceModel, table: SliceTable, split: str, seq_len: i
     """
     sampler = SequenceSampler(table, split, batch_size, seq_len, seed)
     batches = math.ceil(num_sequences / batch_size)
-    score = tf.function(lambda images, poses: model.log_prob(images, poses, num_context).log_prob)
-    values = [score(tf.constant(b["images"]), tf.constant(b["poses"])).numpy()
+    score = tf.function(lambda images, poses, inputs: model.log_prob(images, poses, num_context, **inputs).log_prob)
+    values = [score(tf.constant(b["images"]), tf.constant(b["poses"]),
+                    model.log_prob_inputs(b["images"], b["poses"], num_context)).numpy()  # e.g. the classical estimate
               for b in tqdm(sampler.batches(batches), total=batches, desc=f"NLL {split}", disable=not progress)]
     nats = -float(np.mean(values))
     return NLL(nats, float(bits_per_dim(nats, model.num_dims)), batches * batch_size)

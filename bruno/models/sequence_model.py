@@ -70,6 +70,8 @@ class SequenceModel(tf.Module):
         has_process: it has a latent process whose gradients ``train.process_grad_schedule`` scales, and whose
             figures training logs; its latents can be encoded (:class:`~bruno.models.encoder.SliceEncoder`).
         uses_subjects: training passes each sequence's training subject to :meth:`log_prob` (``subjects=``).
+        conditioned_on_estimate: its flow sees each slice's classical estimate (``estimates=``, SPEC §9.5; BRUNO with
+            ``model.estimate.use``); :meth:`log_prob_inputs` makes it.
         :meth:`memory_estimate`: a lower bound of the memory it needs, or None where there is none.
         :meth:`has_test_time_state`: its best checkpoint is completed by a state made once training ends (a population
             process's bank and c: :mod:`bruno.runs.population_state`).
@@ -80,6 +82,7 @@ class SequenceModel(tf.Module):
     supports_mixed_precision = False
     has_process = False
     uses_subjects = False
+    conditioned_on_estimate = False
 
     def __init__(self, image_size: int, num_poses: int, config: ModelConfig, name: str = "sequence_model") -> None:
         super().__init__(name=name)
@@ -109,8 +112,14 @@ class SequenceModel(tf.Module):
         size, poses = self.image_size, self.num_poses
         self.log_prob(tf.fill([1, 2, size, size, 1], 128.0), tf.one_hot([[0, 1 % poses]], poses), 1)
 
-    def initialize(self, images: tf.Tensor, poses: tf.Tensor) -> None:
+    def initialize(self, images: tf.Tensor, poses: tf.Tensor, estimates: Optional[tf.Tensor] = None) -> None:
         """The step-0 pass on the first batch (BRUNO's data-dependent init; nothing to do by default)."""
+
+    def log_prob_inputs(self, images: np.ndarray, poses: np.ndarray, num_context: int,
+                        subjects: Optional[np.ndarray] = None) -> dict[str, tf.Tensor]:
+        """The further keywords of :meth:`log_prob` for a batch: ``subjects`` (each sequence's train row; None: new
+        subjects) where the model :attr:`uses_subjects`; none by default."""
+        return {"subjects": tf.constant(subjects)} if self.uses_subjects and subjects is not None else {}
 
     def set_step(self, step: int) -> None:
         """Tell the model the training step before it is taken (schedules that live in the model)."""

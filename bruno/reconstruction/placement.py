@@ -59,8 +59,11 @@ def model_scores(model: SequenceModel, images: np.ndarray, batch_size: int = 256
     count, num_poses = len(images), model.num_poses
     x = np.repeat(np.asarray(images, np.float32)[:, None] + 0.5, num_poses, axis=1).reshape(-1, 1, *images.shape[1:], 1)
     poses = np.tile(np.eye(num_poses, dtype=np.float32), (count, 1))[:, None]
-    scores = [model.log_prob(tf.constant(x[s:s + batch_size]), tf.constant(poses[s:s + batch_size]), 0).log_prob.numpy()[:, 0]
-              for s in range(0, len(x), batch_size)]
+    scores = []
+    for s in range(0, len(x), batch_size):
+        inputs = model.log_prob_inputs(x[s:s + batch_size], poses[s:s + batch_size], 0)  # no contexts: the atlas estimate
+        scores.append(model.log_prob(tf.constant(x[s:s + batch_size]), tf.constant(poses[s:s + batch_size]), 0,
+                                     **inputs).log_prob.numpy()[:, 0])
     return np.concatenate(scores).reshape(count, num_poses)
 
 

@@ -125,6 +125,9 @@ class ModelSampling(Method):
             return np.zeros(0)
         order = np.array([[*contexts, q] for q in targets])  # [N − k, k + 1]
         one_hot = np.eye(self.model.num_poses, dtype=np.float32)
-        nats = [self.model.log_prob(tf.constant(noisy[chunk][..., None]), tf.constant(one_hot[chunk]), len(contexts)).log_prob
-                for chunk in np.array_split(order, -(-len(order) // 32))]  # at most 32 sequences at once
+        nats = []
+        for chunk in np.array_split(order, -(-len(order) // 32)):  # at most 32 sequences at once
+            images_k, poses_k = noisy[chunk][..., None], one_hot[chunk]
+            inputs = self.model.log_prob_inputs(images_k, poses_k, len(contexts))  # e.g. the classical estimate
+            nats.append(self.model.log_prob(tf.constant(images_k), tf.constant(poses_k), len(contexts), **inputs).log_prob)
         return -bits_per_dim(np.concatenate([n.numpy()[:, 0] for n in nats]).astype(np.float64), self.model.num_dims)

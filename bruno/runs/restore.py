@@ -102,6 +102,8 @@ def restore_model(run_dir: Union[str, RunDir], which: str = "best", population_s
     model.build()
     step = tf.Variable(-1, dtype=tf.int64)
     restore_checkpoint(tf.train.Checkpoint(model=model, step=step), path, model)
+    if model.conditioned_on_estimate:
+        model.attach_estimator(run.estimate())  # type: ignore[attr-defined]
     if type(model).has_test_time_state(config) and from_best and population_state:
         apply_population_state(model.process, run, int(step))  # type: ignore[attr-defined]
     return model, config, int(step)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import yaml
 
+from bruno.baselines import ClassicalEstimate, GaussianVolumeModel
 from bruno.baselines.simple import population_mean
 from bruno.config import Config, config_to_yaml, parse_config
 from bruno.data.subjects import pose_spacings, read_split
@@ -94,7 +95,9 @@ class RunDir:
     CONFIG, VERSIONS, INFERENCE, METRICS = "config.yaml", "versions.json", "inference.npz", "metrics.jsonl"
     CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
     POPULATION_STATE, POPULATION_SEARCH, LATENT_VOLUME = "population.npz", "population.json", "latent_volume.json"
-    TRAINING_FILES = (CONFIG, VERSIONS, INFERENCE, METRICS, CHECKPOINTS, BEST, TENSORBOARD, POPULATION_STATE, POPULATION_SEARCH)
+    ESTIMATE = "estimate.npz"
+    TRAINING_FILES = (CONFIG, VERSIONS, INFERENCE, METRICS, CHECKPOINTS, BEST, TENSORBOARD, POPULATION_STATE, POPULATION_SEARCH,
+                      ESTIMATE)
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
@@ -248,6 +251,37 @@ class RunDir:
             np.savez(f, pose_spacing_mm=np.asarray(record.pose_spacing_mm, np.float64),
                      atlas=np.asarray(record.atlas, np.float32))
         return path
+
+    def write_estimate(self, estimate: ClassicalEstimate) -> str:
+        """Store (atomically) the classical estimate a new patient's slices get (every train subject's PCA, float32,
+        and the GP's ℓ, ρ), for a flow conditioned on it (``model.estimate.use``)."""
+        model = estimate.model
+        path = self.file(self.ESTIMATE)
+        with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
+            np.savez(f, mean=model.mean.astype(np.float32), directions=model.directions[:model.rank].astype(np.float32),
+                     variances=model.variances[:model.rank], noise_variance=model.noise_variance,
+                     length=estimate.length, rho=estimate.rho)
+        return path
+
+    def estimate(self) -> ClassicalEstimate:
+        """The stored classical estimate (:meth:`write_estimate`).
+
+        Raises:
+            RunDirError: missing, unreadable, or of inconsistent shapes or non-finite values.
+        """
+        path = self.file(self.ESTIMATE)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                mean, directions = np.asarray(stored["mean"], np.float64), np.asarray(stored["directions"], np.float64)
+                variances = np.asarray(stored["variances"], np.float64)
+                noise, length, rho = (float(stored[key]) for key in ("noise_variance", "length", "rho"))
+            if (mean.ndim != 3 or directions.shape != (len(variances), mean.size)
+                    or not all(np.all(np.isfinite(a)) for a in (mean, directions, variances))):
+                raise ValueError(f"mean {mean.shape}, directions {directions.shape}, variances {variances.shape}: "
+                                 "expected [N, H, W], [r, N·H·W], [r], finite")
+            return ClassicalEstimate(GaussianVolumeModel(mean, directions, variances, len(variances), noise), length, rho)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+            raise RunDirError(f"{path}: not a readable classical estimate ({type(err).__name__}: {err})") from None
 
     def trim_metrics(self, step: int) -> None:
         """Keep the ``metrics.jsonl`` records up to ``step`` (those after it, written before a kill, come again as the

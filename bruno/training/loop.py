@@ -54,10 +54,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from bruno.baselines import CrossFittedEstimate
 from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
-from bruno.errors import RunDirError, TrainingDiverged, WorkerLost
+from bruno.data.subjects import read_split
+from bruno.errors import ConfigError, RunDirError, TrainingDiverged, WorkerLost
 from bruno.precision import require_gpu
 from bruno.runs import RunDir, check_training_fits, inference_record, make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
@@ -119,6 +121,15 @@ class Trainer:
         require_gpu(train.mixed_precision)
         with self.strategy.scope():
             self.model = make_model(config, train.mixed_precision)
+            if self.model.conditioned_on_estimate:  # cross-fitted over the train subjects (SPEC §9.5)
+                if self.model.process.train_latents_needed:  # type: ignore[attr-defined]
+                    raise ConfigError(f"model.estimate.use with model.process.kind={config.model.process.kind!r}: expected "
+                                      "a process that starts without the train latents (a latent of a conditioned flow "
+                                      "depends on the acquired slices)")
+                e = config.model.estimate
+                estimator = CrossFittedEstimate(read_split(table, "train"), e.rank, e.noise_variance, e.length, e.rho,
+                                                e.folds, train.seed)
+                self.model.attach_estimator(estimator)  # type: ignore[attr-defined]
             self.update = UpdateStep(self.model, train, self.strategy, self.role)
             self.step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="step")
             self.best_val = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_val")
@@ -139,19 +150,19 @@ class Trainer:
             check_init_source(config, train.init_from)
 
     def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
-                    num_context: int, subjects: Optional[tf.Tensor] = None) -> tuple[tf.Tensor, tf.Tensor]:
-        """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``); ``subjects``: the bank rows
-        of the sequences, for a model that :attr:`~bruno.models.SequenceModel.uses_subjects`."""
-        extra = {} if subjects is None else {"subjects": subjects}
+                    num_context: int, inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``); ``inputs``: the model's further
+        inputs for this batch (:meth:`~bruno.models.SequenceModel.log_prob_inputs`)."""
         return self.update.compiled(num_context, self.config.train.jit_compile)(images, poses, learning_rate,
-                                                                                 process_scale, **extra)
+                                                                                 process_scale, inputs=inputs)
 
     def validate(self) -> float:
         """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""
         if not self.val_batches:
             return math.nan
         num_context = self.config.train.num_context
-        values = [float(self._eval_step(tf.constant(b["images"]), tf.constant(b["poses"]), num_context)[0])
+        values = [float(self._eval_step(tf.constant(b["images"]), tf.constant(b["poses"]), num_context,
+                                        self.model.log_prob_inputs(b["images"], b["poses"], num_context))[0])
                   for b in self.val_batches]
         return -float(np.mean(values))
 
@@ -205,7 +216,9 @@ class Trainer:
         batch = self.sampler.next_batch(whole=True)  # every worker initialises alike from the whole batch
         init_from = self.config.train.init_from
         if init_from is None:
-            self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]))
+            inputs = self.model.log_prob_inputs(batch["images"], batch["poses"], self.config.train.num_context,
+                                                self._bank_rows[batch["volume"]])
+            self.model.initialize(tf.constant(batch["images"]), tf.constant(batch["poses"]), inputs.get("estimates"))
             logger.info("step 0: initialisation pass on %d images", batch["images"].shape[0] * batch["images"].shape[1])
         else:
             source_step = copy_trained_flow(self.model, self.config, init_from)  # type: ignore[arg-type]
@@ -288,10 +301,11 @@ class Trainer:
                 rate = learning_rate_at(step, train.learning_rate, train.learning_rate_decay)
                 scale = process_grad_scale(step, train.process_grad_schedule)
                 self.model.set_step(step)
-                subjects = tf.constant(self._bank_rows[batch["volume"]]) if self.model.uses_subjects else None
+                num_context = num_context_at(step, train)
+                inputs = self.model.log_prob_inputs(batch["images"], batch["poses"], num_context,
+                                                    self._bank_rows[batch["volume"]])
                 loss_t, _ = self._train_step(tf.constant(batch["images"]), tf.constant(batch["poses"]),
-                                             tf.constant(rate, tf.float32), tf.constant(scale, tf.float32),
-                                             num_context_at(step, train), subjects)
+                                             tf.constant(rate, tf.float32), tf.constant(scale, tf.float32), num_context, inputs)
                 loss = float(loss_t)
                 if not math.isfinite(loss):
                     kept = self._chief_checkpoint() or "none yet (lower train.learning_rate?)"
@@ -336,6 +350,8 @@ def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,
         run.prepare(config, resume=resume, overwrite=overwrite)
         if run.inference() is None:  # a new run, or one written before inference.npz
             run.write_inference(inference_record(trainer.table))
+        if trainer.model.conditioned_on_estimate and not os.path.exists(run.file(RunDir.ESTIMATE)):
+            run.write_estimate(trainer.model.estimator.full)  # type: ignore[attr-defined]  # what a new patient gets
     if resume:
         logger.info("resumed %s at step %d", run_dir, trainer.restore())
     return trainer
