@@ -150,11 +150,11 @@ class Trainer:
             check_init_source(config, train.init_from)
 
     def _train_step(self, images: tf.Tensor, poses: tf.Tensor, learning_rate: tf.Tensor, process_scale: tf.Tensor,
-                    num_context: int, inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+                    num_context: int, inputs: Optional[dict[str, tf.Tensor]] = None) -> tuple[tf.Tensor, tf.Tensor]:
         """One compiled update with n_c = ``num_context`` (XLA if ``train.jit_compile``); ``inputs``: the model's further
         inputs for this batch (:meth:`~bruno.models.SequenceModel.log_prob_inputs`)."""
         return self.update.compiled(num_context, self.config.train.jit_compile)(images, poses, learning_rate,
-                                                                                 process_scale, inputs=inputs)
+                                                                                 process_scale, inputs=inputs or {})
 
     def validate(self) -> float:
         """Mean NLL (nats per target image) over the fixed validation batches; NaN without a val split."""

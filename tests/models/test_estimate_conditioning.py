@@ -1,0 +1,84 @@
+"""BRUNO conditioned on the classical estimate (SPEC §9.5): each slice's estimate comes from its sequence's contexts,
+cross-fitted by train subject; the flow needs it exactly when configured; a run stores the test-time estimate and a
+copy of the run alone reconstructs with it."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bruno.baselines import CrossFittedEstimate
+from bruno.config import Config, override
+from bruno.data.preprocess import load_slice_table
+from bruno.data.subjects import read_split
+from bruno.errors import RunDirError
+from bruno.models import ConditionalBruno
+from bruno.runs import RunDir, make_deterministic, restore_model
+from tests.conftest import head_like, run_script, tiny_config, write_nifti
+
+
+def conditioned(folder: Path) -> Config:
+    config = override(tiny_config(folder), "model.estimate", use=True, rank=3, noise_variance=300.0, length=2.0, folds=2)
+    return override(config, "model.process", kind="pose_gaussian")
+
+
+def test_estimates_come_from_the_contexts_and_a_pca_that_never_saw_the_subject(tmp_path: Path) -> None:
+    config = conditioned(tmp_path)
+    train = read_split(load_slice_table(config, progress=False), "train").astype(np.float64)
+    estimator = CrossFittedEstimate(train, 3, 300.0, 2.0, 0.0, folds=2)
+    model = ConditionalBruno.from_config(config)
+    model.attach_estimator(estimator)
+    order = np.array([[5, 1, 6, 2], [0, 7, 3, 4]])
+    poses = np.eye(8, dtype=np.float32)[order]
+    images = np.stack([train[s][order[i]] for i, s in enumerate((0, 1))])[..., None].astype(np.float32)
+    estimates = model.sequence_estimates(images, poses, 2, np.array([0, 1]))
+    for i, subject in enumerate((0, 1)):
+        expected = estimator.estimate(train[subject], order[i, :2], subject)[order[i]]
+        np.testing.assert_allclose(estimates[i, ..., 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(estimates[:, :2], images[:, :2], atol=1e-3)  # at a context: the slice itself
+    new = model.sequence_estimates(images, poses, 2)  # new subjects: every train subject's PCA
+    np.testing.assert_allclose(new[0, ..., 0], estimator.estimate(train[0], order[0, :2])[order[0]], rtol=1e-5)
+    atlas = model.sequence_estimates(images, poses, 0)
+    np.testing.assert_allclose(atlas[0, ..., 0], estimator.full.model.mean[order[0]], rtol=1e-5)
+    model.initialize(tf.constant(images + 0.5), tf.constant(poses), tf.constant(estimates))
+    with pytest.raises(ValueError, match="expected them exactly when model.estimate.use is set"):
+        model.log_prob(tf.constant(images + 0.5), tf.constant(poses), 2)
+    scored = model.log_prob(tf.constant(images + 0.5), tf.constant(poses), 2, estimates=tf.constant(estimates)).log_prob
+    other = model.log_prob(tf.constant(images + 0.5), tf.constant(poses), 2, estimates=tf.constant(atlas)).log_prob
+    assert scored.shape == (2, 2) and np.abs(scored.numpy() - other.numpy()).max() > 1e-3  # the estimate matters
+    z, _ = model.encode(tf.constant(images + 0.5), tf.constant(poses), estimates=tf.constant(estimates))
+    decoded = model._decode(tf.reshape(z, [-1, 256]), tf.reshape(tf.constant(poses), [-1, 8]),
+                            tf.reshape(tf.constant(estimates), [-1, 16, 16, 1]))
+    np.testing.assert_allclose(decoded.numpy().reshape(images.shape), images + 0.5, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_conditioned_run_stores_its_estimate_and_a_copy_reconstructs(tmp_path: Path) -> None:
+    from bruno.commands.train import train_run
+
+    config = override(conditioned(tmp_path / "data"), "train", max_steps=10, validate_every=5, checkpoint_every=5)
+    (tmp_path / "data").mkdir()
+    make_deterministic(0)
+    train_run(config, str(tmp_path / "run"), resume=False, overwrite=False, progress=False)
+    run = RunDir(str(tmp_path / "run"))
+    stored = run.estimate()
+    full = CrossFittedEstimate(read_split(load_slice_table(config, progress=False), "train"), 3, 300.0, 2.0, 0.0,
+                               folds=2).full
+    images = head_like((8, 16, 16), seed=3).astype(np.float64)
+    np.testing.assert_allclose(stored(images, [1, 5]), full(images, [1, 5]), rtol=1e-4, atol=1e-3)  # float32 on disk
+    copy = tmp_path / "elsewhere" / "run"
+    shutil.copytree(tmp_path / "run", copy)
+    shutil.rmtree(tmp_path / "data")  # no table within reach
+    scan = write_nifti(tmp_path / "scan.nii.gz", head_like((24, 24, 30)), np.diag([2.0, 2.0, 2.0, 1.0]))
+    out = tmp_path / "recon.nii.gz"
+    result = run_script("reconstruct.py", "--run", str(copy), "--input", str(scan), "--contexts", "1,4", "--samples", "2",
+                        "--output", str(out), "--std", str(tmp_path / "std.nii.gz"))
+    assert result.returncode == 0, result.stderr
+    assert nib.load(str(out)).shape == (16, 16, 8) and nib.load(str(tmp_path / "std.nii.gz")).get_fdata().max() > 0
+    (copy / RunDir.ESTIMATE).write_bytes(b"not an npz")
+    with pytest.raises(RunDirError, match=r"estimate\.npz: not a readable classical estimate"):
+        restore_model(str(copy))
