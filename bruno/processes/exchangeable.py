@@ -236,7 +236,8 @@ class ExchangeableProcess(Process):
         """The predictive of each query given the contexts (poses ignored: the same for every query),
         mean and variance [batch, Q, D]."""
         context_z = tf.convert_to_tensor(context_z, self.dtype)
-        batch, queries = int(context_z.shape[0]), int(query_poses.shape[1])
+        batch = int(context_z.shape[0]) if context_z.shape[0] is not None else tf.shape(context_z)[0]
+        queries = tf.shape(query_poses)[1]  # dynamic: a compiled caller may leave it unknown
         state = self.condition(context_z) if context_z.shape[1] else self.initial_state(batch)
         mean, variance, df = self.predictive_parameters(state)
         shape = [batch, queries, self.num_dims]
