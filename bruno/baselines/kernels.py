@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["gp_residual", "matern32", "residual_weights"]
+__all__ = ["gp_residual", "matern32", "pose_kernel", "residual_weights"]
 
 
 def matern32(distance: np.ndarray) -> np.ndarray:
@@ -36,11 +36,12 @@ def residual_weights(num_poses: int, contexts: Sequence[int], length: float, rho
     if len(set(known.tolist())) != len(known):
         raise ValueError(f"contexts {list(contexts)}: repeated pose")
     poses = np.arange(num_poses, dtype=np.float64)
+    return np.linalg.solve(pose_kernel(known, known, length, rho), pose_kernel(known, poses, length, rho)).T
 
-    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return rho + (1.0 - rho) * matern32((a[:, None] - b[None, :]) / length)
 
-    return np.linalg.solve(kernel(known, known), kernel(known, poses)).T
+def pose_kernel(a: np.ndarray, b: np.ndarray, length: float, rho: float) -> np.ndarray:
+    """K(a_i, b_j) = ρ + (1 − ρ)·κ(|a_i − b_j|/ℓ) for poses ``a`` [m] and ``b`` [n]: float64 [m, n]."""
+    return rho + (1.0 - rho) * matern32((np.asarray(a, np.float64)[:, None] - np.asarray(b, np.float64)[None, :]) / length)
 
 
 def gp_residual(prior: np.ndarray, observed: np.ndarray, contexts: Sequence[int], length: float, rho: float) -> np.ndarray:

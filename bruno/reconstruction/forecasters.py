@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from bruno.baselines import GaussianVolumeModel, gp_residual
-from bruno.baselines.kernels import residual_weights
+from bruno.baselines.kernels import pose_kernel, residual_weights
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.metrics import crps_gaussian, head_mask
@@ -130,10 +130,7 @@ class GPForecast(_Forecaster):
         if not contexts:
             return np.ones(num_poses)
         weights = residual_weights(num_poses, contexts, self.length, self.rho)  # K_qC K_CC⁻¹ [N, k]
-        poses = np.arange(num_poses, dtype=np.float64)
-        distance = (poses[:, None] - np.asarray(contexts, np.float64)[None, :]) / self.length
-        scaled = np.sqrt(3.0) * np.abs(distance)
-        cross = self.rho + (1.0 - self.rho) * (1.0 + scaled) * np.exp(-scaled)  # K_qC
+        cross = pose_kernel(np.arange(num_poses), np.asarray(contexts), self.length, self.rho)  # K_qC
         return np.clip(1.0 - np.sum(weights * cross, axis=1), 0.0, 1.0)
 
     def law(self, images: np.ndarray, contexts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
