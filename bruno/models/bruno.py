@@ -256,7 +256,12 @@ class ConditionalBruno(SequenceModel):
         if not shape_of(context_images)[1]:  # no contexts: the prior
             return self.process.predictive(tf.zeros([batch, 0, self.num_dims]), tf.argmax(context_poses, axis=-1),
                                            tf.argmax(query_poses, axis=-1))
-        context_estimates = self._query_estimates(context_images, context_poses, query_poses)[0]
+        return self._predictive_given(context_images, context_poses, query_poses,
+                                      self._query_estimates(context_images, context_poses, query_poses)[0])
+
+    def _predictive_given(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
+                          context_estimates: Optional[tf.Tensor]) -> Predictive | FactorPredictive:
+        """:meth:`predictive` with k >= 1 contexts whose estimates (if any) are already made."""
         return self._conditioned_predictive(tf.convert_to_tensor(context_images, tf.float32),
                                             tf.convert_to_tensor(context_poses, tf.float32),
                                             tf.convert_to_tensor(query_poses, tf.float32), context_estimates)
@@ -268,6 +273,16 @@ class ConditionalBruno(SequenceModel):
         encode and predictive took 0.33 s of a 0.56 s decoded mean at IXI's size (90 poses of 32 × 32)."""
         z = self.encode(context_images, context_poses, estimates=context_estimates)[0]
         return self.process.predictive(z, tf.argmax(context_poses, axis=-1), tf.argmax(query_poses, axis=-1))
+
+    def _predictive_and_query_estimates(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor
+                                        ) -> tuple[Predictive | FactorPredictive, Optional[tf.Tensor]]:
+        """The predictive and the queries' estimates, the classical estimate made once for both."""
+        if not shape_of(context_images)[1]:
+            return self.predictive(context_images, context_poses, query_poses), \
+                self._query_estimates(context_images, context_poses, query_poses)[1]
+        self._check_query(context_images, context_poses, query_poses)
+        context_estimates, query_estimates = self._query_estimates(context_images, context_poses, query_poses)
+        return self._predictive_given(context_images, context_poses, query_poses, context_estimates), query_estimates
 
     def _decode_all(self, latents: tf.Tensor, poses: tf.Tensor, batch_size: int, progress: bool,
                     estimates: Optional[tf.Tensor] = None) -> tf.Tensor:
@@ -292,9 +307,8 @@ class ConditionalBruno(SequenceModel):
 
         One deterministic image per query (not the mean of the decoded samples: the flow is non-linear).
         """
-        predictive = self.predictive(context_images, context_poses, query_poses)
+        predictive, estimates = self._predictive_and_query_estimates(context_images, context_poses, query_poses)
         batch, queries = shape_of(query_poses)[:2]
-        estimates = self._query_estimates(context_images, context_poses, query_poses)[1]
         images = self._decode_all(tf.reshape(predictive.mean, [-1, self.num_dims]),
                                   tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
                                   decode_batch_size, False, self._flat_estimates(estimates))
@@ -330,12 +344,11 @@ class ConditionalBruno(SequenceModel):
         """
         if num_samples < 1:
             raise ValueError(f"num_samples={num_samples}, expected >= 1")
-        predictive = self.predictive(context_images, context_poses, query_poses)
+        predictive, estimates = self._predictive_and_query_estimates(context_images, context_poses, query_poses)
         batch, queries = shape_of(query_poses)[:2]
         draws = predictive.distribution().sample(num_samples, seed=tf.constant([seed, 0], tf.int32))  # [S, B, Q, D]
         poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
                            [-1, self.num_poses])
-        estimates = self._query_estimates(context_images, context_poses, query_poses)[1]
         if estimates is not None:
             estimates = tf.tile(estimates[None], [num_samples, 1, 1, 1, 1, 1])
         images = self._decode_all(tf.reshape(draws, [-1, self.num_dims]), poses, decode_batch_size, progress,
