@@ -80,6 +80,7 @@ class ConditionalBruno(SequenceModel):
         ))
         self.process = process or process_from_config(config.process, self.num_dims, num_poses)
         self.estimator: Optional[Estimator] = None  # the classical estimate (config.estimate.use): attach_estimator
+        self.temperatures: dict[int, float] = {}  # the test-time spread per number of contexts: set_temperatures
 
     def build(self) -> None:
         """Create every variable with a dummy forward pass through the flow."""
@@ -239,6 +240,27 @@ class ConditionalBruno(SequenceModel):
         """Latents [n, D] and one-hot poses [n, N] (and estimates [n, H, W, 1]) → images [n, H, W, 1] (compiled)."""
         return self.flow.inverse(latents, pose_embedding=self.embedding(poses), estimate=estimates)
 
+    # ------------------------------------------------------------------------ the test-time spread
+    def set_temperatures(self, temperatures: dict[int, float]) -> None:
+        """Scale the predictive's deviations from its mean by τ(k) given k >= 1 contexts (none given: τ = 1): the spread
+        chosen on val by CRPS once training ends (:mod:`bruno.reconstruction.spread`). Between the k given, τ is
+        interpolated linearly in log k; outside them it is the nearest one's. The prior (k = 0) is never scaled.
+
+        Raises:
+            ValueError: a k < 1 or a τ that is not finite and > 0.
+        """
+        for k, tau in temperatures.items():
+            if int(k) < 1 or not 0 < float(tau) < float("inf"):
+                raise ValueError(f"temperature {tau!r} at k = {k!r}: expected k >= 1 and a finite τ > 0")
+        self.temperatures = {int(k): float(tau) for k, tau in sorted(temperatures.items(), key=lambda item: int(item[0]))}
+
+    def temperature(self, num_context: int) -> float:
+        """τ(k) of :meth:`set_temperatures` for k contexts (1.0 where none is set, and for the prior)."""
+        if not self.temperatures or num_context < 1:
+            return 1.0
+        ks = np.log(list(self.temperatures))
+        return float(np.interp(np.log(num_context), ks, list(self.temperatures.values())))
+
     def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor,
                    query_poses: tf.Tensor) -> Predictive | FactorPredictive:
         """The latent predictive at each query pose given the contexts (none: the prior).
@@ -261,10 +283,12 @@ class ConditionalBruno(SequenceModel):
 
     def _predictive_given(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
                           context_estimates: Optional[tf.Tensor]) -> Predictive | FactorPredictive:
-        """:meth:`predictive` with k >= 1 contexts whose estimates (if any) are already made."""
-        return self._conditioned_predictive(tf.convert_to_tensor(context_images, tf.float32),
-                                            tf.convert_to_tensor(context_poses, tf.float32),
-                                            tf.convert_to_tensor(query_poses, tf.float32), context_estimates)
+        """:meth:`predictive` with k >= 1 contexts whose estimates (if any) are already made, scaled by τ(k)."""
+        predictive = self._conditioned_predictive(tf.convert_to_tensor(context_images, tf.float32),
+                                                  tf.convert_to_tensor(context_poses, tf.float32),
+                                                  tf.convert_to_tensor(query_poses, tf.float32), context_estimates)
+        temperature = self.temperature(shape_of(context_images)[1])
+        return predictive if temperature == 1.0 else predictive.scaled(temperature)
 
     @tf.function(reduce_retracing=True)
     def _conditioned_predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
@@ -313,6 +337,22 @@ class ConditionalBruno(SequenceModel):
                                   tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
                                   decode_batch_size, False, self._flat_estimates(estimates))
         return tf.reshape(images, [batch, queries, self.image_size, self.image_size, 1])
+
+    def conditional_log_prob(self, context_images: tf.Tensor, context_poses: tf.Tensor, target_images: tf.Tensor,
+                             target_poses: tf.Tensor) -> tf.Tensor:
+        """log p(x_q | contexts) in nats [batch, Q] of each target scored alone, as the one target of a sequence of the
+        contexts and it (:meth:`log_prob` with n_c = k and one target): the flow's log|det| plus the log-density of the
+        predictive that :meth:`sample` draws from, its test-time spread τ(k) included.
+
+        Args:
+            context_images, context_poses: as :meth:`sample`; target_images: float32 [batch, Q, H, W, 1] in [0, 256);
+            target_poses: [batch, Q, N] one-hot.
+        """
+        self._check_poses("target_poses", target_poses, self._check_images("target_images", target_images)[:2])
+        predictive, estimates = self._predictive_and_query_estimates(context_images, context_poses, target_poses)
+        z, log_det = self.encode(tf.convert_to_tensor(target_images, tf.float32),
+                                 tf.convert_to_tensor(target_poses, tf.float32), estimates=estimates)
+        return predictive.log_prob(z) + log_det
 
     def sample(
         self,

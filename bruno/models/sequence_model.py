@@ -144,6 +144,11 @@ class SequenceModel(tf.Module):
                                decode_batch_size: int = 256) -> tf.Tensor:
         raise NotImplementedError
 
+    def conditional_log_prob(self, context_images: tf.Tensor, context_poses: tf.Tensor, target_images: tf.Tensor,
+                             target_poses: tf.Tensor) -> tf.Tensor:
+        """log p(x_q | contexts) in nats [batch, Q], each target scored alone; only where :attr:`exact_log_prob`."""
+        raise NotImplementedError
+
     def _check_num_context(self, num_context: int, length: Optional[int]) -> None:
         if not isinstance(num_context, (int, np.integer)) or num_context < 0 or (length is not None and num_context >= length):
             raise ValueError(f"num_context={num_context!r}, expected an integer in [0, T) with T={length}")

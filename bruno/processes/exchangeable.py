@@ -115,6 +115,10 @@ class Predictive(NamedTuple):
         """log p(z) of latents z [..., D], summed over the dimensions → [...]."""
         return tf.reduce_sum(self.distribution().log_prob(tf.convert_to_tensor(z, self.mean.dtype)), axis=-1)
 
+    def scaled(self, temperature: float) -> Predictive:
+        """The same law with every deviation from the mean multiplied by ``temperature`` (variance × temperature²)."""
+        return Predictive(self.mean, self.variance * temperature ** 2, self.df)
+
 
 def sequential_log_prob(
     z: tf.Tensor,

@@ -70,6 +70,10 @@ class FactorPredictive(NamedTuple):
         """The per-dimension variance [..., D] (the diagonal of the covariance)."""
         return self.variance + tf.reduce_sum(tf.square(self.factor), axis=-1)
 
+    def scaled(self, temperature: float) -> FactorPredictive:
+        """The same law with every deviation from the mean multiplied by ``temperature`` (covariance × temperature²)."""
+        return FactorPredictive(self.mean, self.variance * temperature ** 2, self.factor * temperature)
+
 
 class LatentFactorProcess(PoseKernelProcess):
     """The process of the module docstring: §8's Gaussian pose kernel plus a rank-r subject code.

@@ -115,7 +115,8 @@ class ModelSampling(Method):
 
     def conditional_nll(self, images: np.ndarray, contexts: Sequence[int], seed: int = 0) -> Optional[np.ndarray]:
         """Each other pose q scored as the one target of the sequence (acquired slices, q): the flow's log-det plus the
-        process's predictive log-density (None for a model whose ``log_prob`` is only a bound: the GQN, the C-VAE)."""
+        log-density of the predictive the samples come from (None for a model whose ``log_prob`` is only a bound: the
+        GQN, the C-VAE)."""
         if not self.model.exact_log_prob:
             return None
         contexts = check_contexts(contexts, self.model.num_poses)
@@ -123,11 +124,8 @@ class ModelSampling(Method):
         targets = [q for q in range(self.model.num_poses) if q not in contexts]
         if not targets:
             return np.zeros(0)
-        order = np.array([[*contexts, q] for q in targets])  # [N − k, k + 1]
         one_hot = np.eye(self.model.num_poses, dtype=np.float32)
-        nats = []
-        for chunk in np.array_split(order, -(-len(order) // 32)):  # at most 32 sequences at once
-            images_k, poses_k = noisy[chunk][..., None], one_hot[chunk]
-            inputs = self.model.log_prob_inputs(images_k, poses_k, len(contexts))  # e.g. the classical estimate
-            nats.append(self.model.log_prob(tf.constant(images_k), tf.constant(poses_k), len(contexts), **inputs).log_prob)
-        return -bits_per_dim(np.concatenate([n.numpy()[:, 0] for n in nats]).astype(np.float64), self.model.num_dims)
+        nats = [self.model.conditional_log_prob(tf.constant(noisy[contexts][None, ..., None]), tf.constant(one_hot[contexts][None]),
+                                                tf.constant(noisy[chunk][None, ..., None]), tf.constant(one_hot[chunk][None]))[0]
+                for chunk in np.array_split(targets, -(-len(targets) // 128))]  # at most 128 targets at once
+        return -bits_per_dim(np.concatenate([n.numpy() for n in nats]).astype(np.float64), self.model.num_dims)

@@ -63,6 +63,35 @@ def test_conditional_nll_scores_each_other_pose_alone_given_the_contexts(model: 
     assert ModelSampling(model).conditional_nll(images, range(POSES)).shape == (0,)
 
 
+def test_the_test_time_temperature_scales_the_predictive_about_its_mean_for_samples_and_nll(model: ConditionalBruno) -> None:
+    images = np.random.default_rng(6).integers(20, 230, (POSES, SIZE, SIZE)).astype(np.float64)
+    noisy, one_hot = dequantised(images, 3).astype(np.float32), np.eye(POSES, dtype=np.float32)
+    contexts, targets = [4, 1], [0, 2, 3, 5]
+    context_args = (tf.constant(noisy[contexts][None, ..., None]), tf.constant(one_hot[contexts][None]))
+    base = model.predictive(*context_args, tf.constant(one_hot[targets][None]))
+    z, log_det = model.encode(tf.constant(noisy[targets][None, ..., None]), tf.constant(one_hot[targets][None]))
+    model.set_temperatures({1: 2.0, 4: 0.5})
+    try:
+        tau = 2.0 - 1.5 * math.log(2) / math.log(4)  # k = 2: linear in log k between (1, 2.0) and (4, 0.5)
+        assert [model.temperature(k) for k in (0, 1, 4, 9)] == [1.0, 2.0, 0.5, 0.5]
+        assert model.temperature(2) == pytest.approx(tau)
+        scaled = model.predictive(*context_args, tf.constant(one_hot[targets][None]))
+        np.testing.assert_allclose(scaled.mean.numpy(), base.mean.numpy())
+        np.testing.assert_allclose(scaled.variance.numpy(), base.variance.numpy() * tau ** 2, rtol=1e-6)
+        # log p_τ(z) = log p_1(μ + (z − μ)/τ) − D log τ, whatever the law's family
+        mean = base.mean.numpy()
+        expected = base.log_prob(mean + (z.numpy() - mean) / tau).numpy() - SIZE * SIZE * math.log(tau) + log_det.numpy()
+        nll = ModelSampling(model).conditional_nll(images, contexts, seed=3)
+        np.testing.assert_allclose(nll, -expected[0] / (SIZE * SIZE * math.log(2)), rtol=1e-5)
+        with pytest.raises(ValueError, match="expected k >= 1 and a finite"):
+            model.set_temperatures({1: float("inf")})
+        with pytest.raises(ValueError, match="expected k >= 1 and a finite"):
+            model.set_temperatures({0: 1.0})
+    finally:
+        model.set_temperatures({})
+    assert model.temperature(2) == 1.0
+
+
 def test_contexts_are_exchangeable(model: ConditionalBruno) -> None:
     images, poses = batch(2, 5, seed=2)
     order = [2, 0, 1, 3, 4]
