@@ -1,4 +1,5 @@
-"""Safe output files: checked before work starts, written to a temporary name, renamed when complete.
+"""Safe output files: checked before work starts, written to a temporary name, renamed when complete; and the JSON file
+of a setting chosen by a search (:class:`StoredSearch`), read back only for what it was fitted to.
 
 A temporary file is named ``.<stem>.<pid>.<hex>.part<ext>`` beside its target; one left by a
 process that was killed (``kill -9``, a power cut) is deleted the next time that target is written.
@@ -6,19 +7,24 @@ process that was killed (``kill -9``, a power cut) is deleted the next time that
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Optional
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
 
-from bruno.errors import OutputPathError
+from bruno.errors import DataFileError, OutputPathError
 
-__all__ = ["NIFTI_EXTENSIONS", "atomic_output", "check_distinct_outputs", "check_extension",
+__all__ = ["NIFTI_EXTENSIONS", "SEARCH_FORMAT", "StoredSearch", "atomic_output", "check_distinct_outputs", "check_extension",
            "check_output_dir", "check_output_path", "check_outputs", "check_writable_folder", "existing_folder_above",
            "png_beside", "write_text_files"]
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+
+logger = logging.getLogger(__name__)
 
 
 def _split_name(path: str) -> tuple[str, str, str]:
@@ -208,3 +214,80 @@ def write_text_files(out_dir: str, texts: Mapping[str, str], overwrite: bool = F
             f.write(text)
         written.append(path)
     return written
+
+
+SEARCH_FORMAT = 2  # 2: "fitted_to" holds the fingerprint; before, a classical file had only its train subjects
+
+
+@dataclass(frozen=True)
+class StoredSearch:
+    """Where one tuner's choice lives and what it must have been fitted to.
+
+    Attributes:
+        path: the JSON file.
+        what: what it holds, for messages (``baseline settings``).
+        fitted_to: the fingerprint a stored choice must match (e.g. :func:`split_fingerprint`, a flow's weights).
+        check: raises KeyError, ValueError or TypeError where the stored ``chosen`` is out of range.
+        legacy: the fingerprint of a file written before :data:`SEARCH_FORMAT` (None: such files had none, and are
+            trusted with a note in the log).
+    """
+
+    path: str
+    what: str
+    fitted_to: Mapping[str, Any]
+    check: Callable[[dict[str, Any]], None]
+    legacy: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None
+
+    def load(self) -> Optional[dict[str, Any]]:
+        """The stored search, or None where there is none.
+
+        Raises:
+            DataFileError: unreadable, of an unknown format, a chosen value out of range, or fitted to something else.
+        """
+        if not os.path.exists(self.path):
+            return None
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                record = json.load(f)
+            fitted_to = self._fitted_to(record)
+            self.check(record["chosen"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataFileError(f"{self.path}: not a readable {self.what} file ({type(err).__name__}: {err}); "
+                                "delete it to search again") from None
+        for key, value in fitted_to.items():
+            if key in self.fitted_to and value != self.fitted_to[key]:
+                name = key.removesuffix("_sha1").replace("_", " ")
+                raise DataFileError(f"{self.path}: chosen for other {name} than now ({key} differs); delete it to search again")
+        return record  # type: ignore[no-any-return]
+
+    def _fitted_to(self, record: dict[str, Any]) -> dict[str, Any]:
+        if record.get("format") == SEARCH_FORMAT:
+            return dict(record["fitted_to"])
+        if "format" in record and not (record["format"] == 1 and self.legacy is not None):
+            raise ValueError(f"format {record['format']!r}, expected {SEARCH_FORMAT}")
+        if self.legacy is None:
+            logger.info("%s: written before searches recorded what they were fitted to; used as it is", self.path)
+            return {}
+        return self.legacy(record)
+
+    def store(self, chosen: dict[str, Any], grid: Any, **details: Any) -> dict[str, Any]:
+        """Write the search (replacing a stale one) and return it as stored."""
+        record = {"format": SEARCH_FORMAT, "what": self.what, "fitted_to": dict(self.fitted_to), "chosen": chosen,
+                  "criterion": "mean val SSIM over slices, volumes and k", **details, "grid": grid}
+        write_text_files(os.path.dirname(os.path.abspath(self.path)), {os.path.basename(self.path): json.dumps(record, indent=1)},
+                         overwrite=True)
+        logger.info("%s %s stored in %s", self.what, json.dumps(chosen), self.path)
+        return record
+
+    def load_or_search(self, search: Callable[[], tuple[dict[str, Any], Any, dict[str, Any]]]) -> dict[str, Any]:
+        """The stored search, or (none stored) ``search()`` → (chosen, grid, details), stored.
+
+        Raises:
+            DataFileError: as :meth:`load`.
+        """
+        record = self.load()
+        if record is None:
+            logger.info("no %s at %s: choosing them on the val split (once)", self.what, self.path)
+            chosen, grid, details = search()
+            record = self.store(chosen, grid, **details)
+        return record

@@ -67,6 +67,7 @@ class GaussianVolumeModel:
         self._directions, self._variances = directions, variances
         scales = np.sqrt(np.maximum(variances[:rank] - noise_variance, 0.0))
         self.loadings = (directions[:rank] * scales[:, None]).T  # W [n, r]
+        self._pose_grams: Optional[np.ndarray] = None  # W_pᵀW_p of each pose p [N, r, r], made on first use
 
     @classmethod
     def fit(cls, volumes: np.ndarray, rank: Optional[int] = None, noise_variance: float = 1000.0) -> GaussianVolumeModel:
@@ -114,10 +115,11 @@ class GaussianVolumeModel:
         shape = self.mean.shape
         loadings = self.loadings.reshape(shape[0], shape[1] * shape[2], self.rank)
         contexts = list(contexts)
-        observed = loadings[contexts].reshape(-1, self.rank)
-        residual = (np.asarray(images, np.float64)[contexts] - self.mean[contexts]).reshape(-1)
-        chol = np.linalg.cholesky(observed.T @ observed + self.noise_variance * np.eye(self.rank))
-        code = cho_solve((chol, True), observed.T @ residual)
+        if self._pose_grams is None:  # W_OᵀW_O is the sum of its poses' blocks: O(k·r²) a call, not O(k·H·W·r²)
+            self._pose_grams = np.einsum("npr,nps->nrs", loadings, loadings)
+        residual = (np.asarray(images, np.float64)[contexts] - self.mean[contexts]).reshape(len(contexts), loadings.shape[1])
+        chol = np.linalg.cholesky(self._pose_grams[contexts].sum(axis=0) + self.noise_variance * np.eye(self.rank))
+        code = cho_solve((chol, True), np.einsum("kpr,kp->r", loadings[contexts], residual))
         return chol, code, loadings
 
     def condition(self, images: np.ndarray, contexts: Sequence[int], variance: bool = True) -> Posterior:

@@ -1,8 +1,9 @@
 """``scripts/train.py`` and the demo's training: train a run, then make its test-time state.
 
 Training (:mod:`bruno.training`) ends at its last checkpoint; a model with a test-time state (a population
-process) is completed here, after it, by :func:`bruno.reconstruction.population_state.fit_population_state`, so
-the training package never imports reconstruction.
+process; the predictive's spread with ``train.choose_spread``) is completed here, after it, by
+:func:`bruno.reconstruction.population_state.fit_population_state` and :func:`bruno.reconstruction.spread.fit_spread`,
+so the training package never imports reconstruction.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import tensorflow as tf
 
 from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
+from bruno.data.table import SliceTable
 from bruno.reconstruction.population_state import fit_population_state
+from bruno.reconstruction.spread import fit_spread
 from bruno.runs import RunDir, make_deterministic
 from bruno.training.loop import Trainer, TrainResult, open_run
 
-__all__ = ["train_run", "train_unless_done"]
+__all__ = ["finish_run", "train_run", "train_unless_done"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +32,16 @@ def train_run(config: Config, run_dir: str, resume: bool, overwrite: bool, strat
     trainer = open_run(config, run_dir, resume, overwrite, strategy, progress)
     result = trainer.train()
     if trainer.role.is_chief:
-        fit_population_state(run_dir, trainer.table, progress)
+        finish_run(config, run_dir, trainer.table, progress)
     return trainer, result
+
+
+def finish_run(config: Config, run_dir: str, table: SliceTable, progress: bool = True) -> None:
+    """Make the best checkpoint's test-time state where it has none: a population process's bank and c, then (with
+    ``train.choose_spread``) the predictive's temperature τ(k)."""
+    fit_population_state(run_dir, table, progress)
+    if config.train.choose_spread:
+        fit_spread(run_dir, table, progress)
 
 
 def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = True) -> Optional[TrainResult]:
@@ -38,7 +49,7 @@ def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = 
     run = RunDir(run_dir)
     reached = run.latest_step()
     if reached is not None and reached >= config.train.max_steps:  # a run killed after its last step, before its test-time state
-        fit_population_state(run_dir, load_slice_table(config, progress), progress)
+        finish_run(config, run_dir, load_slice_table(config, progress), progress)
         return None
     make_deterministic(seed)
     # its own start, killed before a first checkpoint, holds nothing to keep: start it again

@@ -154,6 +154,9 @@ class TrainConfig:
         mixed_precision: None (float32), ``float16`` or ``bfloat16``: the s/t networks and the pose
             embedding compute in that precision on GPUs (log-dets, process and loss stay float32;
             float16 with dynamic loss scaling). Refused where no GPU is visible; BRUNO models only.
+        choose_spread: once training ends, choose the temperature τ(k) of BRUNO's predictive on the val split by
+            CRPS (:mod:`bruno.reconstruction.spread`); off: τ = 1. Not part of the training itself, so a finished
+            run may be resumed with it switched on.
     """
 
     batch_size: int = 8
@@ -174,6 +177,7 @@ class TrainConfig:
     init_from: Optional[str] = None
     jit_compile: bool = False
     mixed_precision: Optional[Literal["float16", "bfloat16"]] = None
+    choose_spread: bool = False
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "seq_len", "max_steps", "validate_every", "num_val_batches", "checkpoint_every", "log_every"):

@@ -242,7 +242,7 @@ class ExchangeableProcess(Process):
         context_z = tf.convert_to_tensor(context_z, self.dtype)
         batch = int(context_z.shape[0]) if context_z.shape[0] is not None else tf.shape(context_z)[0]
         queries = tf.shape(query_poses)[1]  # dynamic: a compiled caller may leave it unknown
-        state = self.condition(context_z) if context_z.shape[1] else self.initial_state(batch)
+        state = self.condition(context_z) if context_z.shape[1] != 0 else self.initial_state(batch)  # None: compiled, k >= 1
         mean, variance, df = self.predictive_parameters(state)
         shape = [batch, queries, self.num_dims]
         return Predictive(tf.broadcast_to(mean[:, None], shape), tf.broadcast_to(variance[:, None], shape),

@@ -16,7 +16,7 @@ Their settings are chosen once on the val split, one setting for all k:
    Gaussian model chosen in step 1;
 
 and stored beside the table (:func:`settings_path`) with a fingerprint of the train and val subjects
-(:class:`~bruno.reconstruction.tuning.StoredSearch`); a table re-made with other subjects is refused.
+(:class:`~bruno.files.StoredSearch`); a table re-made with other subjects is refused.
 """
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ from bruno.baselines import GaussianVolumeModel, gp_residual, linear_interpolati
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
+from bruno.files import StoredSearch
 from bruno.reconstruction.method import Method, Result, Source, dequantised
-from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint, val_score
+from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search, split_fingerprint, val_score
 from bruno.units import bits_per_dim
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "PCAGP", "RANKS", "RHOS", "Atlas", "AtlasGP", "GaussianConditional",

@@ -36,11 +36,12 @@ from bruno.baselines import GaussianVolumeModel, gp_residual
 from bruno.baselines.kernels import pose_kernel, residual_weights
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
+from bruno.files import StoredSearch
 from bruno.metrics import crps_gaussian, head_mask
 from bruno.reconstruction.classical import GaussianConditional, classical_methods
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.method import Method, Result, Source, dequantised
-from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint
+from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search, split_fingerprint
 from bruno.units import bits_per_dim
 
 __all__ = ["ALPHAS", "FORECASTERS", "NOISE_VARIANCES", "AtlasGPForecast", "GPForecast", "PCAForecast", "PCAGPForecast",

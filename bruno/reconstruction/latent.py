@@ -15,7 +15,7 @@ Acquired slices are returned unchanged.
 
 The noise σ² of the latent model and ℓ are chosen on the val split (SSIM of the decoded volume, mean
 over k ∈ {1, 3, 5, 9}) and stored in the run folder (``latent_volume.json``) with the fingerprint of the subjects
-and of the flow's weights (:class:`~bruno.reconstruction.tuning.StoredSearch`): retraining or another table refuses it.
+and of the flow's weights (:class:`~bruno.files.StoredSearch`): retraining or another table refuses it.
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ from bruno.baselines import GaussianVolumeModel, gp_residual
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError
+from bruno.files import StoredSearch
 from bruno.models import ConditionalBruno
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.method import Method, Result, Source
-from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint, val_score
+from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search, split_fingerprint, val_score
 from bruno.runs import RunDir
 
 __all__ = ["LENGTHS", "NOISE_VARIANCES", "LatentVolumeModel", "load_latent_volume_model"]

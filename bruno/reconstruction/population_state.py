@@ -22,12 +22,13 @@ import numpy as np
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import RunDirError
+from bruno.files import StoredSearch
 from bruno.metrics import slice_scores
 from bruno.models import MODEL_KINDS
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
-from bruno.reconstruction.tuning import SEARCH_KS, StoredSearch, can_search, grid_search, split_fingerprint
+from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search, split_fingerprint
 from bruno.runs import RunDir, checkpoint_step, read_population_state, restore_model, write_population_state
 
 __all__ = ["SHRINKAGES", "fit_population_state"]

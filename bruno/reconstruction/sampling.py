@@ -27,7 +27,7 @@ from bruno.reconstruction.contexts import check_contexts
 from bruno.reconstruction.method import Method, Result, Source, dequantised
 from bruno.units import bits_per_dim
 
-__all__ = ["ModelSampling", "decoded_mean", "sample_volume"]
+__all__ = ["ModelSampling", "decoded_mean", "draw_samples", "sample_volume"]
 
 
 def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], num_samples: int,
@@ -49,6 +49,20 @@ def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[i
     Raises:
         ConfigError: ``num_samples`` < 1, or contexts out of range / repeated.
     """
+    samples = draw_samples(model, images, contexts, num_samples, seed, progress, decode_batch_size, keep_contexts)
+    contexts = check_contexts(contexts, model.num_poses)
+    decoded = decoded_mean(model, images, contexts, seed, decode_batch_size, keep_contexts)
+    return Result(samples.mean(0), samples.std(0), samples, list(contexts), decoded)
+
+
+def draw_samples(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], num_samples: int,
+                 seed: int = 0, progress: bool = True, decode_batch_size: int = 512,
+                 keep_contexts: Optional[bool] = None) -> np.ndarray:
+    """float [S, N, H, W]: the samples of :func:`sample_volume` alone (same arguments, same numbers; no decoded mean).
+
+    Raises:
+        ConfigError: as :func:`sample_volume`.
+    """
     if num_samples < 1:
         raise ConfigError(f"num_samples={num_samples}: expected >= 1")
     check_fits(sample_bytes(num_samples, model.num_poses, model.num_dims, model.num_poses), f"--samples {num_samples}",
@@ -56,11 +70,9 @@ def sample_volume(model: SequenceModel, images: np.ndarray, contexts: Sequence[i
     contexts, arguments = _conditioning(model, images, contexts, seed)
     result = model.sample(*arguments, num_samples, seed=seed, decode_batch_size=decode_batch_size, progress=progress)
     samples = np.clip(result.images.numpy()[:, 0, ..., 0] - 0.5, 0.0, 255.0)  # [S, N, H, W]
-    keep = model.config.keep_contexts if keep_contexts is None else keep_contexts
-    if keep:
+    if model.config.keep_contexts if keep_contexts is None else keep_contexts:
         samples[:, contexts] = np.asarray(images, np.float32)[contexts]
-    decoded = decoded_mean(model, images, contexts, seed, decode_batch_size, keep)
-    return Result(samples.mean(0), samples.std(0), samples, list(contexts), decoded)
+    return samples
 
 
 def decoded_mean(model: SequenceModel, images: np.ndarray, contexts: Sequence[int], seed: int = 0,

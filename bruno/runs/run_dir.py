@@ -95,9 +95,9 @@ class RunDir:
     CONFIG, VERSIONS, INFERENCE, METRICS = "config.yaml", "versions.json", "inference.npz", "metrics.jsonl"
     CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
     POPULATION_STATE, POPULATION_SEARCH, LATENT_VOLUME = "population.npz", "population.json", "latent_volume.json"
-    ESTIMATE = "estimate.npz"
+    ESTIMATE, SPREAD = "estimate.npz", "spread.json"
     TRAINING_FILES = (CONFIG, VERSIONS, INFERENCE, METRICS, CHECKPOINTS, BEST, TENSORBOARD, POPULATION_STATE, POPULATION_SEARCH,
-                      ESTIMATE)
+                      ESTIMATE, SPREAD)
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
@@ -189,8 +189,9 @@ class RunDir:
                 raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
             previous = yaml.safe_load(config_to_yaml(self.config()))
             here = yaml.safe_load(config_to_yaml(config))
-            previous.get("train", {}).pop("max_steps", None)
-            here["train"].pop("max_steps")
+            for key in ("max_steps", "choose_spread"):  # where training stops, and a step after it
+                previous.get("train", {}).pop(key, None)
+                here["train"].pop(key)
             difference = _first_difference(previous, here)
             if difference:
                 raise RunDirError(f"{run_dir}: holds a different experiment, {difference}; use another --run-dir")

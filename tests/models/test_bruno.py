@@ -63,6 +63,19 @@ def test_conditional_nll_scores_each_other_pose_alone_given_the_contexts(model: 
     assert ModelSampling(model).conditional_nll(images, range(POSES)).shape == (0,)
 
 
+def test_the_compiled_predictive_is_the_eager_one_whatever_k_was_traced_first(model: ConditionalBruno) -> None:
+    """A regression: once a second k relaxed the traced shapes, the exchangeable process saw an unknown number of
+    contexts as none and returned the prior."""
+    images, poses = batch(1, 5, seed=7)
+    queries = tf.constant(np.eye(POSES, dtype=np.float32)[None])
+    for k in (1, 3, 2, 4):
+        compiled = model.predictive(images[:, :k], poses[:, :k], queries)
+        z, _ = model.encode(images[:, :k], poses[:, :k])
+        eager = model.process.predictive(z, tf.argmax(poses[:, :k], axis=-1), tf.argmax(queries, axis=-1))
+        np.testing.assert_allclose(compiled.mean.numpy(), eager.mean.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(compiled.variance.numpy(), eager.variance.numpy(), rtol=1e-4)
+
+
 def test_the_test_time_temperature_scales_the_predictive_about_its_mean_for_samples_and_nll(model: ConditionalBruno) -> None:
     images = np.random.default_rng(6).integers(20, 230, (POSES, SIZE, SIZE)).astype(np.float64)
     noisy, one_hot = dequantised(images, 3).astype(np.float32), np.eye(POSES, dtype=np.float32)

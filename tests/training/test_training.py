@@ -20,9 +20,9 @@ from bruno.config import Config, override
 from bruno.data.subjects import read_split
 from bruno.data.table import SliceTable
 from bruno.errors import ConfigError, DataFileError, RunDirError, TrainingDiverged
+from bruno.files import SEARCH_FORMAT
 from bruno.models.encoder import SliceEncoder
 from bruno.reconstruction.population_state import SHRINKAGES, fit_population_state
-from bruno.reconstruction.tuning import SEARCH_FORMAT
 from bruno.runs import RunDir, read_population_state, restore_model, write_population_state
 from bruno.training import TrainingInterrupted, learning_rate_at, num_context_at, process_grad_scale
 from bruno.training.optimizers import AdamTF1, RMSPropTF1

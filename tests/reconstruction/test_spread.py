@@ -1,0 +1,75 @@
+"""The test-time spread τ(k) of a BRUNO run: chosen on val by the CRPS of its samples, stored in the run directory,
+set on the model when it is restored, and refused when it was chosen for other weights."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bruno.commands.train import train_unless_done
+from bruno.config import override
+from bruno.data.preprocess import load_slice_table
+from bruno.data.subjects import read_split
+from bruno.errors import DataFileError
+from bruno.reconstruction.spread import TEMPERATURES, fit_spread, val_forecast_scores
+from bruno.runs import restore_model
+from tests.conftest import tiny_config, train_tiny_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("spread"), max_steps=10)
+
+
+def test_the_spread_is_the_val_crps_argmin_per_k_and_is_restored_with_the_best_checkpoint(run: Path) -> None:
+    table = load_slice_table(tiny_config(run.parent), progress=False)
+    search = fit_spread(str(run), table, progress=False)
+    assert search is not None and search["ks"] == [1, 3, 5]  # k < the 8 poses
+    for k in ("1", "3", "5"):
+        grid = search["grid"][k]
+        assert [row["temperature"] for row in grid] == list(TEMPERATURES)
+        assert search["chosen"][k] == min(grid, key=lambda row: row["val_crps"])["temperature"]
+        assert all(0 <= row["cover_50"] <= row["cover_90"] <= 1 for row in grid)
+        assert grid[-1]["cover_90"] > grid[0]["cover_90"]  # wider samples cover more
+    val = list(read_split(table, "val"))
+    untempered, _, _ = restore_model(str(run), "best", spread=False)
+    at_one = next(row for row in search["grid"]["3"] if row["temperature"] == 1.0)
+    assert val_forecast_scores(untempered, val, 3) == pytest.approx(
+        {key: at_one[key] for key in ("val_crps", "cover_50", "cover_90")}, rel=1e-6)
+    model, _, _ = restore_model(str(run), "best")
+    assert model.temperatures == {int(k): tau for k, tau in search["chosen"].items()}
+    assert untempered.temperatures == {}
+    assert fit_spread(str(run), table, progress=False) is None  # made once for these weights
+
+
+def test_a_spread_chosen_for_other_weights_or_out_of_range_is_refused(run: Path, tmp_path: Path) -> None:
+    table = load_slice_table(tiny_config(run.parent), progress=False)
+    fit_spread(str(run), table, progress=False)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    path = copy / "spread.json"
+    record = json.loads(path.read_text())
+    record["fitted_to"]["model_weights_sha1"] = "0" * 40
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataFileError, match=r"spread\.json: chosen for other model weights than now"):
+        restore_model(str(copy), "best")
+    assert fit_spread(str(copy), table, progress=False) is not None  # chosen again
+    record = json.loads(path.read_text())
+    record["chosen"]["3"] = float("inf")
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataFileError, match=r"spread\.json: not a readable test-time spread file .*expected k >= 1"):
+        restore_model(str(copy), "best")
+
+
+def test_choose_spread_finishes_a_run_that_is_resumed_with_it(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path)
+    run = str(tmp_path / "run")
+    assert train_unless_done(override(config, "train", max_steps=4), run, seed=0, progress=False) is not None
+    assert not (tmp_path / "run" / "spread.json").exists()  # off by default
+    assert train_unless_done(override(config, "train", max_steps=4, choose_spread=True), run, 0, progress=False) is None
+    record = json.loads((tmp_path / "run" / "spread.json").read_text())
+    assert sorted(record["chosen"]) == ["1", "3", "5"] and record["fitted_to"]["checkpoint_step"] == 4
+    assert np.all(np.isfinite([row["val_crps"] for rows in record["grid"].values() for row in rows]))
