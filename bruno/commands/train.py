@@ -12,15 +12,16 @@ from typing import Optional
 
 import tensorflow as tf
 
-from bruno.config import Config
+from bruno.config import Config, override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.table import SliceTable
+from bruno.reconstruction.classical import estimate_settings
 from bruno.reconstruction.population_state import fit_population_state
 from bruno.reconstruction.spread import fit_spread
 from bruno.runs import RunDir, make_deterministic
 from bruno.training.loop import Trainer, TrainResult, open_run
 
-__all__ = ["finish_run", "train_run", "train_unless_done"]
+__all__ = ["finish_run", "train_run", "train_unless_done", "with_estimate_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,24 @@ def train_run(config: Config, run_dir: str, resume: bool, overwrite: bool, strat
               progress: bool = True) -> tuple[Trainer, TrainResult]:
     """Train ``run_dir`` (:func:`~bruno.training.open_run`, then :meth:`~bruno.training.Trainer.train`); then the chief
     makes the test-time state of the best checkpoint where the model has one. Seed first."""
-    trainer = open_run(config, run_dir, resume, overwrite, strategy, progress)
+    trainer = open_run(with_estimate_settings(config, progress), run_dir, resume, overwrite, strategy, progress)
     result = trainer.train()
     if trainer.role.is_chief:
         finish_run(config, run_dir, trainer.table, progress)
     return trainer, result
+
+
+def with_estimate_settings(config: Config, progress: bool = True) -> Config:
+    """``config`` with the settings ``model.estimate`` leaves unset taken from the table's classical search
+    (:func:`bruno.reconstruction.classical.estimate_settings`), so the run's ``config.yaml`` holds the numbers."""
+    estimate = config.model.estimate
+    unset = [key for key in ("rank", "noise_variance", "length", "rho") if getattr(estimate, key) is None]
+    if not estimate.use or not unset:
+        return config
+    chosen = estimate_settings(load_slice_table(config, progress), progress)
+    logger.info("model.estimate from the classical search on the val split: %s",
+                ", ".join(f"{key} = {chosen[key]:g}" for key in unset))
+    return override(config, "model.estimate", **{key: chosen[key] for key in unset})
 
 
 def finish_run(config: Config, run_dir: str, table: SliceTable, progress: bool = True) -> None:
@@ -46,6 +60,7 @@ def finish_run(config: Config, run_dir: str, table: SliceTable, progress: bool =
 
 def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = True) -> Optional[TrainResult]:
     """Train ``run_dir`` to ``config.train.max_steps`` (resuming a run stopped part-way); None when it is already there."""
+    config = with_estimate_settings(config, progress)
     run = RunDir(run_dir)
     reached = run.latest_step()
     if reached is not None and reached >= config.train.max_steps:  # a run killed after its last step, before its test-time state

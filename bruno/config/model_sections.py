@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Optional, get_args
 
 from bruno.errors import fail_config as _fail
 
@@ -234,26 +234,27 @@ class EstimateConfig:
 
     Attributes:
         use: whether the flow is conditioned on it (false: the flow of SPEC §2).
-        rank, noise_variance: the PCA's r and σ²; length, rho: the residual GP's ℓ and ρ (take the ones the mean image
-            chose on val: ``data/<table>.baselines.json``'s ``chosen``).
+        rank, noise_variance: the PCA's r and σ²; length, rho: the residual GP's ℓ and ρ. None (the default): the ones
+            the PCA and PCA + GP mean images chose on the table's val split (``data/<table>.baselines.json``, searched
+            on first use); the train command writes the numbers into the run's ``config.yaml``.
         folds: K of the cross-fitting (>= 2).
     """
 
     use: bool = False
-    rank: int = 64
-    noise_variance: float = 3000.0
-    length: float = 4.0
-    rho: float = 0.0
+    rank: Optional[int] = None
+    noise_variance: Optional[float] = None
+    length: Optional[float] = None
+    rho: Optional[float] = None
     folds: int = 5
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
+        if self.rank is not None and self.rank < 1:
             _fail("rank", self.rank, "an integer >= 1")
-        if not 0 < self.noise_variance < math.inf:
+        if self.noise_variance is not None and not 0 < self.noise_variance < math.inf:
             _fail("noise_variance", self.noise_variance, "a finite number > 0 (grey levels²)")
-        if not 0 < self.length < math.inf:
+        if self.length is not None and not 0 < self.length < math.inf:
             _fail("length", self.length, "a finite number > 0 (poses)")
-        if not 0 <= self.rho < 1:
+        if self.rho is not None and not 0 <= self.rho < 1:
             _fail("rho", self.rho, "a number in [0, 1)")
         if self.folds < 2:
             _fail("folds", self.folds, "an integer >= 2")

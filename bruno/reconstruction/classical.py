@@ -198,6 +198,21 @@ def stored_search(table: SliceTable) -> StoredSearch:
                         legacy=lambda record: {"train_subjects_sha1": record["train_subjects_sha1"]})
 
 
+def estimate_settings(table: SliceTable, progress: bool = True) -> dict[str, Any]:
+    """The PCA + GP mean image's settings chosen on ``table``'s val split (searched and stored on first use) as
+    ``model.estimate`` names them: rank, noise_variance (the PCA's), length, rho (the residual GP's).
+
+    Raises:
+        DataFileError: as :func:`classical_methods`, or no val split to choose them on.
+    """
+    if not os.path.exists(settings_path(table)) and not can_search(table):
+        raise DataFileError(f"{table.path}: no val volume (or < 2 train volumes) to choose model.estimate's settings "
+                            "on; give rank, noise_variance, length and rho in the config")
+    chosen = stored_search(table).load_or_search(lambda: search(table, progress=progress))["chosen"]
+    return {"rank": chosen["pca"]["rank"], "noise_variance": chosen["pca"]["noise_variance"],
+            "length": chosen["pca_gp"]["length"], "rho": chosen["pca_gp"]["rho"]}
+
+
 def classical_methods(table: SliceTable, progress: bool = True, required: bool = True) -> tuple[dict[str, Method], dict[str, Any]]:
     """Every classical method, fitted on the train split with its stored settings (searched and stored on first use).
 

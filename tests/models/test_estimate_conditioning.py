@@ -15,14 +15,15 @@ from bruno.baselines import CrossFittedEstimate
 from bruno.config import Config, override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import read_split
-from bruno.errors import RunDirError
+from bruno.errors import ConfigError, RunDirError
 from bruno.models import ConditionalBruno
 from bruno.runs import RunDir, make_deterministic, restore_model
 from tests.conftest import head_like, run_script, tiny_config, write_nifti
 
 
 def conditioned(folder: Path) -> Config:
-    config = override(tiny_config(folder), "model.estimate", use=True, rank=3, noise_variance=300.0, length=2.0, folds=2)
+    config = override(tiny_config(folder), "model.estimate", use=True, rank=3, noise_variance=300.0, length=2.0, rho=0.0,
+                      folds=2)
     return override(config, "model.process", kind="pose_gaussian")
 
 
@@ -82,3 +83,22 @@ def test_a_conditioned_run_stores_its_estimate_and_a_copy_reconstructs(tmp_path:
     (copy / RunDir.ESTIMATE).write_bytes(b"not an npz")
     with pytest.raises(RunDirError, match=r"estimate\.npz: not a readable classical estimate"):
         restore_model(str(copy))
+
+
+def test_estimate_settings_left_unset_come_from_the_tables_classical_search(tmp_path: Path) -> None:
+    from bruno.commands.train import with_estimate_settings
+    from bruno.reconstruction.classical import stored_search
+
+    config = override(override(tiny_config(tmp_path), "model.estimate", use=True, length=3.0), "model.process",
+                      kind="pose_gaussian")
+    resolved = with_estimate_settings(config, progress=False)
+    chosen = stored_search(load_slice_table(config, progress=False)).load()["chosen"]  # made by the call above
+    e = resolved.model.estimate
+    assert (e.rank, e.noise_variance, e.rho) == (chosen["pca"]["rank"], chosen["pca"]["noise_variance"], chosen["pca_gp"]["rho"])
+    assert e.length == 3.0  # given: kept
+    assert with_estimate_settings(resolved) == resolved
+    from bruno.training import Trainer
+    RunDir(str(tmp_path / "run")).prepare(config, False, False)
+    with pytest.raises(ConfigError, match=r"model\.estimate\.rank is not set: the train command takes it"):
+        Trainer(config, str(tmp_path / "run"), progress=False)
+
