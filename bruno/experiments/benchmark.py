@@ -26,12 +26,13 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from bruno.baselines import ClassicalEstimate, GaussianVolumeModel
 from bruno.config import Config
 from bruno.errors import ConfigError
 from bruno.models import ConditionalBruno
@@ -178,8 +179,20 @@ def _initialised_model(config: Config, seed: int) -> ConditionalBruno:
     model = make_model(config, config.train.mixed_precision)
     assert isinstance(model, ConditionalBruno)
     model.build()
-    model.initialize(*synthetic_batch(config, config.train.batch_size, config.train.seq_len, seed))
+    images, poses = synthetic_batch(config, config.train.batch_size, config.train.seq_len, seed)
+    model.initialize(images, poses, _estimates(model, images))
+    if model.conditioned_on_estimate:  # sampling reads it: one fitted to synthetic volumes (the timing's inputs are random)
+        e = config.model.estimate
+        volumes = synthetic_batch(config, 8, config.data.num_poses, seed + 1)[0].numpy()[..., 0]
+        model.attach_estimator(ClassicalEstimate(GaussianVolumeModel.fit(volumes, e.rank or 4, e.noise_variance or 3000.0),
+                                                 e.length or 4.0, e.rho or 0.0))
     return model
+
+
+def _estimates(model: ConditionalBruno, images: tf.Tensor) -> Optional[tf.Tensor]:
+    """The classical estimate a conditioned flow reads beside each image: the images themselves stand in (same shape,
+    same cost through the flow); None for a flow without one."""
+    return images if model.conditioned_on_estimate else None
 
 
 def benchmark_training(config: Config, steps: int, eager_steps: int, modes: tuple[str, ...], seed: int,
@@ -193,11 +206,14 @@ def benchmark_training(config: Config, steps: int, eager_steps: int, modes: tupl
     results: dict[str, Any] = {"images_per_step": count}
     for mode in modes:
         report(f"training, {mode}")
-        update = UpdateStep(_initialised_model(config, seed), train)
+        model = _initialised_model(config, seed)
+        update = UpdateStep(model, train)
+        estimates = _estimates(model, images)
+        inputs = {} if estimates is None else {"estimates": estimates}
         compiled = update.compiled(train.num_context, jit_compile=mode == "xla")
-        flops = graph_flops(compiled.get_concrete_function(*arguments))  # eager runs the same ops, untraced
+        flops = graph_flops(compiled.get_concrete_function(*arguments, inputs=inputs))  # eager runs the same ops, untraced
         step = functools.partial(update, num_context=train.num_context) if mode == "eager" else compiled
-        call = functools.partial(step, *arguments)
+        call = functools.partial(step, *arguments, inputs=inputs)
         first, seconds, output = _time(call, eager_steps if mode == "eager" else steps)
         loss = float(output[0])  # finite: the timed steps did real work, not NaN propagation
         results[mode] = {"first_call_s": first, "flop_per_step": flops, "loss": loss, **_rates(seconds, count, flops)}
@@ -211,16 +227,17 @@ def benchmark_flow(config: Config, model: ConditionalBruno, repeats: int, seed: 
     images, poses = synthetic_batch(config, train.batch_size * train.seq_len, 1, seed)
     x = images[:, 0]
     e = model.embedding(poses[:, 0])
-    flow = model.flow
+    flow, estimate = model.flow, _estimates(model, x)
 
     def forward(x: tf.Tensor, e: tf.Tensor) -> tf.Tensor:
-        return flow.forward(x, pose_embedding=e)
+        return flow.forward(x, pose_embedding=e, estimate=estimate)
 
     def fused(x: tf.Tensor, e: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return flow.forward_and_log_det(x, e)
+        return flow.forward_and_log_det(x, e, estimate=estimate)
 
     def bijector_api(x: tf.Tensor, e: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return flow.forward(x, pose_embedding=e), flow.forward_log_det_jacobian(x, event_ndims=3, pose_embedding=e)
+        return (flow.forward(x, pose_embedding=e, estimate=estimate),
+                flow.forward_log_det_jacobian(x, event_ndims=3, pose_embedding=e, estimate=estimate))
 
     functions = {f.__name__: tf.function(f, autograph=False) for f in (forward, fused, bijector_api)}
     results: dict[str, Any] = {"images": int(x.shape[0])}
@@ -239,9 +256,10 @@ def benchmark_sampling(config: Config, model: ConditionalBruno, repeats: int, de
     """The inverse pass in decode batches, and one dense volume (N poses × S samples)."""
     _, poses = synthetic_batch(config, decode_batch, 1, seed)
     latents = tf.random.stateless_normal([decode_batch, model.num_dims], seed=[seed, 1])
-    concrete = model._decode.get_concrete_function(latents, poses[:, 0])
+    estimates = _estimates(model, tf.fill([decode_batch, model.image_size, model.image_size, 1], 128.0))
+    concrete = model._decode.get_concrete_function(latents, poses[:, 0], estimates)
     flops = graph_flops(concrete)
-    first, seconds, _ = _time(lambda: model._decode(latents, poses[:, 0]), repeats)
+    first, seconds, _ = _time(lambda: model._decode(latents, poses[:, 0], estimates), repeats)
     results: dict[str, Any] = {"inverse": {"batch": decode_batch, "first_call_s": first, "flop": flops,
                                            **_rates(seconds, decode_batch, flops)}}
     num_poses = config.data.num_poses

@@ -68,3 +68,14 @@ def test_benchmark_bad_arguments(tmp_path: Path) -> None:
     assert_one_line_error(run_script("benchmark.py", config, "--steps", "0"), r"--steps 0: expected >= 1")
     assert_one_line_error(run_script("benchmark.py", config, "--contexts", "9"), r"--contexts 9: more than the config's 8 poses")
     assert_one_line_error(run_script("benchmark.py", str(REPO / "config_rnn/tiny_gqn.yaml")), r"model.kind='gqn'.*expected 'bruno'")
+
+
+def test_benchmark_of_a_flow_conditioned_on_the_estimate_feeds_it_everywhere() -> None:
+    from bruno.config import load_config, override
+    from bruno.experiments.benchmark import benchmark
+
+    config = override(load_config(REPO / "config_rnn/tiny.yaml"), "model.estimate", use=True)
+    config = override(config, "model.process", kind="pose_gaussian")
+    results = benchmark(config, steps=1, eager_steps=1, modes=("function",), num_samples=2, num_contexts=2, decode_batch=16)
+    assert math.isfinite(results["training"]["function"]["loss"]) and results["training"]["function"]["flop_per_step"] > 0
+    assert results["sampling"]["volume"]["poses"] == 8 and results["sampling"]["volume"]["seconds"] > 0
