@@ -55,6 +55,20 @@ def test_estimates_come_from_the_contexts_and_a_pca_that_never_saw_the_subject(t
     decoded = model._decode(tf.reshape(z, [-1, 256]), tf.reshape(tf.constant(poses), [-1, 8]),
                             tf.reshape(tf.constant(estimates), [-1, 16, 16, 1]))
     np.testing.assert_allclose(decoded.numpy().reshape(images.shape), images + 0.5, atol=1e-3)
+    # the conditional NLL (from the predictive the samples come from) = each target scored as the one target of
+    # the sequence (contexts, it) with its estimate from those contexts
+    from bruno.reconstruction import ModelSampling
+    from bruno.reconstruction.method import dequantised
+    volume = train[2]
+    nll = ModelSampling(model).conditional_nll(volume, [6, 1], seed=4)
+    noisy, one_hot = dequantised(volume, 4).astype(np.float32), np.eye(8, dtype=np.float32)
+    expected = []
+    for q in (0, 2, 3, 4, 5, 7):
+        sequence, sequence_poses = noisy[[1, 6, q]][None, ..., None], one_hot[[1, 6, q]][None]
+        inputs = model.log_prob_inputs(sequence, sequence_poses, 2)
+        log_prob = model.log_prob(tf.constant(sequence), tf.constant(sequence_poses), 2, **inputs).log_prob
+        expected.append(-float(log_prob[0, 0]) / (256 * np.log(2)))
+    np.testing.assert_allclose(nll, expected, rtol=1e-5)
 
 
 @pytest.mark.slow
