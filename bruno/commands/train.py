@@ -30,7 +30,8 @@ def train_run(config: Config, run_dir: str, resume: bool, overwrite: bool, strat
               progress: bool = True) -> tuple[Trainer, TrainResult]:
     """Train ``run_dir`` (:func:`~bruno.training.open_run`, then :meth:`~bruno.training.Trainer.train`); then the chief
     makes the test-time state of the best checkpoint where the model has one. Seed first."""
-    trainer = open_run(with_estimate_settings(config, progress), run_dir, resume, overwrite, strategy, progress)
+    config = with_estimate_settings(config, progress)
+    trainer = open_run(config, run_dir, resume, overwrite, strategy, progress)
     result = trainer.train()
     if trainer.role.is_chief:
         finish_run(config, run_dir, trainer.table, progress)
@@ -40,9 +41,8 @@ def train_run(config: Config, run_dir: str, resume: bool, overwrite: bool, strat
 def with_estimate_settings(config: Config, progress: bool = True) -> Config:
     """``config`` with the settings ``model.estimate`` leaves unset taken from the table's classical search
     (:func:`bruno.reconstruction.classical.estimate_settings`), so the run's ``config.yaml`` holds the numbers."""
-    estimate = config.model.estimate
-    unset = [key for key in ("rank", "noise_variance", "length", "rho") if getattr(estimate, key) is None]
-    if not estimate.use or not unset:
+    unset = config.model.estimate.unset
+    if not config.model.estimate.use or not unset:
         return config
     chosen = estimate_settings(load_slice_table(config, progress), progress)
     logger.info("model.estimate from the classical search on the val split: %s",

@@ -259,6 +259,11 @@ class EstimateConfig:
         if self.folds < 2:
             _fail("folds", self.folds, "an integer >= 2")
 
+    @property
+    def unset(self) -> list[str]:
+        """The settings left to the table's classical search (None here), in declaration order."""
+        return [key for key in ("rank", "noise_variance", "length", "rho") if getattr(self, key) is None]
+
 
 @dataclass(frozen=True)
 class ModelConfig:

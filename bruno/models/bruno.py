@@ -28,7 +28,8 @@ handed its process (or builds the one ``model`` asks for) and only speaks the co
 from __future__ import annotations
 
 import logging
-from typing import Optional, Union
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -43,11 +44,18 @@ from bruno.models.sequence_model import LogProb, Samples, SequenceModel, shape_o
 from bruno.processes import FactorPredictive, Predictive, Process, process_class, process_from_config
 from bruno.units import bits_per_dim
 
-__all__ = ["ConditionalBruno"]
+__all__ = ["ConditionalBruno", "check_temperatures"]
 
 logger = logging.getLogger(__name__)
 MIN_INIT_IMAGES = 32
 Estimator = Union[ClassicalEstimate, CrossFittedEstimate]
+
+
+def check_temperatures(temperatures: Mapping[Any, Any]) -> None:
+    """Raise ValueError unless every key is a number of contexts k >= 1 and every value a finite τ > 0."""
+    for k, tau in temperatures.items():
+        if int(k) < 1 or not 0 < float(tau) < float("inf"):
+            raise ValueError(f"temperature {tau!r} at k = {k!r}: expected k >= 1 and a finite τ > 0")
 
 
 class ConditionalBruno(SequenceModel):
@@ -249,9 +257,7 @@ class ConditionalBruno(SequenceModel):
         Raises:
             ValueError: a k < 1 or a τ that is not finite and > 0.
         """
-        for k, tau in temperatures.items():
-            if int(k) < 1 or not 0 < float(tau) < float("inf"):
-                raise ValueError(f"temperature {tau!r} at k = {k!r}: expected k >= 1 and a finite τ > 0")
+        check_temperatures(temperatures)
         self.temperatures = {int(k): float(tau) for k, tau in sorted(temperatures.items(), key=lambda item: int(item[0]))}
 
     def temperature(self, num_context: int) -> float:

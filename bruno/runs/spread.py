@@ -8,13 +8,12 @@ model (:func:`apply_spread`, called by :func:`~bruno.runs.restore_model`). A cho
 from __future__ import annotations
 
 import hashlib
-import math
-from typing import Any
 
 import numpy as np
 
 from bruno.files import StoredSearch
 from bruno.models import SequenceModel
+from bruno.models.bruno import check_temperatures
 from bruno.runs.run_dir import RunDir
 
 __all__ = ["SPREAD_WHAT", "apply_spread", "spread_search", "weights_sha1"]
@@ -30,16 +29,10 @@ def weights_sha1(model: SequenceModel) -> str:
     return digest.hexdigest()
 
 
-def _check_chosen(chosen: dict[str, Any]) -> None:
-    for k, tau in chosen.items():
-        if int(k) < 1 or not 0 < float(tau) < math.inf:
-            raise ValueError(f"τ {tau!r} at k = {k!r}: expected k >= 1 and a finite τ > 0")
-
-
 def spread_search(run: RunDir, model: SequenceModel, checkpoint_step: int, **fitted_to: str) -> StoredSearch:
     """The stored search of ``run``'s spread, as it must be for ``model`` restored from ``checkpoint_step``."""
     return StoredSearch(run.file(RunDir.SPREAD), SPREAD_WHAT, {**fitted_to, "checkpoint_step": checkpoint_step,
-                                                               "model_weights_sha1": weights_sha1(model)}, _check_chosen)
+                                                               "model_weights_sha1": weights_sha1(model)}, check_temperatures)
 
 
 def apply_spread(model: SequenceModel, run: RunDir, checkpoint_step: int) -> None:

@@ -127,9 +127,8 @@ class Trainer:
                                       "a process that starts without the train latents (a latent of a conditioned flow "
                                       "depends on the acquired slices)")
                 e = config.model.estimate
-                unset = [key for key in ("rank", "noise_variance", "length", "rho") if getattr(e, key) is None]
-                if unset:
-                    raise ConfigError(f"model.estimate.{unset[0]} is not set: the train command takes it from the "
+                if e.unset:
+                    raise ConfigError(f"model.estimate.{e.unset[0]} is not set: the train command takes it from the "
                                       "table's classical search (bruno.commands.train.with_estimate_settings)")
                 estimator = CrossFittedEstimate(read_split(table, "train"), e.rank, e.noise_variance, e.length, e.rho,
                                                 e.folds, train.seed)
