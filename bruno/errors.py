@@ -38,6 +38,26 @@ class RunDirError(BrunoError, OSError):
     """A run directory cannot be used: not writable, holds another run, or has no checkpoint to resume."""
 
 
+class DiskFullError(BrunoError, OSError):
+    """An output could not be written for want of space (the disk or the quota is full, or a file-size limit is hit);
+    what was being written is removed and what was there before is kept."""
+
+
+DISK_FULL_REASONS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (an ``OSError``, or a TensorFlow / HDF5 error carrying the system's message) says a write
+    failed for want of space: ENOSPC, EFBIG (a file-size limit, ``ulimit -f``) or EDQUOT."""
+    errno_name = {28: "ENOSPC", 27: "EFBIG", 122: "EDQUOT"}.get(getattr(err, "errno", None) or -1)
+    return errno_name is not None or any(reason in str(err) for reason in DISK_FULL_REASONS)
+
+
+def disk_full_reason(err: BaseException) -> str:
+    """The system's words for a failed write (:func:`is_disk_full`)."""
+    return next((reason for reason in DISK_FULL_REASONS if reason in str(err)), getattr(err, "strerror", None) or "no space")
+
+
 class TrainingDiverged(BrunoError, FloatingPointError):
     """The training loss became NaN or Inf."""
 

@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import re
+import resource
+import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from bruno.errors import DataFileError, OutputPathError
+from bruno.errors import BrunoError, DataFileError, DiskFullError, OutputPathError, disk_full_reason, is_disk_full
 
 __all__ = ["NIFTI_EXTENSIONS", "SEARCH_FORMAT", "StoredSearch", "atomic_output", "check_distinct_outputs", "check_extension",
            "check_output_dir", "check_output_path", "check_outputs", "check_writable_folder", "existing_folder_above",
@@ -34,6 +36,39 @@ def _split_name(path: str) -> tuple[str, str, str]:
     if stem.endswith(".nii"):
         stem, ext = stem[:-4], ".nii" + ext
     return folder, stem, ext
+
+
+def room_to_write(path: str) -> int:
+    """Bytes that file ``path`` can still grow by: the free space of its disk, and under a file-size limit (``ulimit
+    -f``) that limit less its size. A writer that cannot survive a failed write (HDF5 crashes on one) checks it first."""
+    folder = os.path.dirname(os.path.abspath(path))
+    room = shutil.disk_usage(folder).free
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY:
+        room = min(room, limit - (os.path.getsize(path) if os.path.exists(path) else 0))
+    return int(room)
+
+
+def check_room(sizes: Mapping[str, int]) -> None:
+    """Refuse, before any of them is written, outputs (path → an upper bound of its bytes) that their disks or the
+    file-size limit cannot hold: a set of outputs is written whole or not at all.
+
+    Raises:
+        DiskFullError: naming the first output that does not fit.
+    """
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    free: dict[int, int] = {}
+    for path, size in sizes.items():
+        folder = os.path.dirname(os.path.abspath(path))
+        device = os.stat(folder).st_dev
+        free.setdefault(device, shutil.disk_usage(folder).free)
+        free[device] -= size
+        if limit != resource.RLIM_INFINITY and size > limit:
+            raise DiskFullError(f"{path}: no space to write it (up to {size / 2**20:.2f} MiB, over the file-size limit of "
+                                f"{limit / 2**20:.2f} MiB); nothing was written")
+        if free[device] < 0:
+            raise DiskFullError(f"{path}: no space to write it (up to {size / 2**20:.2f} MiB; the outputs need "
+                                f"{-free[device] / 2**20:.2f} MiB more than the disk has free); nothing was written")
 
 
 def check_writable_folder(path: str, folder: str) -> None:
@@ -194,6 +229,11 @@ def atomic_output(path: str, overwrite: bool = False) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as err:  # a full disk is one line naming the file meant, not the temporary one
+        if is_disk_full(err) and not isinstance(err, BrunoError):
+            raise DiskFullError(f"{path}: no space to write it ({disk_full_reason(err)}); "
+                                f"{'the file there before is kept' if os.path.exists(path) else 'nothing was written'}") from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from bruno.data.slices import slices_to_volume  # noqa: E402
 from bruno.files import atomic_output  # noqa: E402
 
-__all__ = ["save_acquisition_figure", "save_slice_montage", "slice_montage"]
+__all__ = ["save_acquisition_figure", "save_comparison_figure", "save_slice_montage", "slice_montage"]
 
 
 def save_slice_montage(
@@ -121,6 +121,40 @@ def save_acquisition_figure(
             ax.set_title(label, fontsize=8)
             ax.axis("off")
     fig.suptitle(title, fontsize=9)
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def save_comparison_figure(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, acquired: list[int], path: str, title: str,
+                           overwrite: bool = False, columns: int = 6) -> None:
+    """A reconstruction beside the truth it never read: rows truth, mean, |mean − truth| and std, at up to ``columns``
+    poses spread over the slices that were not acquired (the acquired poses named in the title row).
+
+    Args:
+        truth, mean, std: [N, H, W] on one grid, 0..255; acquired: the acquired poses.
+        path, title, overwrite: as :func:`save_slice_montage`.
+    """
+    others = [q for q in range(len(truth)) if q not in set(acquired)] or list(range(len(truth)))
+    shown = [others[int(i)] for i in np.unique(np.linspace(0, len(others) - 1, min(columns, len(others))).round())]
+    error = np.abs(np.asarray(mean, np.float64) - np.asarray(truth, np.float64))
+    rows = [("truth", truth, "gray", 255.0), ("mean", mean, "gray", 255.0),
+            ("|mean − truth|", error, "magma", max(float(error[shown].max()), 1e-6)),
+            ("std", std, "magma", max(float(np.asarray(std)[shown].max()), 1e-6))]
+    fig, axes = plt.subplots(len(rows), len(shown), figsize=(1.5 * len(shown) + 0.6, 1.55 * len(rows) + 0.7), dpi=100,
+                             squeeze=False)
+    for r, (name, stack, cmap, top) in enumerate(rows):
+        for c, q in enumerate(shown):
+            ax = axes[r, c]
+            ax.imshow(np.asarray(stack)[q], cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"pose {q}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name if cmap == "gray" else f"{name}\n(0..{top:.0f})", fontsize=8)
+    fig.suptitle(f"{title}\nacquired poses {list(acquired)}; shown: slices it did not see", fontsize=8)
+    fig.tight_layout()
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -84,15 +84,29 @@ def drop_native_log_lines() -> None:
     atexit.register(drain)
 
 from bruno.commands.options import parse_samples  # noqa: E402  (after the quiet import)
-from bruno.errors import BrunoError  # noqa: E402
+from bruno.errors import BrunoError, disk_full_reason, is_disk_full  # noqa: E402
 from bruno.reconstruction import FAST_SAMPLES  # noqa: E402
 
 T = TypeVar("T")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, reading values that start with a minus and a digit (``--slab-mm -1e6 1e6``,
+    ``--slices -1,30``) as values, not as unknown flags."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._negative_number_matcher = re.compile(r"^-\.?\d")  # argparse's own takes -5 and -.5, not -1e6 or -1,30
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def make_parser(doc: str, progress: bool = True) -> argparse.ArgumentParser:
-    """An argument parser with the script's docstring as help, ``--verbose`` and (for long work) ``--no-progress``."""
-    result = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """An argument parser with the script's docstring as help, ``--verbose`` and (for long work) ``--no-progress``;
+    a malformed command line is one ``error:`` line and exit code 2."""
+    result = _Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and debug logging")
     if progress:
         result.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -147,6 +161,12 @@ def run(main: Callable[[], None]) -> None:
         main()
     except BrunoError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except Exception as err:  # noqa: BLE001 (a full disk met by a writer that does not name it: one line still)
+        if not is_disk_full(err):
+            raise
+        print(f"error: {getattr(err, 'filename', None) or 'an output file'}: no space to write it ({disk_full_reason(err)})",
+              file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt as err:
         number = getattr(err, "signum", signal.SIGINT)

@@ -98,6 +98,16 @@ def _issue_28_world(folder: Path, config: object) -> None:
     (folder / "run" / "nll_test_T4_c3.json").write_text("{}")  # a result test_nll must not replace
     nib.save(nib.Nifti1Image(head_like((20, 24, 30)).astype(np.complex64), np.eye(4)), str(folder / "complex.nii.gz"))
     write_nifti(folder / "coronal.nii.gz", head_like((20, 4, 30)), np.diag([1.0, 6.0, 1.0, 1.0]))  # 4 coronal slices 6 mm apart
+    shutil.copytree(folder / "run", folder / "relative_table")  # its table at data/tiny.h5 of the working folder
+    stored = yaml.safe_load((folder / "relative_table/config.yaml").read_text())
+    stored["data"]["output"] = "data/tiny.h5"
+    (folder / "relative_table/config.yaml").write_text(yaml.safe_dump(stored))
+    (folder / "data").mkdir()
+    for name in ("dup_link", "dup_copy"):  # one scan twice: as a link, as a copy (issue 37, item 6)
+        (folder / name).mkdir()
+        shutil.copy(folder / "scan.nii.gz", folder / name / "a.nii.gz")
+    (folder / "dup_link" / "b.nii.gz").symlink_to(folder / "dup_link" / "a.nii.gz")
+    shutil.copy(folder / "scan.nii.gz", folder / "dup_copy" / "b.nii.gz")
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
@@ -150,7 +160,38 @@ CASES = {
                               "--no-progress"),
                              r"nothing/\*\.nii\.gz: no files match"),
     "evaluate: a k above N": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "1,9"),
-                              r"--contexts-list '1,9': k = 9 does not fit, expected each k in \[1, N = 8\]"),
+                              r"--contexts-list '1,9': k = 9 does not fit, expected each k in \[1, N − 1 = 7\]"),
+    "evaluate: k = N": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "8"),
+                        r"--contexts-list '8': k = 8 does not fit, expected each k in \[1, N − 1 = 7\] \(N = 8 poses; k = N leaves"),
+    "evaluate: --contexts-list 1,,3": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "1,,3"),
+                                       r"--contexts-list '1,,3': expected comma-separated integers"),
+    "reconstruct: --slices -1,30": ((*RECONSTRUCT, "--slices", "-1,30", "--output", "{w}/a.nii.gz"),
+                                    r"scan\.nii\.gz: slice index -1 out of range, expected 0\.\.29"),
+    "reconstruct: --slab-mm -1e6 1e6 with --contexts": ((*RECONSTRUCT, "--contexts", "1", "--slab-mm", "-1e6", "1e6", "--output",
+                                                         "{w}/a.nii.gz"), r"argument --slab-mm: not allowed with argument --contexts"),
+    "reconstruct: --slab-mm with one value": ((*RECONSTRUCT, "--slab-mm", "-1e6", "--output", "{w}/a.nii.gz"),
+                                              r"argument --slab-mm: expected 2 arguments \(see reconstruct\.py --help\)"),
+    "evaluate: one scan and a link to it": (("evaluate.py", "--run", "{w}/run", "--input", "{w}/dup_link", "--contexts-list", "1",
+                                             "--no-progress"), r"dup_link/b\.nii\.gz: the same file as .*dup_link/a\.nii\.gz, "
+                                                               r"expected each scan once"),
+    "evaluate: one scan and its copy": (("evaluate.py", "--run", "{w}/run", "--protocol", "acquired", "--input", "{w}/dup_copy",
+                                         "--contexts-list", "1", "--no-progress"),
+                                        r"dup_copy/b\.nii\.gz: a byte-identical copy of the scan as .*dup_copy/a\.nii\.gz"),
+    "evaluate: --out a run directory": (("evaluate.py", "--run", "{w}/run", "--contexts-list", "1", "--out", "{w}/run", "--overwrite"),
+                                        r"--out .*run: is a run directory; give the results a folder of their own"),
+    "evaluate: --out the input folder": (("evaluate.py", "--run", "{w}/run", "--input", "{w}/dup_copy/a.nii.gz", "--contexts-list", "1",
+                                          "--out", "{w}/dup_copy"), r"--out .*dup_copy: holds the --input scans"),
+    "sample_prior: never makes a table": (("sample_prior.py", "{w}/relative_table", "--output", "{w}/a.nii.gz", "--no-progress"),
+                                          r"data/tiny\.h5: no such file \(the run's training table; a reconstruction reads tables, "
+                                          r"it never makes one"),
+    "reconstruct: --samples 1 --std": ((*RECONSTRUCT, "--num-contexts", "2", "--samples", "1", "--output", "{w}/a.nii.gz", "--std",
+                                        "{w}/s.nii.gz"), r"--std .*s\.nii\.gz: a standard deviation needs at least 2 samples per slice, got --samples 1"),
+    "reconstruct: --intensity-window inf 1": ((*RECONSTRUCT, "--intensity-window", "inf", "1", "--output", "{w}/a.nii.gz"),
+                                              r"--intensity-window inf 1: expected two finite intensities LOW < HIGH"),
+    "reconstruct: --intensity-window 500 100": ((*RECONSTRUCT, "--intensity-window", "500", "100", "--output", "{w}/a.nii.gz"),
+                                                r"--intensity-window 500 100: expected two finite intensities LOW < HIGH"),
+    "reconstruct: --intensity-window 100 100": ((*RECONSTRUCT, "--intensity-window", "100", "100", "--output", "{w}/a.nii.gz"),
+                                                r"--intensity-window 100 100: expected"),
     "evaluate: --max-subjects 0": (("evaluate.py", "--run", "{w}/run", "--max-subjects", "0"),
                                    r"--max-subjects 0: expected an integer >= 1"),
     "motion: --max-subjects 0": (("motion_experiment.py", "--run", "{w}/run", "--max-subjects", "0", "--no-progress"),

@@ -8,6 +8,7 @@ from typing import Literal, NamedTuple, Optional
 
 from bruno.commands.options import check_count, parse_counts, parse_ks
 from bruno.config import DataConfig, load_config
+from bruno.data.nifti import find_inputs
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import Subject, load_subjects
 from bruno.data.table import SliceTable
@@ -19,7 +20,7 @@ from bruno.experiments.sample_budget import STUDY_FILES, sample_count_study, wri
 from bruno.files import check_output_dir
 from bruno.models import SequenceModel
 from bruno.reconstruction import evenly_spread, fetal_contexts
-from bruno.runs import make_deterministic
+from bruno.runs import RunDir, make_deterministic
 
 __all__ = ["DEFAULT_KS", "Plan", "Request", "evaluate_and_report", "run_evaluation"]
 
@@ -102,6 +103,20 @@ def check_request(r: Request) -> None:
     check_count("--max-subjects", r.max_subjects)  # load_subjects says so too, but only after the table is read
 
 
+def _check_out_apart(out: str, inputs: Optional[str]) -> None:
+    """Refuse an output folder that is a run directory or holds the input scans: the results would land among them.
+
+    Raises:
+        ConfigError: naming ``--out``.
+    """
+    if RunDir(out).has_config():
+        raise ConfigError(f"--out {out}: is a run directory; give the results a folder of their own, e.g. {os.path.join(out, 'eval')}")
+    if inputs is not None and os.path.isdir(out):
+        folders = {os.path.realpath(os.path.dirname(path)) for path in find_inputs(inputs)}
+        if os.path.realpath(out) in folders:
+            raise ConfigError(f"--out {out}: holds the --input scans; give the results a folder of their own")
+
+
 def run_evaluation(r: Request, progress: bool = True) -> str:
     """Check ``r``, load the runs (or the config), check every k and the output folder before any long work, then
     write the report (or, with ``sample_counts``, the study of how many samples the mean image needs); its markdown."""
@@ -115,6 +130,7 @@ def run_evaluation(r: Request, progress: bool = True) -> str:
     for k in ks:
         contexts_for(k, num_poses)  # fail now, not after hours of sampling
     out = r.out or os.path.join(r.run[0], "eval_" + ("input" if r.input else r.split))
+    _check_out_apart(out, r.input)
     check_output_dir(out, STUDY_FILES if counts else REPORT_FILES, r.overwrite)
     table = load_slice_table(config, progress)
     subjects = load_subjects(table, config.data, r.split, r.input, r.max_subjects)

@@ -26,9 +26,11 @@ def parse_samples(text: str) -> int:
 
 
 def parse_integers(flag: str, text: str, what: str = "integers, e.g. 20,45,70") -> list[int]:
-    """``"20, 45,70"`` → [20, 45, 70]; an error naming ``flag`` otherwise."""
+    """``"20, 45,70"`` → [20, 45, 70] (``""`` → []); an error naming ``flag`` otherwise (``"1,,3"`` included)."""
+    if not text.strip():
+        return []
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in text.split(",")]
     except ValueError:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated {what}") from None
 
@@ -43,7 +45,8 @@ def parse_contexts(text: str, num_poses: int, flag: str = "--contexts") -> list[
 
 
 def parse_ks(text: Optional[str], num_poses: int, default: Sequence[int]) -> list[int]:
-    """``--contexts-list``: the given ks, each in [1, N]; by default those of ``default`` below N (logged)."""
+    """``--contexts-list``: the given ks in increasing order, each in [1, N − 1] (N contexts leave no slice to
+    reconstruct or score); by default those of ``default`` below N (logged)."""
     if text is None:
         ks = [k for k in default if k < num_poses]
         if len(ks) < len(default):
@@ -52,13 +55,14 @@ def parse_ks(text: Optional[str], num_poses: int, default: Sequence[int]) -> lis
     ks = parse_integers("--contexts-list", text, "integers")
     if not ks:
         raise ConfigError(f"--contexts-list {text!r}: expected at least one k")
-    bad = next((k for k in ks if not 1 <= k <= num_poses), None)
+    bad = next((k for k in ks if not 1 <= k < num_poses), None)
     if bad is not None:
-        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N = {num_poses}]")
+        raise ConfigError(f"--contexts-list {text!r}: k = {bad} does not fit, expected each k in [1, N − 1 = {num_poses - 1}] "
+                          f"(N = {num_poses} poses; k = N leaves no slice to reconstruct)")
     repeated = next((k for i, k in enumerate(ks) if k in ks[:i]), None)
     if repeated is not None:
         raise ConfigError(f"--contexts-list {text!r}: k = {repeated} given twice, expected each k once")
-    return ks
+    return sorted(ks)
 
 
 def parse_counts(text: str) -> list[int]:

@@ -7,6 +7,7 @@ run directory alone reconstructs with its model; the slice table is opened only 
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple, Optional
 
@@ -66,6 +67,12 @@ def check_request(r: Request) -> None:
         raise ConfigError(f"--keep-contexts: --method {r.method} always returns the given slices unchanged (or ignores them)")
     if not r.acquired and (r.slices or r.intensity_window):
         raise ConfigError("--slices / --intensity-window: only for acquired slices, not with --contexts / --num-contexts")
+    if r.std and method.sampled and r.num_samples < 2:
+        raise ConfigError(f"--std {r.std}: a standard deviation needs at least 2 samples per slice, got --samples {r.num_samples}")
+    if r.intensity_window and not (math.isfinite(r.intensity_window[0]) and math.isfinite(r.intensity_window[1])
+                                   and r.intensity_window[0] < r.intensity_window[1]):
+        raise ConfigError(f"--intensity-window {' '.join(f'{v:g}' for v in r.intensity_window)}: expected two finite "
+                          "intensities LOW < HIGH")
     if not r.acquired and len(r.input) != 1:
         raise ConfigError(f"--input: {len(r.input)} files; --contexts/--num-contexts take one whole volume "
                           "(for acquired slices in several files, leave those two out)")
@@ -80,7 +87,7 @@ def run_reconstruction(r: Request, progress: bool = True) -> Result:
     check_outputs({OUTPUT_FLAGS[kind]: path for kind, path in paths.items()}, {"--png": png}, r.overwrite, r.input)
     model, config, _ = restore_model(r.run, r.checkpoint) if r.run else (None, load_config(r.config), None)
     make_deterministic(r.seed)
-    table = load_slice_table(config, progress) if METHODS[r.method].needs_table else None
+    table = load_slice_table(config, progress, build=False) if METHODS[r.method].needs_table else None
     if r.acquired:
         training = _training_record(r.run, config, table, progress)
         prepared = prepare_acquired(r.input, config.data, training, model, r.slices and parse_integers("--slices", r.slices),
@@ -101,5 +108,5 @@ def _training_record(run: Optional[str], config: Config, table: Optional[SliceTa
     if stored is not None:
         return stored
     if table is None and (run is None or os.path.exists(config.data.output)):
-        table = load_slice_table(config, progress)
+        table = load_slice_table(config, progress, build=False)
     return None if table is None else inference_record(table)

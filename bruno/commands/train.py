@@ -7,6 +7,7 @@ so the training package never imports reconstruction.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Optional
 
@@ -19,6 +20,8 @@ from bruno.reconstruction.classical import estimate_settings
 from bruno.reconstruction.population_state import fit_population_state
 from bruno.reconstruction.spread import fit_spread
 from bruno.runs import RunDir, make_deterministic
+from bruno.runs.lock import run_lock
+from bruno.training.distribute import worker_role
 from bruno.training.loop import Trainer, TrainResult, open_run
 
 __all__ = ["finish_run", "train_run", "train_unless_done", "with_estimate_settings"]
@@ -31,10 +34,11 @@ def train_run(config: Config, run_dir: str, resume: bool, overwrite: bool, strat
     """Train ``run_dir`` (:func:`~bruno.training.open_run`, then :meth:`~bruno.training.Trainer.train`); then the chief
     makes the test-time state of the best checkpoint where the model has one. Seed first."""
     config = with_estimate_settings(config, progress)
-    trainer = open_run(config, run_dir, resume, overwrite, strategy, progress)
-    result = trainer.train()
-    if trainer.role.is_chief:
-        finish_run(config, run_dir, trainer.table, progress)
+    with run_lock(run_dir) if worker_role(strategy).is_chief else contextlib.nullcontext():  # one writer per run
+        trainer = open_run(config, run_dir, resume, overwrite, strategy, progress)
+        result = trainer.train()
+        if trainer.role.is_chief:
+            finish_run(config, run_dir, trainer.table, progress)
     return trainer, result
 
 
@@ -64,7 +68,8 @@ def train_unless_done(config: Config, run_dir: str, seed: int, progress: bool = 
     run = RunDir(run_dir)
     reached = run.latest_step()
     if reached is not None and reached >= config.train.max_steps:  # a run killed after its last step, before its test-time state
-        finish_run(config, run_dir, load_slice_table(config, progress), progress)
+        with run_lock(run_dir):
+            finish_run(config, run_dir, load_slice_table(config, progress), progress)
         return None
     make_deterministic(seed)
     # its own start, killed before a first checkpoint, holds nothing to keep: start it again

@@ -152,6 +152,8 @@ def acquisition_from(volumes: Sequence[Volume], data: DataConfig, slice_indices:
         low, high = intensity_bounds(voxels, data.intensity, data.intensity_range, slices[0].source)
     else:
         low, high = float(intensity[0]), float(intensity[1])
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise VolumeError(f"intensity window {low:g}..{high:g}: expected two finite intensities LOW < HIGH")
     spacing = np.sqrt((reference.affine[:3, :2] ** 2).sum(axis=0))
     resampled, index_map = resample_to_grid(voxels, spacing, low, data.image_size, len(slices))
     inplane = reference.affine @ index_map

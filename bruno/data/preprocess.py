@@ -73,14 +73,18 @@ def build_slice_table(
     return SliceTable(output)
 
 
-def load_slice_table(config: Config, progress: bool = True) -> SliceTable:
-    """Open the experiment's HDF5 table; build it first if it is the (missing) phantom table.
+def load_slice_table(config: Config, progress: bool = True, build: bool = True) -> SliceTable:
+    """Open the experiment's HDF5 table; build it first if it is the (missing) phantom table and ``build`` (inference
+    passes False: it never writes a table).
 
     Raises:
-        DataFileError: the file is missing (for user data) or does not match the config.
+        DataFileError: the file is missing (for user data, or without ``build``) or does not match the config.
     """
     data = config.data
     if not os.path.exists(data.output):
+        if not build:
+            raise DataFileError(f"{data.output}: no such file (the run's training table; a reconstruction reads tables, "
+                                "it never makes one: train or preprocess first, or run from the folder the run was trained in)")
         if data.source != "phantom":
             raise DataFileError(f"{data.output}: no such file; preprocess the data first "
                                 f"(python scripts/preprocess.py <config> --input <your NIfTI folder>)")

@@ -5,7 +5,10 @@ slice: the paper's evaluation protocol), so both sources give the same kind of v
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -14,9 +17,11 @@ from bruno.config import DataConfig
 from bruno.data.nifti import find_inputs, load_nifti
 from bruno.data.slices import extract_slices
 from bruno.data.table import SliceTable, VolumeInfo
-from bruno.errors import ConfigError
+from bruno.errors import ConfigError, VolumeError
 
 __all__ = ["Subject", "load_subjects", "pose_spacings", "read_split"]
+
+logger = logging.getLogger(__name__)
 
 
 class Subject(NamedTuple):
@@ -45,6 +50,26 @@ def pose_spacings(table: SliceTable, split: str = "train") -> np.ndarray:
     return np.array([float(np.linalg.norm(table.info(int(i)).affine[:3, 2])) for i in table.volumes_in(split)])
 
 
+def _check_distinct(paths: Sequence[str]) -> None:
+    """Refuse two inputs that are one scan: the same file (a link to it) or byte-identical copies, each of which would
+    count as a subject of its own (their paired standard errors shrink to nothing).
+
+    Raises:
+        VolumeError: naming both files.
+    """
+    seen: dict[tuple[str, str], str] = {}
+    for path in paths:
+        digest = hashlib.sha1()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        keys = ("the same file", os.path.realpath(path)), ("a byte-identical copy of the scan", digest.hexdigest())
+        for key in keys:
+            if key in seen:
+                raise VolumeError(f"{path}: {key[0]} as {seen[key]}, expected each scan once")
+        seen.update((key, path) for key in keys)
+
+
 def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", files: Optional[str] = None,
                   max_subjects: Optional[int] = None) -> list[Subject]:
     """The first ``max_subjects`` volumes of ``split``, or of the NIfTI folder/glob/file ``files``.
@@ -57,12 +82,18 @@ def load_subjects(table: SliceTable, data: DataConfig, split: str = "test", file
         raise ConfigError(f"--max-subjects {max_subjects}: expected an integer >= 1")
     if files is not None:
         subjects = []
-        for path in find_inputs(files)[:max_subjects]:
+        paths = find_inputs(files)[:max_subjects]
+        _check_distinct(paths)
+        for path in paths:
             volume = load_nifti(path, data.subject_pattern)
             slices = extract_slices(volume, data)
             info = VolumeInfo(-1, os.path.abspath(path), volume.subject, "input", volume.original_shape[:3], volume.spacing,
                               slices.affine, (slices.slab_start, slices.slab_stop), (slices.intensity_low, slices.intensity_high))
             subjects.append(Subject(volume.subject, slices.images, slices.affine, info))
+        repeated = sorted({s.name for s in subjects if sum(t.name == s.name for t in subjects) > 1})
+        if repeated:
+            logger.warning("%s: subject(s) %s scanned more than once: their scores are not independent", files,
+                           ", ".join(repeated))
         return subjects
     indices = table.volumes_in(split)[:max_subjects]
     if len(indices) == 0:

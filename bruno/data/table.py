@@ -39,12 +39,13 @@ import yaml
 from bruno.config import Config, DataConfig, SplitConfig, data_to_yaml, parse_data_section
 from bruno.data.nifti import Volume
 from bruno.data.slices import SlabSlices
-from bruno.errors import DataFileError, OutputPathError
-from bruno.files import atomic_output
+from bruno.errors import DataFileError, DiskFullError, OutputPathError
+from bruno.files import atomic_output, room_to_write
 
 __all__ = ["FORMAT_VERSION", "SPLITS", "SliceTable", "SliceTableWriter", "assign_splits"]
 
 FORMAT_VERSION = 2
+HDF5_MARGIN_BYTES = 1 << 20  # room kept for HDF5's metadata and the close (SliceTableWriter._reserve)
 _READABLE_VERSIONS = (1, 2)  # 1: the whole config in attrs['config']
 SPLITS = ("train", "val", "test")
 _STR = h5py.string_dtype("utf-8")
@@ -98,6 +99,7 @@ class SliceTableWriter:
         except OSError as err:
             self._cleanup.close()
             raise OutputPathError(f"{path}: cannot write ({err})") from None
+        self._tmp = tmp
         self._rows: dict[str, list[Any]] = {k: [] for k in ("source", "subject", *_NUMERIC_COLUMNS)}
         self._skipped: list[tuple[str, str]] = []
         size, poses = config.data.image_size, config.data.num_poses
@@ -112,6 +114,7 @@ class SliceTableWriter:
 
     def add(self, volume: Volume, slices: SlabSlices) -> None:
         """Append the N slices of one volume; only its metadata is kept in memory."""
+        self._reserve(slices.images.nbytes)
         start = self._images.shape[0]
         self._images.resize(start + len(slices.images), axis=0)
         self._images[start:] = slices.images
@@ -135,10 +138,27 @@ class SliceTableWriter:
     def num_volumes(self) -> int:
         return len(self._rows["source"])
 
+    def _reserve(self, nbytes: int) -> None:
+        """Refuse to write ``nbytes`` more (uncompressed) unless the disk and the file-size limit leave room for them,
+        for HDF5's metadata and for closing the file: HDF5 does not survive a failed write (a segmentation fault in
+        its clean-up), so a full disk is found before it is hit.
+
+        Raises:
+            DiskFullError: naming the table; the temporary file is removed by the caller's exit.
+        """
+        written = self._images.shape[0] * self._images.shape[1] * self._images.shape[2]
+        needed = nbytes + HDF5_MARGIN_BYTES + written // 50
+        room = room_to_write(self._tmp)
+        if room < needed:
+            raise DiskFullError(f"{self.path}: no space to write the table ({room / 2**20:.2f} MiB left on the disk or under "
+                                f"the file-size limit, {needed / 2**20:.2f} MiB needed for the next volume); "
+                                f"{'the table there before is kept' if os.path.exists(self.path) else 'nothing was written'}")
+
     def _finish(self) -> None:
         f, data = self._file, self.config.data
         rows = self._rows
         count = len(rows["source"])
+        self._reserve(count * 1024)  # the per-volume rows and their index
         f["volume"] = np.repeat(np.arange(count, dtype=np.int32), self._poses)
         f["pose"] = np.tile(np.arange(self._poses, dtype=np.int32), count)
         table = f.create_group("volumes")

@@ -20,7 +20,7 @@ import numpy as np
 
 from bruno.baselines.simple import interpolate_along_pose
 from bruno.config import DataConfig
-from bruno.data.acquisition import acquisition_from, grid_poses, grid_slab
+from bruno.data.acquisition import Acquisition, acquisition_from, grid_poses, grid_slab
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError, DataFileError
@@ -28,7 +28,7 @@ from bruno.models import SequenceModel
 from bruno.reconstruction.placement import place_acquisition
 from bruno.runs import InferenceRecord, inference_record
 
-__all__ = ["Acquired", "acquired_inputs", "find_scan"]
+__all__ = ["Acquired", "acquired_inputs", "find_scan", "onto_truth_grid"]
 
 
 class Acquired(NamedTuple):
@@ -90,20 +90,30 @@ def acquired_inputs(table: SliceTable, data: DataConfig, poses_from: Literal["es
             placement = place_acquisition(acquisition, num_poses, training, slab_mm=(lo_true, lo_true + step_true * num_poses))
         else:
             placement = place_acquisition(acquisition, num_poses, training, scorer)
-        poses, affine = placement.poses, placement.affine
-        low, high = acquisition.intensity
-        truth_low, truth_high = info.intensity
-        step, first = float(np.dot(affine[:3, 2], normal)), float(np.dot(affine[:3, 3], normal))
-        truth_z = lo_true + (np.arange(num_poses) + 0.5) * step_true
-        where = np.clip((truth_z - first) / step, 0.0, num_poses - 1.0)  # fractional pose of each truth pose
-
-        def to_truth(stack: np.ndarray) -> np.ndarray:
-            resampled = interpolate_along_pose(np.asarray(stack, np.float64), where)
-            scan = low + resampled * (high - low) / 255.0
-            return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
-
+        poses = placement.poses
         errors = np.abs(np.asarray(poses) - grid_poses(info.affine, acquisition))
         error = float(errors.mean())
-        return Acquired(placement.images, list(poses), to_truth, errors.tolist(), error, error * abs(step_true))
+        return Acquired(placement.images, list(poses), onto_truth_grid(info, acquisition, placement.affine, num_poses),
+                        errors.tolist(), error, error * abs(step_true))
 
     return acquire
+
+
+def onto_truth_grid(info: VolumeInfo, acquisition: Acquisition, affine: np.ndarray, num_poses: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The map of an output on the acquisition's pose grid (``affine``: its voxel → world affine; 0..255 in the
+    acquisition's intensity window) onto the truth's: [..., N, H, W] linear along the slice normal between the
+    output's poses, then into the truth's intensity window (``info``: the truth volume's table row)."""
+    normal = acquisition.normal
+    lo_true, step_true = grid_slab(info.affine, normal)
+    low, high = acquisition.intensity
+    truth_low, truth_high = info.intensity
+    step, first = float(np.dot(affine[:3, 2], normal)), float(np.dot(affine[:3, 3], normal))
+    truth_z = lo_true + (np.arange(num_poses) + 0.5) * step_true
+    where = np.clip((truth_z - first) / step, 0.0, num_poses - 1.0)  # fractional pose of each truth pose
+
+    def to_truth(stack: np.ndarray) -> np.ndarray:
+        resampled = interpolate_along_pose(np.asarray(stack, np.float64), where)
+        scan = low + resampled * (high - low) / 255.0
+        return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
+
+    return to_truth

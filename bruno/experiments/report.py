@@ -145,7 +145,7 @@ def results_markdown(results: Evaluation, title: str) -> str:
     each of our rows against the best competitor at each k, paired per subject."""
     ks = results.ks
     lines = [f"# {title}", "",
-             f"{results.num_subjects} subjects"
+             f"{results.num_subjects} subject{'s' if results.num_subjects != 1 else ''}"
              + (f", {results.num_samples} samples per pose; " if results.sampled else "; ")
              + "mean over slices (PSNR: over the volume's voxels), then over subjects ± the standard error over subjects"
              + _kept_note(results), ""]

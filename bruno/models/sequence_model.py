@@ -7,6 +7,7 @@ deterministic image is (``deterministic_label``) and whether it is a baseline to
 """
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -127,6 +128,14 @@ class SequenceModel(tf.Module):
     def summary(self) -> dict[str, float]:
         """Scalars worth logging during training (none by default)."""
         return {}
+
+    def weights_sha1(self) -> str:
+        """SHA-1 of every variable in the model's own order (the flow, the process, a population's bank and c): what
+        a test-time state or search stored in the run directory was made for."""
+        digest = hashlib.sha1()
+        for variable in self.variables:
+            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+        return digest.hexdigest()
 
     @property
     def process_variables(self) -> tuple[tf.Variable, ...]:

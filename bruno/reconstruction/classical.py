@@ -186,10 +186,16 @@ def search(table: SliceTable, ks: Sequence[int] = SEARCH_KS,
 
 
 def _check_chosen(chosen: dict[str, Any]) -> None:
-    gps = [chosen[key] for key in ("atlas_gp", "pca_gp")]
-    if not (int(chosen["pca"]["rank"]) >= 1 and 0 < float(chosen["pca"]["noise_variance"]) < math.inf
-            and all(0 < float(gp["length"]) < math.inf and 0 <= float(gp["rho"]) < 1 for gp in gps)):
-        raise ValueError("a chosen setting is out of range")
+    """Refuse a stored choice that no search makes (a hand-edited file): a rank that is not an integer >= 1, a σ² or ℓ
+    that is not a finite number > 0 (JSON's Infinity and 1e309 read as inf), ρ outside [0, 1)."""
+    rank = chosen["pca"]["rank"]
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"pca rank {rank!r}: expected an integer >= 1")
+    for key, name, value in [("pca", "noise_variance", chosen["pca"]["noise_variance"])] + [
+            (key, name, chosen[key][name]) for key in ("atlas_gp", "pca_gp") for name in ("length", "rho")]:
+        low_ok = float(value) >= 0 if name == "rho" else float(value) > 0
+        if not (low_ok and float(value) < (1 if name == "rho" else math.inf)):
+            raise ValueError(f"{key} {name} {value!r}: expected {'a number in [0, 1)' if name == 'rho' else 'a finite number > 0'}")
 
 
 def stored_search(table: SliceTable) -> StoredSearch:

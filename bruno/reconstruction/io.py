@@ -9,10 +9,12 @@ import nibabel as nib
 import numpy as np
 
 from bruno.data.slices import slices_to_volume
-from bruno.files import atomic_output
+from bruno.files import atomic_output, check_room
 from bruno.reconstruction.method import Result
 
 __all__ = ["save_nifti", "write_reconstruction", "write_volume"]
+
+NIFTI_HEADER_BYTES = 4096  # a NIfTI-1 header and its extensions, generously
 
 
 def write_volume(path: str, stack: np.ndarray, affine: np.ndarray, intensity: Optional[tuple[float, float]],
@@ -42,14 +44,12 @@ def write_reconstruction(paths: Mapping[str, Optional[str]], result: Result, aff
                          intensity: Optional[tuple[float, float]], overwrite: bool = False) -> list[str]:
     """Write each array of ``result`` (``mean``, ``decoded_mean``, ``std``, ``samples``) whose path is given and
     that was computed, with :func:`write_volume` (``std`` as a spread: scaled, not offset); the paths written."""
-    written = []
+    chosen = {path: getattr(result, kind) for kind, path in paths.items() if path is not None and getattr(result, kind) is not None}
+    check_room({path: array.size * 4 + NIFTI_HEADER_BYTES for path, array in chosen.items()})  # float32, before compression
     for kind, path in paths.items():
-        array = getattr(result, kind)
-        if path is None or array is None:
-            continue
-        write_volume(path, array, affine, intensity, overwrite, offset=kind != "std")
-        written.append(path)
-    return written
+        if path in chosen:
+            write_volume(path, chosen[path], affine, intensity, overwrite, offset=kind != "std")
+    return list(chosen)
 
 
 def save_nifti(path: str, array: np.ndarray, affine: np.ndarray, overwrite: bool = False) -> None:

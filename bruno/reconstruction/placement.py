@@ -158,6 +158,10 @@ def place_acquisition(acquisition: Acquisition, num_poses: int, training: Option
 
 
 def _log_estimate(estimate: PoseEstimate, unit: str) -> None:
+    if not math.isfinite(estimate.margin):  # every placement searched is within AMBIGUOUS_POSES of it
+        logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f; no placement searched moves a slice by more "
+                    "than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, AMBIGUOUS_POSES)
+        return
     logger.info("estimated poses %s (slab %.1f..%.1f mm; score %.1f, margin %.1f %s over any placement moving a "
                 "slice by more than %d poses)", estimate.poses, *estimate.slab_mm, estimate.score, estimate.margin,
                 unit, AMBIGUOUS_POSES)

@@ -60,13 +60,14 @@ def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True)
     except RunDirError as err:
         logger.warning("%s; making it again", err)
         stored = None
-    if stored is not None and stored[2] == step:
+    if stored is not None and stored.checkpoint_step == step:
         return None
     if not can_search(table):
         logger.warning("%s: no val split to choose c on: the population state keeps the training bank and c", table.path)
         return None
     start = time.time()
     model, _, _ = restore_model(run, "best", population_state=False)
+    weights = model.weights_sha1()  # before the bank is refilled: the model as the best checkpoint holds it
     process = model.process  # type: ignore[attr-defined]
     encoder = SliceEncoder(model)  # type: ignore[arg-type]
     bank = encoder.volumes(read_split(table, "train"), progress)
@@ -83,7 +84,7 @@ def fit_population_state(run_dir: str, table: SliceTable, progress: bool = True)
     fitted_to = {**split_fingerprint(table), "checkpoint_step": step, "flow_weights_sha1": encoder.fingerprint()}
     search = StoredSearch(run.file(RunDir.POPULATION_SEARCH), "population shrinkage", fitted_to, _check_chosen).store(
         chosen, grid, learned_shrinkage=learned, ks=ks, table=table.path, seconds=round(time.time() - start, 1))
-    write_population_state(run, bank, chosen["shrinkage"], step)
+    write_population_state(run, bank, chosen["shrinkage"], step, weights)
     logger.info("population state of step %d: bank of %d train volumes encoded again, c = %g chosen on val "
                 "(SSIM %.4f; learned c = %.3f: %.4f), %.0f s", step, len(bank), chosen["shrinkage"], chosen["val_ssim"],
                 learned, next(g["val_ssim"] for g in grid if g["shrinkage"] == learned), search["seconds"])

@@ -19,6 +19,7 @@ from bruno.errors import ConfigError, RunDirError
 from bruno.memory import check_fits
 from bruno.models import MODEL_KINDS, SequenceModel
 from bruno.precision import compute_policy
+from bruno.runs.lock import holder
 from bruno.runs.population_state import apply_population_state
 from bruno.runs.run_dir import RunDir, checkpoint_step
 from bruno.runs.spread import apply_spread
@@ -93,26 +94,50 @@ def restore_model(run_dir: Union[str, RunDir], which: str = "best", population_s
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     config = run.config()
-    latest = run.latest_checkpoint()
-    path = run.latest_checkpoint("best") if which == "best" else latest
-    from_best = path is not None and which == "best"
-    if path is None and which == "best" and latest is not None:
-        logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run.path, checkpoint_step(latest))
-        path = latest
-    if path is None:
-        raise RunDirError(f"{run.path}: no checkpoint found")
     gpu = bool(tf.config.list_physical_devices("GPU"))
     model = make_model(config, config.train.mixed_precision if gpu else None)  # float32 on CPUs
     model.build()
     step = tf.Variable(-1, dtype=tf.int64)
-    restore_checkpoint(tf.train.Checkpoint(model=model, step=step), path, model)
+    from_best = _restore_newest(run, which, tf.train.Checkpoint(model=model, step=step), model)
     if model.conditioned_on_estimate:
         model.attach_estimator(run.estimate())  # type: ignore[attr-defined]
     if type(model).has_test_time_state(config) and from_best and population_state:
-        apply_population_state(model.process, run, int(step))  # type: ignore[attr-defined]
+        apply_population_state(model.process, run, int(step), model.weights_sha1())  # type: ignore[attr-defined]
     if model.has_process and from_best and population_state and spread:
         apply_spread(model, run, int(step))
     return model, config, int(step)
+
+
+def _checkpoint_path(run: RunDir, which: str) -> tuple[str, bool]:
+    """The newest complete checkpoint of ``which`` (the latest where there is no best yet, warned), and whether it is
+    the best one."""
+    latest = run.latest_checkpoint()
+    path = run.latest_checkpoint("best") if which == "best" else latest
+    if path is not None:
+        return path, which == "best"
+    if which == "best" and latest is not None:
+        logger.warning("%s: no best checkpoint (not validated yet); using the latest, step %d", run.path, checkpoint_step(latest))
+        return latest, False
+    raise RunDirError(f"{run.path}: no checkpoint found")
+
+
+def _restore_newest(run: RunDir, which: str, checkpoint: tf.train.Checkpoint, model: SequenceModel, attempts: int = 3) -> bool:
+    """Restore the newest complete checkpoint of ``which``; whether it was the best one.
+
+    A training run replaces ``best/`` (and rotates ``checkpoints/``) while others read it: a checkpoint found complete
+    can be deleted before its files are read. Then the one that replaced it is restored instead (issue 37).
+    """
+    for _ in range(attempts):
+        path, from_best = _checkpoint_path(run, which)
+        try:
+            restore_checkpoint(checkpoint, path, model)
+            return from_best
+        except RunDirError:
+            if os.path.exists(f"{path}.index") or _checkpoint_path(run, which)[0] == path:
+                raise  # still there: really unreadable
+            logger.info("%s: %s was replaced while being read; restoring its successor", run.path, path)
+    raise RunDirError(f"{run.path}: its checkpoints keep being replaced while being read (a training run is writing it: "
+                      f"{holder(run.path) or 'no live writer now'}); try again")
 
 
 def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: SequenceModel) -> None:

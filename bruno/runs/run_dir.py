@@ -34,12 +34,13 @@ import yaml
 from bruno.baselines import ClassicalEstimate, GaussianVolumeModel
 from bruno.baselines.simple import population_mean
 from bruno.config import Config, config_to_yaml, parse_config
+from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import pose_spacings, read_split
 from bruno.data.table import SliceTable
 from bruno.errors import OutputPathError, RunDirError
 from bruno.files import atomic_output, check_writable_folder, existing_folder_above
 
-__all__ = ["RUN_FORMAT", "InferenceRecord", "RunDir", "checkpoint_step", "inference_record", "latest_checkpoint"]
+__all__ = ["RUN_FORMAT", "InferenceRecord", "RunDir", "checkpoint_step", "inference_record", "latest_checkpoint", "reference_affine"]
 
 RUN_FORMAT = 2  # 2: inference.npz and run_format in versions.json; 1: neither (read through the table)
 
@@ -75,10 +76,13 @@ def _named_checkpoint(folder: str) -> Optional[str]:
 
 class InferenceRecord(NamedTuple):
     """What reconstruction needs from the training data: the pose spacing in mm of every training volume
-    (float64 [V]) and the atlas, the training volumes' mean slice at each pose (float64 [N, H, W], 0..255)."""
+    (float64 [V]), the atlas, the training volumes' mean slice at each pose (float64 [N, H, W], 0..255), and the
+    slab's voxel → world affine of the first training volume (float64 [4, 4]; the geometry a sample of the prior is
+    written with; None in records written before it was stored)."""
 
     pose_spacing_mm: np.ndarray
     atlas: np.ndarray
+    reference_affine: Optional[np.ndarray] = None
 
     @property
     def spacing_range(self) -> tuple[float, float]:
@@ -160,13 +164,16 @@ class RunDir:
         try:
             with np.load(path, allow_pickle=False) as stored:
                 spacing, atlas = np.asarray(stored["pose_spacing_mm"], np.float64), np.asarray(stored["atlas"], np.float64)
+                affine = np.asarray(stored["reference_affine"], np.float64) if "reference_affine" in stored.files else None
             if spacing.ndim != 1 or not len(spacing) or atlas.ndim != 3 or not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)
                                                                                 and np.all(np.isfinite(atlas))):
                 raise ValueError(f"pose_spacing_mm {spacing.shape}, atlas {atlas.shape}: expected finite spacings > 0 [V] "
                                  "and a finite atlas [N, H, W]")
+            if affine is not None and (affine.shape != (4, 4) or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9):
+                raise ValueError(f"reference_affine {affine.shape}: expected a finite, invertible 4 x 4 affine")
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             raise RunDirError(f"{path}: not a readable inference record ({type(err).__name__}: {err})") from None
-        return InferenceRecord(spacing, atlas)
+        return InferenceRecord(spacing, atlas, affine)
 
     # ----------------------------------------------------------------------------- training's side
     def check_for_training(self, config: Config, resume: bool, overwrite: bool) -> None:
@@ -250,7 +257,8 @@ class RunDir:
         path = self.file(self.INFERENCE)
         with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
             np.savez(f, pose_spacing_mm=np.asarray(record.pose_spacing_mm, np.float64),
-                     atlas=np.asarray(record.atlas, np.float32))
+                     atlas=np.asarray(record.atlas, np.float32),
+                     **({} if record.reference_affine is None else {"reference_affine": np.asarray(record.reference_affine, np.float64)}))
         return path
 
     def write_estimate(self, estimate: ClassicalEstimate) -> str:
@@ -305,9 +313,24 @@ class RunDir:
                 f.writelines(kept)
 
 
+def reference_affine(run_dir: str, config: Config, progress: bool = True) -> np.ndarray:
+    """The slab affine of the run's first training volume (float64 [4, 4]): from its inference record, or for a run
+    written before the record held it, from its table (read, never made).
+
+    Raises:
+        RunDirError: an unreadable record; DataFileError: no affine in the record and no table.
+    """
+    record = RunDir(run_dir).inference()
+    if record is not None and record.reference_affine is not None:
+        return record.reference_affine
+    table = load_slice_table(config, progress, build=False)
+    return np.asarray(table.info(int(table.volumes_in("train")[0])).affine, np.float64)
+
+
 def inference_record(table: SliceTable) -> InferenceRecord:
     """What reconstruction needs from a slice table's train split: each volume's pose spacing and the atlas."""
-    return InferenceRecord(pose_spacings(table, "train"), population_mean(read_split(table, "train")))
+    first = table.info(int(table.volumes_in("train")[0]))
+    return InferenceRecord(pose_spacings(table, "train"), population_mean(read_split(table, "train")), np.asarray(first.affine, np.float64))
 
 
 def _package_versions() -> dict[str, str]:

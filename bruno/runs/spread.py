@@ -7,32 +7,20 @@ model (:func:`apply_spread`, called by :func:`~bruno.runs.restore_model`). A cho
 """
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
-
 from bruno.files import StoredSearch
 from bruno.models import SequenceModel
 from bruno.models.bruno import check_temperatures
 from bruno.runs.run_dir import RunDir
 
-__all__ = ["SPREAD_WHAT", "apply_spread", "spread_search", "weights_sha1"]
+__all__ = ["SPREAD_WHAT", "apply_spread", "spread_search"]
 
 SPREAD_WHAT = "test-time spread"
-
-
-def weights_sha1(model: SequenceModel) -> str:
-    """SHA-1 of every variable of ``model`` in its own order (the flow, the process, a population's bank and c)."""
-    digest = hashlib.sha1()
-    for variable in model.variables:
-        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-    return digest.hexdigest()
 
 
 def spread_search(run: RunDir, model: SequenceModel, checkpoint_step: int, **fitted_to: str) -> StoredSearch:
     """The stored search of ``run``'s spread, as it must be for ``model`` restored from ``checkpoint_step``."""
     return StoredSearch(run.file(RunDir.SPREAD), SPREAD_WHAT, {**fitted_to, "checkpoint_step": checkpoint_step,
-                                                               "model_weights_sha1": weights_sha1(model)}, check_temperatures)
+                                                               "model_weights_sha1": model.weights_sha1()}, check_temperatures)
 
 
 def apply_spread(model: SequenceModel, run: RunDir, checkpoint_step: int) -> None:

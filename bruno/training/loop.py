@@ -46,6 +46,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import signal
 import time
 from typing import Any, NamedTuple, Optional
@@ -59,7 +61,7 @@ from bruno.config import Config
 from bruno.data.preprocess import load_slice_table
 from bruno.data.sampler import SequenceSampler
 from bruno.data.subjects import read_split
-from bruno.errors import ConfigError, RunDirError, TrainingDiverged, WorkerLost
+from bruno.errors import ConfigError, DiskFullError, RunDirError, TrainingDiverged, WorkerLost, disk_full_reason, is_disk_full
 from bruno.precision import require_gpu
 from bruno.runs import RunDir, check_training_fits, inference_record, make_model, restore_checkpoint
 from bruno.training.distribute import WORKER_LOST, lost_worker_message, remove_scratch, scratch_dir, worker_role
@@ -193,7 +195,25 @@ class Trainer:
     def save(self) -> str:
         """Write a checkpoint of everything needed to resume exactly (at the end of a step)."""
         self._keep_data_state()
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        return self._save(self.manager, int(self.step.numpy()))
+
+    def _save(self, manager: tf.train.CheckpointManager, step: int) -> str:
+        """``manager.save`` at ``step``; on a full disk the half-written checkpoint is removed (the ones before it stay,
+        so ``--resume`` continues exactly) and the error is one line.
+
+        Raises:
+            DiskFullError: no space (or over a file-size limit) to write it.
+        """
+        try:
+            return manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as err:
+            _remove_partial_checkpoints(manager.directory)
+            if not is_disk_full(err):
+                raise
+            latest = self.run.latest_step() if self.role.is_chief else None
+            then = "run again with --overwrite (no checkpoint yet)" if latest is None else f"--resume continues from step {latest}"
+            raise DiskFullError(f"{manager.directory}: no space to write the checkpoint of step {step} ({disk_full_reason(err)}); "
+                                f"free some, then {then}") from None
 
     def restore(self) -> int:
         """Restore the latest checkpoint (model, optimiser, step, data stream); returns its step.
@@ -236,7 +256,7 @@ class Trainer:
             if val_loss < float(self.best_val.numpy()):
                 self.best_val.assign(val_loss)
                 self._keep_data_state()
-                self.best_manager.save(checkpoint_number=step)
+                self._save(self.best_manager, step)
         return val_loss
 
     def train(self, max_steps: Optional[int] = None) -> TrainResult:
@@ -263,7 +283,7 @@ class Trainer:
                 if self._writer is not None:
                     self._writer.flush()
         if not self.val_batches and self.manager.latest_checkpoint:
-            self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+            self._save(self.best_manager, int(self.step.numpy()))
         remove_scratch(self.run_dir, self.role)
         rate, train = math.nan, self.config.train
         if len(self._step_ends) == 2:
@@ -334,6 +354,14 @@ class Trainer:
                            int(self.step.numpy()), path)
             raise TrainingInterrupted(stop.signum)
         return loss
+
+
+def _remove_partial_checkpoints(folder: str) -> None:
+    """Remove what a failed ``CheckpointManager.save`` leaves in ``folder``: its ``ckpt-<step>_temp`` folder."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if re.fullmatch(r"ckpt-\d+_temp.*", name):
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def open_run(config: Config, run_dir: str, resume: bool, overwrite: bool,

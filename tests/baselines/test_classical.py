@@ -166,10 +166,15 @@ def test_search_is_stored_and_checked(tmp_path: Path) -> None:
         stored.write_text(json.dumps({**settings, "fitted_to": {**settings["fitted_to"], key: "0" * 40}}))
         with pytest.raises(DataFileError, match=rf"chosen for other {key.split('_')[0]} subjects than now"):
             classical_methods(table, progress=False)
-    chosen = {**settings["chosen"], "pca": {**settings["chosen"]["pca"], "noise_variance": float("inf")}}
-    stored.write_text(json.dumps({**settings, "chosen": chosen}))
-    with pytest.raises(DataFileError, match=r"not a readable baseline settings file \(ValueError: a chosen setting is out of"):
-        classical_methods(table, progress=False)
+    for key, name, value, message in (  # hand-edited values (issue 37, item 9): JSON's Infinity, 1e309, 1e9 as a rank
+            ("pca", "noise_variance", "Infinity", r"pca noise_variance inf: expected a finite number > 0"),
+            ("pca_gp", "length", "1e309", r"pca_gp length inf: expected a finite number > 0"),
+            ("pca", "rank", 1e9, r"pca rank 1000000000\.0: expected an integer >= 1"),
+            ("atlas_gp", "rho", "NaN", r"atlas_gp rho nan: expected a number in \[0, 1\)")):
+        chosen = {**settings["chosen"], key: {**settings["chosen"][key], name: "@"}}
+        stored.write_text(json.dumps({**settings, "chosen": chosen}).replace('"@"', str(value)))
+        with pytest.raises(DataFileError, match=r"not a readable baseline settings file \(ValueError: " + message):
+            classical_methods(table, progress=False)
 
 
 def test_without_a_val_split_only_the_simple_baselines(tmp_path: Path) -> None:

@@ -55,6 +55,12 @@ def test_a_copied_population_run_reconstructs_without_any_table(tmp_path: Path) 
     assert mean.shape == std.shape == (16, 16, 8) and np.all(np.isfinite(mean.get_fdata()))
     assert float(std.get_fdata().max()) > 0 and (elsewhere / "mean.png").stat().st_size > 1000
     assert sorted(p.name for p in elsewhere.rglob("*.h5")) == [] and not (tmp_path / "data").exists()
+    (tmp_path / "data").mkdir()  # where the run's phantom table would be made: sampling the prior never makes it (issue 37)
+    result = run_script("sample_prior.py", "model", "--output", "atlas.nii.gz", "--samples", "2", "--no-progress", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    atlas = nib.load(str(elsewhere / "atlas.nii.gz"))
+    np.testing.assert_allclose(atlas.affine, trainer.table.info(int(trainer.table.volumes_in("train")[0])).affine, atol=1e-5)
+    assert atlas.shape == (16, 16, 8) and list((tmp_path / "data").iterdir()) == []
 
 
 def test_an_old_format_run_copied_alone_reconstructs_with_the_slab(tmp_path: Path) -> None:
@@ -89,3 +95,37 @@ def test_a_corrupt_inference_record_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "model" / "inference.npz", pose_spacing_mm=np.array([np.inf]), atlas=np.zeros((8, 16, 16)))
     with pytest.raises(RunDirError, match="expected finite spacings > 0"):
         RunDir(str(tmp_path / "model")).inference()
+
+
+GOOD_STATE = {"bank": np.zeros((3, 4, 5), np.float32), "shrinkage": np.float64(1.0), "checkpoint_step": np.int64(20),
+              "model_weights_sha1": np.str_("a" * 40)}
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    ({"shrinkage": np.float64(np.inf)}, r"shrinkage inf: expected one real number in \(0, 1e\+06\)"),
+    ({"shrinkage": np.float64(1e300)}, r"shrinkage 1e\+300: expected one real number"),
+    ({"shrinkage": np.float64(0.0)}, r"shrinkage 0\.0: expected"),
+    ({"bank": np.full((3, 4, 5), 1e40)}, r"bank float64 \(3, 4, 5\): expected real floats \[V, N, D\], finite as float32"),
+    ({"bank": np.array([["a"]])}, r"bank <U1 \(1, 1\): expected real floats"),
+    ({"bank": np.zeros((3, 4, 5), np.complex64)}, r"bank complex64"),
+    ({"checkpoint_step": np.float64(20.7)}, r"checkpoint_step 20\.7: expected one integer >= 0"),
+    ({"extra": np.zeros(2)}, r"members \['bank', 'checkpoint_step', 'extra', 'model_weights_sha1', 'shrinkage'\], expected"),
+    ({"model_weights_sha1": np.str_("x")}, r"model_weights_sha1 'x': expected 40 hex digits"),
+])
+def test_a_population_state_of_bad_values_is_refused(tmp_path: Path, edit: dict, pattern: str) -> None:
+    """Issue 37, item 3: every value that once gave an all-NaN atlas or a traceback is refused naming it."""
+    from bruno.runs import read_population_state
+
+    np.savez(tmp_path / "population.npz", **{**GOOD_STATE, **edit})
+    with pytest.raises(RunDirError, match=r"population\.npz: not a readable population state \(ValueError: " + pattern):
+        read_population_state(RunDir(str(tmp_path)))
+
+
+def test_a_population_state_reads_back_as_written(tmp_path: Path) -> None:
+    from bruno.runs import read_population_state, write_population_state
+
+    write_population_state(RunDir(str(tmp_path)), GOOD_STATE["bank"] + 1.5, 0.5, 20, "b" * 40)
+    bank, shrinkage, step, weights = read_population_state(RunDir(str(tmp_path)))
+    assert bank.dtype == np.float32 and float(bank.mean()) == 1.5 and (shrinkage, step, weights) == (0.5, 20, "b" * 40)
+    np.savez(tmp_path / "population.npz", **{k: v for k, v in GOOD_STATE.items() if k != "model_weights_sha1"})  # an older file
+    assert read_population_state(RunDir(str(tmp_path))).weights_sha1 is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -19,6 +20,12 @@ def test_demo_writes_a_reconstruction_from_five_acquired_slices(tmp_path: Path) 
                         "--samples", "2", "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "estimated poses [" in result.stderr
+    placed = re.search(r"5 acquired slices placed at poses \[(.*)\], true \[(.*)\] \(placement error: (\d) of 5 slices off",
+                       result.stdout)
+    assert placed is not None, result.stdout
+    estimated, true = ([int(v) for v in group.split(",")] for group in placed.groups()[:2])
+    assert int(placed.group(3)) == sum(e != t for e, t in zip(estimated, true)) and true == [3, 9, 15, 21, 27]
+    assert re.search(r"mean SSIM 0\.\d+ over the 27 slices it did not see", result.stdout)
     acquired, truth = nib.load(str(out / "acquired.nii.gz")), nib.load(str(out / "truth.nii.gz"))
     recon, std = nib.load(str(out / "reconstruction.nii.gz")), nib.load(str(out / "std.nii.gz"))
     assert acquired.shape[2] == 5 and recon.shape == (32, 32, 32) and std.shape == recon.shape

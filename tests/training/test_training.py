@@ -475,15 +475,19 @@ def check_test_time_state(run_dir: Path, table: SliceTable) -> None:
     assert model.process.shrinkage.numpy() == pytest.approx(search["chosen"]["shrinkage"], rel=1e-6)
     assert fit_population_state(str(run_dir), table, False) is None  # made once per best checkpoint
     state = run_dir / "population.npz"
-    bank, shrinkage, _ = read_population_state(RunDir(str(run_dir)))
-    write_population_state(RunDir(str(run_dir)), bank, shrinkage, step + 1)
+    bank, shrinkage, _, weights = read_population_state(RunDir(str(run_dir)))
+    assert weights == trained.weights_sha1()
+    write_population_state(RunDir(str(run_dir)), bank, shrinkage, step + 1, weights)
     with pytest.raises(RunDirError, match=rf"population\.npz: made for the best checkpoint of step {step + 1}, but the best checkpoint is step {step}"):
+        restore_model(str(run_dir), "best")
+    write_population_state(RunDir(str(run_dir)), bank, shrinkage, step, "0" * 40)  # another run's file of the same step
+    with pytest.raises(RunDirError, match=r"population\.npz: made for other weights than this run's best checkpoint"):
         restore_model(str(run_dir), "best")
     state.write_bytes(state.read_bytes()[:-100])
     with pytest.raises(RunDirError, match=r"population\.npz: not a readable population state"):
         restore_model(str(run_dir), "best")
     assert fit_population_state(str(run_dir), table, False) is not None  # a corrupt state is made again
-    assert read_population_state(RunDir(str(run_dir)))[2] == step
+    assert read_population_state(RunDir(str(run_dir))).checkpoint_step == step
 
 
 def test_a_run_checkpointed_before_the_training_package_split_still_restores() -> None:
