@@ -58,6 +58,10 @@ def disk_full_reason(err: BaseException) -> str:
     return next((reason for reason in DISK_FULL_REASONS if reason in str(err)), getattr(err, "strerror", None) or "no space")
 
 
+class NonFiniteOutput(BrunoError, FloatingPointError):
+    """A computed output holds NaN or Inf although its inputs were checked: it is refused, never written."""
+
+
 class TrainingDiverged(BrunoError, FloatingPointError):
     """The training loss became NaN or Inf."""
 

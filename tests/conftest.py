@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SCRIPTS = REPO / "scripts"
 
 
+@contextlib.contextmanager
+def _working_folder(folder: Path) -> Iterator[None]:
+    """``contextlib.chdir`` (Python 3.11+) for the oldest Python the README states, 3.10."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def run_script(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """``python scripts/NAME ARGS`` in this process: exit code (an uncaught exception is 1, with its traceback
     on stderr, as in a real process), stdout, and stderr with the script's log lines."""
@@ -51,7 +63,7 @@ def run_script(name: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedP
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
-        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with _working_folder(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             sys.argv = argv
             try:
                 runpy.run_path(argv[0], run_name="__main__")

@@ -44,6 +44,7 @@ from bruno.models import SequenceModel
 from bruno.reconstruction import Method, Result, Source, build_method
 from bruno.reconstruction.classical import classical_methods
 from bruno.reconstruction.forecasters import classical_forecasters
+from bruno.reconstruction.io import check_output
 from bruno.runs import restore_model
 
 __all__ = ["METRICS", "evaluate", "evaluation_methods", "load_runs", "method_rows"]
@@ -157,6 +158,9 @@ def evaluate(methods: Sequence[Method], subjects: Sequence[Subject], ks: Sequenc
                 continue
             result = method.reconstruct(inputs, poses, num_samples if method.has_distribution else 0, seed,
                                         with_std=subject is subjects[0] or method.has_distribution, progress=False)
+            for name in ("mean", "samples", "decoded_mean"):  # no score of a broken reconstruction is written
+                if getattr(result, name) is not None:
+                    check_output(getattr(result, name), f"{method.key} {name} of {subject.name}, k = {k}")
             nll = method.conditional_nll(inputs, poses, seed) if acquire is None and method.has_distribution else None
             if acquire is not None:
                 result = _onto_truth(result, to_truth, method.sampled)

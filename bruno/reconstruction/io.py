@@ -9,12 +9,29 @@ import nibabel as nib
 import numpy as np
 
 from bruno.data.slices import slices_to_volume
+from bruno.errors import NonFiniteOutput
 from bruno.files import atomic_output, check_room
 from bruno.reconstruction.method import Result
 
-__all__ = ["save_nifti", "write_reconstruction", "write_volume"]
+__all__ = ["check_output", "save_nifti", "write_reconstruction", "write_volume"]
 
 NIFTI_HEADER_BYTES = 4096  # a NIfTI-1 header and its extensions, generously
+
+
+def check_output(array: np.ndarray, what: str, spread: bool = False) -> None:
+    """Refuse an output that no valid input gives: NaN or Inf anywhere, or a spread of zero everywhere (identical
+    samples), so that nothing broken is written as if it were a result.
+
+    Raises:
+        NonFiniteOutput: naming ``what`` and how many values are bad.
+    """
+    array = np.asarray(array)
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise NonFiniteOutput(f"{what}: {bad} of {array.size} values are NaN or Inf; nothing was written (the model's "
+                              "weights or the inputs are broken: restore another checkpoint, or check the input)")
+    if spread and array.size and not np.any(array):
+        raise NonFiniteOutput(f"{what}: zero everywhere (every sample is the same); nothing was written")
 
 
 def write_volume(path: str, stack: np.ndarray, affine: np.ndarray, intensity: Optional[tuple[float, float]],
@@ -30,6 +47,7 @@ def write_volume(path: str, stack: np.ndarray, affine: np.ndarray, intensity: Op
         offset: False for a spread (standard deviation): scale without adding ``low``.
     """
     stack = np.asarray(stack, np.float32)
+    check_output(stack, path, spread=not offset)
     if stack.ndim == 4:
         array = np.stack([slices_to_volume(s) for s in stack], axis=-1)
     else:
@@ -45,6 +63,9 @@ def write_reconstruction(paths: Mapping[str, Optional[str]], result: Result, aff
     """Write each array of ``result`` (``mean``, ``decoded_mean``, ``std``, ``samples``) whose path is given and
     that was computed, with :func:`write_volume` (``std`` as a spread: scaled, not offset); the paths written."""
     chosen = {path: getattr(result, kind) for kind, path in paths.items() if path is not None and getattr(result, kind) is not None}
+    for kind, path in paths.items():
+        if path in chosen:
+            check_output(chosen[path], f"{path} ({kind})", spread=kind == "std")
     check_room({path: array.size * 4 + NIFTI_HEADER_BYTES for path, array in chosen.items()})  # float32, before compression
     for kind, path in paths.items():
         if path in chosen:

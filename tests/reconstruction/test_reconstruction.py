@@ -67,6 +67,24 @@ def test_context_rules() -> None:
         evenly_spread(11, 10)
 
 
+def test_a_broken_output_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    """Issue 37: NaN / Inf anywhere, or a std of zero everywhere, is an error naming the file, not a volume."""
+    from bruno.errors import NonFiniteOutput
+    from bruno.reconstruction import Result, write_reconstruction
+
+    good = np.full((4, 8, 8), 100.0, np.float32)
+    nan = good.copy()
+    nan[2, 3, 3] = np.nan
+    with pytest.raises(NonFiniteOutput, match=r"a\.nii\.gz: 1 of 256 values are NaN or Inf; nothing was written"):
+        write_volume(str(tmp_path / "a.nii.gz"), nan, np.eye(4), None)
+    result = Result(good, np.zeros_like(good), None, [0], None)
+    with pytest.raises(NonFiniteOutput, match=r"s\.nii\.gz \(std\): zero everywhere \(every sample is the same\)"):
+        write_reconstruction({"mean": str(tmp_path / "m.nii.gz"), "std": str(tmp_path / "s.nii.gz")}, result, np.eye(4), None)
+    assert list(tmp_path.iterdir()) == []  # the mean was not written either: the outputs are checked before any is
+    write_reconstruction({"mean": str(tmp_path / "m.nii.gz")}, result._replace(mean=good * 0), np.eye(4), None)  # a black mean can be
+    assert (tmp_path / "m.nii.gz").exists()
+
+
 def test_nifti_round_trip_keeps_world_coordinates(tmp_path: Path) -> None:
     """A reconstruction written with the slab affine puts every voxel where the input had it."""
     affine = np.array([[0.0, 0.0, 2.0, -40.0], [-2.0, 0.0, 0.0, 60.0], [0.0, 2.5, 0.0, -30.0], [0, 0, 0, 1.0]])  # PSR-like
