@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bruno.commands.options import check_positive, parse_contexts, parse_integers, parse_samples
+from bruno.commands.options import check_positive, parse_contexts, parse_integers, parse_ks, parse_samples
 from bruno.errors import ConfigError
 from bruno.reconstruction import FAST_SAMPLES
 
@@ -31,6 +31,11 @@ def test_samples_option_accepts_fast() -> None:
 
 def test_integers_and_positive_numbers() -> None:
     assert parse_integers("--poses", "20,45, 70") == [20, 45, 70] and parse_integers("--poses", "") == []
+    with pytest.raises(ConfigError, match=r"--poses '1,,3': expected comma-separated integers"):  # an empty item is a typo
+        parse_integers("--poses", "1,,3")
+    assert parse_ks("9, 3,1", 16, [1]) == [1, 3, 9]  # the table's columns in increasing k
+    with pytest.raises(ConfigError, match=r"k = 16 does not fit, expected each k in \[1, N − 1 = 15\]"):
+        parse_ks("1,16", 16, [1])
     with pytest.raises(ConfigError, match=r"--poses '20,x': expected comma-separated integers, e.g. 20,45,70"):
         parse_integers("--poses", "20,x")
     check_positive("--sigma", 0.5)

@@ -25,6 +25,16 @@ def test_a_peaked_score_is_recovered_with_its_slab() -> None:
     assert estimate.slab_mm[0] == pytest.approx(lo, abs=step) and estimate.margin >= 16.0  # lo is known to within a pose
     flat = estimate_poses(np.zeros((4, 30)), positions, (1.5, 2.5))
     assert flat.margin == 0.0  # every placement ties: ambiguous
+
+
+def test_an_estimate_with_no_rival_is_logged_without_an_infinite_margin(caplog: pytest.LogCaptureFixture) -> None:
+    from bruno.reconstruction.placement import _log_estimate
+
+    estimate = estimate_poses(-np.square(np.arange(6)[None, :] - np.array([[1], [4]])).astype(float), [-7.5, -1.5], (2.0, 2.0))
+    assert math.isinf(estimate.margin)  # 6 poses: no placement moves a slice by more than 3
+    caplog.set_level("INFO")
+    _log_estimate(estimate, "nats")
+    assert "margin" not in caplog.text and "inf" not in caplog.text and "no placement searched moves a slice" in caplog.text
     with pytest.raises(ValueError, match="no placement of slices"):
         estimate_poses(np.zeros((2, 30)), [0.0, 100.0], (1.5, 2.5))  # 100 mm > 30 poses of 2.5 mm
 
