@@ -24,11 +24,12 @@ from bruno.data.acquisition import Acquisition, acquisition_from, grid_poses, gr
 from bruno.data.nifti import load_nifti
 from bruno.data.table import SliceTable, VolumeInfo
 from bruno.errors import ConfigError, DataFileError
+from bruno.metrics import slice_scores
 from bruno.models import SequenceModel
 from bruno.reconstruction.placement import place_acquisition
 from bruno.runs import InferenceRecord, inference_record
 
-__all__ = ["Acquired", "acquired_inputs", "find_scan", "onto_truth_grid"]
+__all__ = ["Acquired", "OnTruth", "acquired_inputs", "compare_on_truth", "find_scan", "onto_truth_grid"]
 
 
 class Acquired(NamedTuple):
@@ -117,3 +118,34 @@ def onto_truth_grid(info: VolumeInfo, acquisition: Acquisition, affine: np.ndarr
         return np.clip((scan - truth_low) * 255.0 / (truth_high - truth_low), 0.0, 255.0)
 
     return to_truth
+
+
+class OnTruth(NamedTuple):
+    """A reconstruction from acquired slices compared with the truth it never read, on the truth's grid: the truth
+    [N, H, W], the mean and std of the mapped samples, the acquired slices' true and placed poses, and the mean's SSIM
+    over the slices not acquired."""
+
+    truth: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    true_poses: list[int]
+    placed_poses: list[int]
+    ssim: float
+
+    @property
+    def placement_error(self) -> str:
+        off = sum(p != t for p, t in zip(self.placed_poses, self.true_poses))
+        mean = float(np.mean(np.abs(np.subtract(self.placed_poses, self.true_poses))))
+        return f"{off} of {len(self.true_poses)} slices off, mean {mean:.1f} poses"
+
+
+def compare_on_truth(info: VolumeInfo, truth: np.ndarray, acquisition: Acquisition, affine: np.ndarray, placed: list[int],
+                     samples: np.ndarray) -> OnTruth:
+    """``samples`` [S, N, H, W] of a reconstruction from ``acquisition`` placed at ``placed`` (output voxel → world
+    ``affine``) mapped onto the grid of ``truth`` (``info``: its table row) and compared with it."""
+    on_truth = onto_truth_grid(info, acquisition, affine, len(truth))(samples)
+    true_poses = grid_poses(info.affine, acquisition).tolist()
+    others = [q for q in range(len(truth)) if q not in true_poses]
+    mean = on_truth.mean(axis=0)
+    return OnTruth(np.asarray(truth, np.float64), mean, on_truth.std(axis=0), true_poses, list(placed),
+                   float(slice_scores(mean[others], np.asarray(truth, np.float64)[others]).ssim.mean()))

@@ -63,9 +63,9 @@ def write_reconstruction(paths: Mapping[str, Optional[str]], result: Result, aff
     """Write each array of ``result`` (``mean``, ``decoded_mean``, ``std``, ``samples``) whose path is given and
     that was computed, with :func:`write_volume` (``std`` as a spread: scaled, not offset); the paths written."""
     chosen = {path: getattr(result, kind) for kind, path in paths.items() if path is not None and getattr(result, kind) is not None}
-    for kind, path in paths.items():
+    for output, path in paths.items():
         if path in chosen:
-            check_output(chosen[path], f"{path} ({kind})", spread=kind == "std")
+            check_output(chosen[path], f"{path} ({output})", spread=output == "std")
     check_room({path: array.size * 4 + NIFTI_HEADER_BYTES for path, array in chosen.items()})  # float32, before compression
     for kind, path in paths.items():
         if path in chosen:
