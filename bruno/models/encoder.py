@@ -5,7 +5,6 @@ init (:mod:`bruno.processes.latent_factor_init`, called by training).
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Optional
 
@@ -14,6 +13,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from bruno.models.bruno import ConditionalBruno
+from bruno.models.sequence_model import variables_sha1
 
 __all__ = ["SliceEncoder"]
 
@@ -38,10 +38,7 @@ class SliceEncoder:
 
     def fingerprint(self) -> str:
         """SHA-1 of the weights the latents depend on (pose embedding and flow): what a fit to them was fitted to."""
-        digest = hashlib.sha1()
-        for variable in [*self.model.embedding.variables, *self.model.flow.variables]:
-            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-        return digest.hexdigest()
+        return variables_sha1([*self.model.embedding.variables, *self.model.flow.variables])
 
     def volumes(self, volumes: np.ndarray, progress: bool = True, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         """[V, N, D] latents of whole volumes [V, N, H, W] (``rng``: dequantised by uniform noise)."""

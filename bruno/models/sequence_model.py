@@ -8,6 +8,7 @@ deterministic image is (``deterministic_label``) and whether it is a baseline to
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -16,7 +17,7 @@ import tensorflow as tf
 from bruno.config import Config, ModelConfig
 from bruno.memory import MemoryEstimate
 
-__all__ = ["LogProb", "Samples", "SequenceModel", "shape_of"]
+__all__ = ["LogProb", "Samples", "SequenceModel", "shape_of", "variables_sha1"]
 
 
 class LogProb(NamedTuple):
@@ -42,6 +43,14 @@ class Samples(NamedTuple):
 
     images: tf.Tensor
     mean: tf.Tensor
+
+
+def variables_sha1(variables: Sequence[tf.Variable]) -> str:
+    """SHA-1 of the values of ``variables`` in their order: a fingerprint of weights that a stored fit was made for."""
+    digest = hashlib.sha1()
+    for variable in variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def shape_of(x: tf.Tensor | np.ndarray) -> tuple[Optional[int], ...]:
@@ -132,10 +141,7 @@ class SequenceModel(tf.Module):
     def weights_sha1(self) -> str:
         """SHA-1 of every variable in the model's own order (the flow, the process, a population's bank and c): what
         a test-time state or search stored in the run directory was made for."""
-        digest = hashlib.sha1()
-        for variable in self.variables:
-            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
-        return digest.hexdigest()
+        return variables_sha1(self.variables)
 
     @property
     def process_variables(self) -> tuple[tf.Variable, ...]:
