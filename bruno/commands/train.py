@@ -1,9 +1,10 @@
 """``scripts/train.py`` and the demo's training: train a run, then make its test-time state.
 
 Training (:mod:`bruno.training`) ends at its last checkpoint; a model with a test-time state (a population
-process; the predictive's spread with ``train.choose_spread``) is completed here, after it, by
-:func:`bruno.reconstruction.population_state.fit_population_state` and :func:`bruno.reconstruction.spread.fit_spread`,
-so the training package never imports reconstruction.
+process; the mean image's blend with the classical estimate with ``train.choose_blend``; the predictive's spread with
+``train.choose_spread``) is completed here, after it, by
+:func:`bruno.reconstruction.population_state.fit_population_state`, :func:`bruno.reconstruction.blend.fit_blend` and
+:func:`bruno.reconstruction.spread.fit_spread`, so the training package never imports reconstruction.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tensorflow as tf
 from bruno.config import Config, override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.table import SliceTable
+from bruno.reconstruction.blend import fit_blend
 from bruno.reconstruction.classical import estimate_settings
 from bruno.reconstruction.population_state import fit_population_state
 from bruno.reconstruction.spread import fit_spread
@@ -56,8 +58,11 @@ def with_estimate_settings(config: Config, progress: bool = True) -> Config:
 
 def finish_run(config: Config, run_dir: str, table: SliceTable, progress: bool = True) -> None:
     """Make the best checkpoint's test-time state where it has none: a population process's bank and c, then (with
+    ``train.choose_blend``) the blend w(k) of the mean image with the classical estimate, then (with
     ``train.choose_spread``) the predictive's temperature τ(k)."""
     fit_population_state(run_dir, table, progress)
+    if config.train.choose_blend:
+        fit_blend(run_dir, table, progress)
     if config.train.choose_spread:
         fit_spread(run_dir, table, progress)
 

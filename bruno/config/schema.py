@@ -154,6 +154,9 @@ class TrainConfig:
         mixed_precision: None (float32), ``float16`` or ``bfloat16``: the s/t networks and the pose
             embedding compute in that precision on GPUs (log-dets, process and loss stay float32;
             float16 with dynamic loss scaling). Refused where no GPU is visible; BRUNO models only.
+        choose_blend: once training ends, choose on the val split by SSIM the weight w(k) of the mean image that a BRUNO
+            flow conditioned on the classical estimate decodes, against that estimate (:mod:`bruno.reconstruction.blend`);
+            off: w = 1. After training, like ``choose_spread``, and before it: τ is chosen for the blended samples.
         choose_spread: once training ends, choose the temperature τ(k) of BRUNO's predictive on the val split by
             CRPS (:mod:`bruno.reconstruction.spread`); off: τ = 1. Not part of the training itself, so a finished
             run may be resumed with it switched on.
@@ -177,6 +180,7 @@ class TrainConfig:
     init_from: Optional[str] = None
     jit_compile: bool = False
     mixed_precision: Optional[Literal["float16", "bfloat16"]] = None
+    choose_blend: bool = False
     choose_spread: bool = False
 
     def __post_init__(self) -> None:

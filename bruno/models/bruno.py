@@ -44,10 +44,11 @@ from bruno.models.sequence_model import LogProb, Samples, SequenceModel, shape_o
 from bruno.processes import FactorPredictive, Predictive, Process, process_class, process_from_config
 from bruno.units import bits_per_dim
 
-__all__ = ["ConditionalBruno", "check_temperatures"]
+__all__ = ["ConditionalBruno", "check_blend", "check_temperatures"]
 
 logger = logging.getLogger(__name__)
 MIN_INIT_IMAGES = 32
+DATA_TOP = 256.0 - 1.0 / 1024  # the largest dequantised pixel a blend's moved-back target is held at (the data: [0, 256))
 Estimator = Union[ClassicalEstimate, CrossFittedEstimate]
 
 
@@ -56,6 +57,21 @@ def check_temperatures(temperatures: Mapping[Any, Any]) -> None:
     for k, tau in temperatures.items():
         if int(k) < 1 or not 0 < float(tau) < float("inf"):
             raise ValueError(f"temperature {tau!r} at k = {k!r}: expected k >= 1 and a finite τ > 0")
+
+
+def check_blend(weights: Mapping[Any, Any]) -> None:
+    """Raise ValueError unless every key is a number of contexts k >= 1 and every value a weight w in [0, 1]."""
+    for k, w in weights.items():
+        if int(k) < 1 or not 0.0 <= float(w) <= 1.0:
+            raise ValueError(f"blend weight {w!r} at k = {k!r}: expected k >= 1 and a weight in [0, 1]")
+
+
+def _per_k(values: Mapping[int, float], num_context: int) -> float:
+    """A test-time setting given per k (sorted keys) at ``num_context`` contexts: interpolated linearly in log k between
+    the k given, the nearest one's outside them; 1.0 where none is given, and for the prior (k = 0)."""
+    if not values or num_context < 1:
+        return 1.0
+    return float(np.interp(np.log(num_context), np.log(list(values)), list(values.values())))
 
 
 class ConditionalBruno(SequenceModel):
@@ -89,6 +105,7 @@ class ConditionalBruno(SequenceModel):
         self.process = process or process_from_config(config.process, self.num_dims, num_poses)
         self.estimator: Optional[Estimator] = None  # the classical estimate (config.estimate.use): attach_estimator
         self.temperatures: dict[int, float] = {}  # the test-time spread per number of contexts: set_temperatures
+        self.blend: dict[int, float] = {}  # the decoded mean's weight against the classical estimate: set_blend
 
     def build(self) -> None:
         """Create every variable with a dummy forward pass through the flow."""
@@ -262,10 +279,48 @@ class ConditionalBruno(SequenceModel):
 
     def temperature(self, num_context: int) -> float:
         """τ(k) of :meth:`set_temperatures` for k contexts (1.0 where none is set, and for the prior)."""
-        if not self.temperatures or num_context < 1:
-            return 1.0
-        ks = np.log(list(self.temperatures))
-        return float(np.interp(np.log(num_context), ks, list(self.temperatures.values())))
+        return _per_k(self.temperatures, num_context)
+
+    # ------------------------------------------------------------------ the blend with the classical estimate
+    def set_blend(self, weights: dict[int, float]) -> None:
+        """Give the flow's decoded mean D the weight w(k) against the classical estimate C given k >= 1 contexts: the
+        mean image becomes w·D + (1 − w)·C and every sample moves by (1 − w)(C − D), so the samples keep their spread
+        about the new mean (chosen on val by SSIM once training ends: :mod:`bruno.reconstruction.blend`). Between the k
+        given, w is interpolated linearly in log k; outside them it is the nearest one's; the prior is never blended.
+        A flow that is not conditioned on the estimate has no C: only w = 1 is accepted.
+
+        Raises:
+            ValueError: a k < 1, a w outside [0, 1], or w < 1 for a flow without the classical estimate.
+        """
+        check_blend(weights)
+        if not self.conditioned_on_estimate and any(float(w) != 1.0 for w in weights.values()):
+            raise ValueError("a blend with the classical estimate needs a flow conditioned on it (model.estimate.use)")
+        self.blend = {int(k): float(w) for k, w in sorted(weights.items(), key=lambda item: int(item[0]))}
+        blended = any(w < 1.0 for w in self.blend.values())
+        self.deterministic_label = "decoded mean blended with the estimate" if blended else type(self).deterministic_label
+
+    def blend_weight(self, num_context: int) -> float:
+        """w(k) of :meth:`set_blend` for k contexts (1.0, the decoded mean alone, where none is set and for the prior)."""
+        return _per_k(self.blend, num_context)
+
+    def _blend_shift(self, predictive: Predictive | FactorPredictive, query_poses: tf.Tensor,
+                     estimates: Optional[tf.Tensor], num_context: int, decode_batch_size: int) -> Optional[tf.Tensor]:
+        """(1 − w)(C − D) [batch, Q, H, W, 1]: what the blend adds to the decoded mean D (and to every sample) at each
+        query; None where w(k) = 1."""
+        weight = self.blend_weight(num_context)
+        if weight == 1.0 or estimates is None:
+            return None
+        decoded = self._decoded_means(predictive, query_poses, estimates, decode_batch_size)
+        return (1.0 - weight) * (estimates - decoded)
+
+    def _decoded_means(self, predictive: Predictive | FactorPredictive, query_poses: tf.Tensor,
+                       estimates: Optional[tf.Tensor], decode_batch_size: int) -> tf.Tensor:
+        """The predictive mean latent of each query decoded with its pose (and estimate): [batch, Q, H, W, 1]."""
+        batch, queries = shape_of(query_poses)[:2]
+        images = self._decode_all(tf.reshape(predictive.mean, [-1, self.num_dims]),
+                                  tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
+                                  decode_batch_size, False, self._flat_estimates(estimates))
+        return tf.reshape(images, [batch, queries, self.image_size, self.image_size, 1])
 
     def predictive(self, context_images: tf.Tensor, context_poses: tf.Tensor,
                    query_poses: tf.Tensor) -> Predictive | FactorPredictive:
@@ -333,22 +388,26 @@ class ConditionalBruno(SequenceModel):
 
     def decode_predictive_mean(self, context_images: tf.Tensor, context_poses: tf.Tensor, query_poses: tf.Tensor,
                                decode_batch_size: int = 256) -> tf.Tensor:
-        """The predictive mean latent of each query, decoded with its pose: float [batch, Q, H, W, 1] in [0, 256].
+        """The predictive mean latent of each query, decoded with its pose: float [batch, Q, H, W, 1] in [0, 256];
+        blended with the classical estimate where :meth:`set_blend` gives w(k) < 1 (w·D + (1 − w)·C).
 
         One deterministic image per query (not the mean of the decoded samples: the flow is non-linear).
         """
         predictive, estimates = self._predictive_and_query_estimates(context_images, context_poses, query_poses)
-        batch, queries = shape_of(query_poses)[:2]
-        images = self._decode_all(tf.reshape(predictive.mean, [-1, self.num_dims]),
-                                  tf.reshape(tf.convert_to_tensor(query_poses, tf.float32), [-1, self.num_poses]),
-                                  decode_batch_size, False, self._flat_estimates(estimates))
-        return tf.reshape(images, [batch, queries, self.image_size, self.image_size, 1])
+        images = self._decoded_means(predictive, query_poses, estimates, decode_batch_size)
+        weight = self.blend_weight(shape_of(context_images)[1])
+        if weight == 1.0 or estimates is None:
+            return images
+        return tf.clip_by_value(weight * images + (1.0 - weight) * estimates, 0.0, 256.0)
 
     def conditional_log_prob(self, context_images: tf.Tensor, context_poses: tf.Tensor, target_images: tf.Tensor,
                              target_poses: tf.Tensor) -> tf.Tensor:
         """log p(x_q | contexts) in nats [batch, Q] of each target scored alone, as the one target of a sequence of the
         contexts and it (:meth:`log_prob` with n_c = k and one target): the flow's log|det| plus the log-density of the
-        predictive that :meth:`sample` draws from, its test-time spread τ(k) included.
+        predictive that :meth:`sample` draws from, its test-time spread τ(k) included. Where the samples are moved by a
+        blend (:meth:`set_blend`), the target is moved back by the same amount before it is scored; the flow's support
+        is the data range [0, 256), so a moved-back target outside it is held at its edge (the moved law's density is
+        zero there: the samples are clipped to the data range the same way).
 
         Args:
             context_images, context_poses: as :meth:`sample`; target_images: float32 [batch, Q, H, W, 1] in [0, 256);
@@ -356,8 +415,11 @@ class ConditionalBruno(SequenceModel):
         """
         self._check_poses("target_poses", target_poses, self._check_images("target_images", target_images)[:2])
         predictive, estimates = self._predictive_and_query_estimates(context_images, context_poses, target_poses)
-        z, log_det = self.encode(tf.convert_to_tensor(target_images, tf.float32),
-                                 tf.convert_to_tensor(target_poses, tf.float32), estimates=estimates)
+        targets = tf.convert_to_tensor(target_images, tf.float32)
+        shift = self._blend_shift(predictive, target_poses, estimates, shape_of(context_images)[1], 256)
+        if shift is not None:
+            targets = tf.clip_by_value(targets - shift, 0.0, DATA_TOP)
+        z, log_det = self.encode(targets, tf.convert_to_tensor(target_poses, tf.float32), estimates=estimates)
         return predictive.log_prob(z) + log_det
 
     def sample(
@@ -383,7 +445,8 @@ class ConditionalBruno(SequenceModel):
             progress: show a progress bar over the decoding.
 
         Returns:
-            :class:`Samples` with ``images`` [S, batch, Q, H, W, 1] and their ``mean``.
+            :class:`Samples` with ``images`` [S, batch, Q, H, W, 1] and their ``mean``; where :meth:`set_blend` gives
+            w(k) < 1, every sample moved by (1 − w)(C − D) (then clipped to [0, 256] again).
 
         Raises:
             ValueError: bad shapes, non-finite inputs or ``num_samples`` < 1.
@@ -395,10 +458,13 @@ class ConditionalBruno(SequenceModel):
         draws = predictive.distribution().sample(num_samples, seed=tf.constant([seed, 0], tf.int32))  # [S, B, Q, D]
         poses = tf.reshape(tf.tile(tf.convert_to_tensor(query_poses, tf.float32)[None], [num_samples, 1, 1, 1]),
                            [-1, self.num_poses])
+        shift = self._blend_shift(predictive, query_poses, estimates, shape_of(context_images)[1], decode_batch_size)
         if estimates is not None:
             estimates = tf.tile(estimates[None], [num_samples, 1, 1, 1, 1, 1])
         images = self._decode_all(tf.reshape(draws, [-1, self.num_dims]), poses, decode_batch_size, progress,
                                   self._flat_estimates(estimates))
         size = self.image_size
         images = tf.reshape(images, [num_samples, batch, queries, size, size, 1])
+        if shift is not None:
+            images = tf.clip_by_value(images + shift[None], 0.0, 256.0)
         return Samples(images, tf.reduce_mean(images, axis=0))

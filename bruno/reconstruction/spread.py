@@ -8,7 +8,9 @@ voxels with its 50 % intervals at k = 1 and .53 at k = 9 (RESULTS.md). So once t
 CRPS on the val subjects (k evenly spread; the head voxels of the non-acquired slices; the fair ensemble CRPS of
 :data:`SPREAD_SAMPLES` samples, the same latent draws for every τ, so that the settings are compared on the same
 noise). τ multiplies every deviation of the latent predictive from its mean, so the decoded mean does not move, and
-the samples, the std map and the conditional NLL all come from the one scaled law. The choice is stored in
+the samples, the std map and the conditional NLL all come from the one scaled law. Where the run's mean image is
+blended with the classical estimate (:mod:`bruno.reconstruction.blend`, chosen first), τ is chosen for the blended
+samples, and a new blend makes the stored τ stale. The choice is stored in
 ``<run>/spread.json`` with what it was fitted to (the subjects, the checkpoint, the SHA-1 of the weights) and set on
 the model by :func:`~bruno.runs.restore_model` (:mod:`bruno.runs.spread`).
 """

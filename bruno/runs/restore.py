@@ -22,7 +22,7 @@ from bruno.precision import compute_policy
 from bruno.runs.lock import holder
 from bruno.runs.population_state import apply_population_state
 from bruno.runs.run_dir import RunDir, checkpoint_step
-from bruno.runs.spread import apply_spread
+from bruno.runs.spread import apply_blend, apply_spread
 
 __all__ = ["check_training_fits", "make_deterministic", "make_model", "restore_checkpoint", "restore_model"]
 
@@ -75,14 +75,15 @@ def check_training_fits(config: Config) -> None:
 
 
 def restore_model(run_dir: Union[str, RunDir], which: str = "best", population_state: bool = True,
-                  spread: bool = True) -> tuple[SequenceModel, Config, int]:
+                  spread: bool = True, blend: bool = True) -> tuple[SequenceModel, Config, int]:
     """The model of a run from its ``best`` or ``latest`` checkpoint, every variable restored. Restored from the best
     checkpoint, a model with a test-time state also gets it: a population process its stored bank and c
-    (:mod:`bruno.runs.population_state`), a BRUNO model its predictive's temperature τ(k) (:mod:`bruno.runs.spread`).
+    (:mod:`bruno.runs.population_state`), a BRUNO model its blend w(k) with the classical estimate and its predictive's
+    temperature τ(k) (:mod:`bruno.runs.spread`).
 
     A run without a best checkpoint (no validation yet) gives its latest, with a warning.
-    ``population_state=False``: the best checkpoint as trained (what makes the test-time state); ``spread=False``:
-    τ = 1 (what the spread is chosen for).
+    ``population_state=False``: the best checkpoint as trained (what makes the test-time state); ``blend=False``:
+    w = 1 and τ = 1 (what the blend is chosen for); ``spread=False``: τ = 1 (what the spread is chosen for).
 
     Returns:
         (model, config, step of the checkpoint).
@@ -90,7 +91,7 @@ def restore_model(run_dir: Union[str, RunDir], which: str = "best", population_s
     Raises:
         RunDirError: no such run or checkpoint; a checkpoint that is unreadable or does not match
             the run's ``config.yaml`` (a variable missing, left over or of another shape).
-        DataFileError: a stored spread that is unreadable or was chosen for other weights.
+        DataFileError: a stored blend or spread that is unreadable or was chosen for other weights.
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     config = run.config()
@@ -103,8 +104,10 @@ def restore_model(run_dir: Union[str, RunDir], which: str = "best", population_s
         model.attach_estimator(run.estimate())  # type: ignore[attr-defined]
     if type(model).has_test_time_state(config) and from_best and population_state:
         apply_population_state(model.process, run, int(step), model.weights_sha1())  # type: ignore[attr-defined]
-    if model.has_process and from_best and population_state and spread:
-        apply_spread(model, run, int(step))
+    if model.has_process and from_best and population_state and blend:
+        apply_blend(model, run, int(step))
+        if spread:
+            apply_spread(model, run, int(step))
     return model, config, int(step)
 
 

@@ -99,9 +99,9 @@ class RunDir:
     CONFIG, VERSIONS, INFERENCE, METRICS = "config.yaml", "versions.json", "inference.npz", "metrics.jsonl"
     CHECKPOINTS, BEST, TENSORBOARD = "checkpoints", "best", "tensorboard"
     POPULATION_STATE, POPULATION_SEARCH, LATENT_VOLUME = "population.npz", "population.json", "latent_volume.json"
-    ESTIMATE, SPREAD = "estimate.npz", "spread.json"
+    ESTIMATE, BLEND, SPREAD = "estimate.npz", "blend.json", "spread.json"
     TRAINING_FILES = (CONFIG, VERSIONS, INFERENCE, METRICS, CHECKPOINTS, BEST, TENSORBOARD, POPULATION_STATE, POPULATION_SEARCH,
-                      ESTIMATE, SPREAD)
+                      ESTIMATE, BLEND, SPREAD)
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
@@ -196,7 +196,7 @@ class RunDir:
                 raise RunDirError(f"{run_dir}: --resume, but there is no checkpoint to resume from")
             previous = yaml.safe_load(config_to_yaml(self.config()))
             here = yaml.safe_load(config_to_yaml(config))
-            for key in ("max_steps", "choose_spread"):  # where training stops, and a step after it
+            for key in ("max_steps", "choose_blend", "choose_spread"):  # where training stops, and steps after it
                 previous.get("train", {}).pop(key, None)
                 here["train"].pop(key)
             difference = _first_difference(previous, here)

@@ -116,3 +116,56 @@ def test_estimate_settings_left_unset_come_from_the_tables_classical_search(tmp_
     with pytest.raises(ConfigError, match=r"model\.estimate\.rank is not set: the train command takes it"):
         Trainer(config, str(tmp_path / "run"), progress=False)
 
+
+
+def test_the_blend_moves_the_mean_image_and_every_sample_towards_the_estimate_and_the_nll_with_them(tmp_path: Path) -> None:
+    config = conditioned(tmp_path)
+    train = read_split(load_slice_table(config, progress=False), "train").astype(np.float64)
+    model = ConditionalBruno.from_config(config)
+    model.attach_estimator(CrossFittedEstimate(train, 3, 300.0, 2.0, 0.0, folds=2))
+    tf.random.set_seed(0)
+    order = np.array([[5, 1, 6, 2], [0, 7, 3, 4]])
+    poses = np.eye(8, dtype=np.float32)[order]
+    images = np.stack([train[s][order[i]] for i, s in enumerate((0, 1))])[..., None].astype(np.float32) + 0.5
+    model.initialize(tf.constant(images), tf.constant(poses), tf.constant(model.sequence_estimates(images - 0.5, poses, 2)))
+    volume = train[2].astype(np.float32) + 0.5
+    one_hot = np.eye(8, dtype=np.float32)
+    contexts, targets = [6, 1], [0, 2, 3, 4, 5, 7]
+    args = (tf.constant(volume[contexts][None, ..., None]), tf.constant(one_hot[contexts][None]),
+            tf.constant(one_hot[targets][None]))
+    acquired = np.where(np.isin(np.arange(8), contexts)[:, None, None], volume, 0.0)  # what the estimate reads
+    estimate = model.estimator.full(acquired, contexts)[targets]
+    decoded = model.decode_predictive_mean(*args).numpy()[0, ..., 0]
+    samples = model.sample(*args, num_samples=3, seed=5).images.numpy()[:, 0, ..., 0]
+    nll = model.conditional_log_prob(*args[:2], tf.constant(volume[targets][None, ..., None]), args[2]).numpy()[0]
+    assert model.blend_weight(3) == 1.0 and model.deterministic_label == "decoded predictive mean"
+    model.set_blend({1: 0.0, 4: 0.3})
+    try:
+        w = 0.3 * np.log(2) / np.log(4)  # k = 2: linear in log k between (1, 0) and (4, .3)
+        assert [model.blend_weight(k) for k in (0, 1, 4, 9)] == [1.0, 0.0, 0.3, 0.3]
+        assert model.blend_weight(2) == pytest.approx(w)
+        assert model.deterministic_label == "decoded mean blended with the estimate"
+        blended = w * decoded + (1 - w) * estimate
+        np.testing.assert_allclose(model.decode_predictive_mean(*args).numpy()[0, ..., 0], np.clip(blended, 0, 256),
+                                   atol=2e-3)
+        shift = (1 - w) * (estimate - decoded)
+        moved = model.sample(*args, num_samples=3, seed=5).images.numpy()[:, 0, ..., 0]
+        np.testing.assert_allclose(moved, np.clip(samples + shift, 0, 256), atol=2e-3)
+        # the moved law's density at x is the flow's at x − shift (held in the data range)
+        back = np.clip(volume[targets] - shift, 0.0, 256.0 - 1.0 / 1024)
+        model.set_blend({})
+        expected = model.conditional_log_prob(*args[:2], tf.constant(back[None, ..., None].astype(np.float32)), args[2])
+        model.set_blend({1: 0.0, 4: 0.3})
+        np.testing.assert_allclose(model.conditional_log_prob(*args[:2], tf.constant(volume[targets][None, ..., None]), args[2]),
+                                   expected, rtol=1e-5)
+        assert np.abs(expected.numpy()[0] - nll).max() > 1e-3  # it moved
+        model.set_blend({2: 1.0})
+        np.testing.assert_allclose(model.decode_predictive_mean(*args).numpy()[0, ..., 0], decoded, atol=1e-4)
+        for bad in ({1: 1.5}, {0: 0.5}, {1: float("nan")}):
+            with pytest.raises(ValueError, match="expected k >= 1 and a weight in"):
+                model.set_blend(bad)
+    finally:
+        model.set_blend({})
+    plain = ConditionalBruno.from_config(tiny_config(tmp_path))
+    with pytest.raises(ValueError, match="needs a flow conditioned on it"):
+        plain.set_blend({1: 0.5})
