@@ -118,7 +118,7 @@ def test_estimate_settings_left_unset_come_from_the_tables_classical_search(tmp_
 
 
 
-def test_the_blend_moves_the_mean_image_and_every_sample_towards_the_estimate_and_the_nll_with_them(tmp_path: Path) -> None:
+def test_the_blend_moves_the_mean_image_and_every_sample_towards_the_estimate(tmp_path: Path) -> None:
     config = conditioned(tmp_path)
     train = read_split(load_slice_table(config, progress=False), "train").astype(np.float64)
     model = ConditionalBruno.from_config(config)
@@ -151,14 +151,9 @@ def test_the_blend_moves_the_mean_image_and_every_sample_towards_the_estimate_an
         shift = (1 - w) * (estimate - decoded)
         moved = model.sample(*args, num_samples=3, seed=5).images.numpy()[:, 0, ..., 0]
         np.testing.assert_allclose(moved, np.clip(samples + shift, 0, 256), atol=2e-3)
-        # the moved law's density at x is the flow's at x − shift (held in the data range)
-        back = np.clip(volume[targets] - shift, 0.0, 256.0 - 1.0 / 1024)
-        model.set_blend({})
-        expected = model.conditional_log_prob(*args[:2], tf.constant(back[None, ..., None].astype(np.float32)), args[2])
-        model.set_blend({1: 0.0, 4: 0.3})
+        # the density scored is the flow's own (the moved law's support leaves the data range: see conditional_log_prob)
         np.testing.assert_allclose(model.conditional_log_prob(*args[:2], tf.constant(volume[targets][None, ..., None]), args[2]),
-                                   expected, rtol=1e-5)
-        assert np.abs(expected.numpy()[0] - nll).max() > 1e-3  # it moved
+                                   nll[None], rtol=1e-6)
         model.set_blend({2: 1.0})
         np.testing.assert_allclose(model.decode_predictive_mean(*args).numpy()[0, ..., 0], decoded, atol=1e-4)
         for bad in ({1: 1.5}, {0: 0.5}, {1: float("nan")}):
