@@ -26,7 +26,7 @@ from bruno.metrics import slice_scores
 from bruno.models import SequenceModel
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import decoded_mean
-from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search, split_fingerprint
+from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search_per_k, split_fingerprint
 from bruno.runs import RunDir, blend_search, restore_model
 
 __all__ = ["BLEND_WEIGHTS", "fit_blend", "val_mean_scores"]
@@ -75,21 +75,18 @@ def fit_blend(run_dir: str, table: SliceTable, progress: bool = True) -> Optiona
     start = time.time()
     val = list(read_split(table, "val"))
     ks = [k for k in SEARCH_KS if k < table.num_poses]
+
+    def scores_at(k: int, weight: float) -> dict[str, float]:
+        model.set_blend({k: weight})  # type: ignore[attr-defined]
+        return val_mean_scores(model, val, k)
+
     chosen: dict[str, float] = {}
     grid: dict[str, list[dict[str, Any]]] = {}
-    for k in ks:
-        scores: dict[float, dict[str, float]] = {}
-
-        def ssim(weight: float, k: int = k) -> float:
-            model.set_blend({k: weight})  # type: ignore[attr-defined]
-            scores[weight] = val_mean_scores(model, val, k)
-            return scores[weight]["val_ssim"]
-
-        best_row, rows = grid_search([{"weight": w} for w in BLEND_WEIGHTS], ssim, f"blend w, k = {k} (val SSIM)", progress)
-        chosen[str(k)] = best_row["weight"]
-        grid[str(k)] = [{**row, **scores[row["weight"]]} for row in rows]
+    for k, value, rows, scores in grid_search_per_k(ks, "weight", BLEND_WEIGHTS, scores_at, "blend w, k = {k} (val SSIM)",
+                                                     progress):
+        chosen[str(k)], grid[str(k)], picked = value, rows, scores[value]
         logger.info("blend of step %d, k = %d: w = %g (val SSIM %.4f, CC %.4f; the decoded mean alone %.4f, the estimate "
-                    "alone %.4f)", step, k, best_row["weight"], best_row["val_ssim"], scores[best_row["weight"]]["val_cc"],
-                    scores[1.0]["val_ssim"], scores[0.0]["val_ssim"])
+                    "alone %.4f)", step, k, value, picked["val_ssim"], picked["val_cc"], scores[1.0]["val_ssim"],
+                    scores[0.0]["val_ssim"])
     return stored.store(chosen, grid, ks=ks, table=table.path, num_val=len(val), seconds=round(time.time() - start, 1),
                         criterion="mean val SSIM of the mean image over slices and subjects, per k")

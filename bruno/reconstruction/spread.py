@@ -29,7 +29,7 @@ from bruno.metrics import crps_samples, head_mask, pit_coverage_samples
 from bruno.models import MODEL_KINDS, SequenceModel
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.sampling import draw_samples
-from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search, split_fingerprint
+from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search_per_k, split_fingerprint
 from bruno.runs import RunDir, checkpoint_step, restore_model, spread_search
 
 __all__ = ["SPREAD_SAMPLES", "TEMPERATURES", "fit_spread", "val_forecast_scores"]
@@ -80,23 +80,18 @@ def fit_spread(run_dir: str, table: SliceTable, progress: bool = True) -> Option
     start = time.time()
     val = list(read_split(table, "val"))
     ks = [k for k in SEARCH_KS if k < table.num_poses]
+
+    def scores_at(k: int, temperature: float) -> dict[str, float]:
+        model.set_temperatures({k: temperature})  # type: ignore[attr-defined]
+        return val_forecast_scores(model, val, k)
+
     chosen: dict[str, float] = {}
     grid: dict[str, list[dict[str, Any]]] = {}
-    for k in ks:
-        scores: dict[float, dict[str, float]] = {}
-
-        def crps(temperature: float, k: int = k) -> float:
-            model.set_temperatures({k: temperature})  # type: ignore[attr-defined]
-            scores[temperature] = val_forecast_scores(model, val, k)
-            return scores[temperature]["val_crps"]
-
-        best_row, rows = grid_search([{"temperature": t} for t in TEMPERATURES], crps, f"spread τ, k = {k} (val CRPS)",
-                                     progress, criterion="val_crps", lower_is_better=True)
-        chosen[str(k)] = best_row["temperature"]
-        grid[str(k)] = [{**row, **scores[row["temperature"]]} for row in rows]
-        picked = scores[best_row["temperature"]]
+    for k, value, rows, scores in grid_search_per_k(ks, "temperature", TEMPERATURES, scores_at, "spread τ, k = {k} (val CRPS)",
+                                                     progress, criterion="val_crps", lower_is_better=True):
+        chosen[str(k)], grid[str(k)], picked = value, rows, scores[value]
         logger.info("spread of step %d, k = %d: τ = %g (val CRPS %.3f, 50 %% / 90 %% cover %.3f / %.3f; τ = 1: %.3f)",
-                    step, k, best_row["temperature"], picked["val_crps"], picked["cover_50"], picked["cover_90"],
+                    step, k, value, picked["val_crps"], picked["cover_50"], picked["cover_90"],
                     scores[1.0]["val_crps"])
     return stored.store(chosen, grid, ks=ks, table=table.path, num_val=len(val), samples=SPREAD_SAMPLES,
                         criterion=f"mean val CRPS of {SPREAD_SAMPLES} samples over the head voxels of the non-acquired "

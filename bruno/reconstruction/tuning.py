@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from bruno.metrics import slice_scores
 from bruno.reconstruction.contexts import evenly_spread
 from bruno.reconstruction.method import Method
 
-__all__ = ["SEARCH_KS", "can_search", "grid_search", "split_fingerprint", "val_score"]
+__all__ = ["SEARCH_KS", "can_search", "grid_search", "grid_search_per_k", "split_fingerprint", "val_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,26 @@ def grid_search(grid: Sequence[Mapping[str, Any]], score: Callable[..., float], 
     rows = [{**setting, criterion: float(score(**setting))} for setting in settings]
     best = min if lower_is_better else max
     return best(rows, key=lambda row: row[criterion]), rows
+
+
+def grid_search_per_k(ks: Sequence[int], name: str, values: Sequence[float], scores_at: Callable[[int, float], dict[str, float]],
+                      desc: str, progress: bool = True, criterion: str = "val_ssim", lower_is_better: bool = False
+                      ) -> Iterator[tuple[int, float, list[dict[str, Any]], dict[float, dict[str, float]]]]:
+    """:func:`grid_search` of one test-time setting ``name`` over ``values`` at each k in turn, ``scores_at(k, value)``
+    giving every val score of that setting (``criterion`` among them).
+
+    Yields:
+        Per k: (k, the chosen value, every row with all its scores in grid order, the scores per value).
+    """
+    for k in ks:
+        scores: dict[float, dict[str, float]] = {}
+
+        def score(k: int = k, **setting: float) -> float:
+            scores[setting[name]] = scores_at(k, setting[name])
+            return scores[setting[name]][criterion]
+
+        best_row, rows = grid_search([{name: v} for v in values], score, desc.format(k=k), progress, criterion, lower_is_better)
+        yield k, best_row[name], [{**row, **scores[row[name]]} for row in rows], scores
 
 
 def split_fingerprint(table: SliceTable) -> dict[str, str]:
