@@ -294,6 +294,9 @@ class StoredSearch:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise DataFileError(f"{self.path}: not a readable {self.what} file ({type(err).__name__}: {err}); "
                                 "delete it to search again") from None
+        if record.get("format") == SEARCH_FORMAT and (missing := sorted(set(self.fitted_to) - set(fitted_to))):
+            raise DataFileError(f"{self.path}: written before its choice depended on {', '.join(missing)}; delete it to search "
+                                "again")
         for key, value in fitted_to.items():
             if key in self.fitted_to and value != self.fitted_to[key]:
                 name = key.removesuffix("_sha1").replace("_", " ")

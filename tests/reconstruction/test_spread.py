@@ -14,7 +14,7 @@ from bruno.config import override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import read_split
 from bruno.errors import DataFileError
-from bruno.reconstruction.spread import TEMPERATURES, fit_spread, val_forecast_scores
+from bruno.reconstruction.spread import COVERAGE_TOLERANCE, TEMPERATURES, fit_spread, spread_order, val_forecast_scores
 from bruno.runs import restore_model
 from tests.conftest import tiny_config, train_tiny_run
 
@@ -24,14 +24,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_tiny_run(tmp_path_factory.mktemp("spread"), max_steps=10)
 
 
-def test_the_spread_is_the_val_crps_argmin_per_k_and_is_restored_with_the_best_checkpoint(run: Path) -> None:
+def test_the_spread_is_the_best_val_crps_within_the_coverage_band_per_k_and_is_restored_with_the_best_checkpoint(
+        run: Path) -> None:
     table = load_slice_table(tiny_config(run.parent), progress=False)
     search = fit_spread(str(run), table, progress=False)
     assert search is not None and search["ks"] == [1, 3, 5]  # k < the 8 poses
+    assert search["samples"] == 20 and search["fitted_to"]["rule"] == search["criterion"]
     for k in ("1", "3", "5"):
         grid = search["grid"][k]
-        assert [row["temperature"] for row in grid] == list(TEMPERATURES)
-        assert search["chosen"][k] == min(grid, key=lambda row: row["val_crps"])["temperature"]
+        taus = [row["temperature"] for row in grid]
+        assert 1.0 in taus and 3 <= len(taus) < len(TEMPERATURES)  # a descent from τ = 1, not the whole grid
+        assert taus == [t for t in TEMPERATURES if taus[0] <= t <= taus[-1]]  # a contiguous stretch of it
+        best = min(grid, key=spread_order)
+        assert search["chosen"][k] == best["temperature"]
+        at = TEMPERATURES.index(best["temperature"])
+        assert {TEMPERATURES[i] for i in (at - 1, at + 1) if 0 <= i < len(TEMPERATURES)} <= set(taus)  # a local minimum
         assert all(0 <= row["cover_50"] <= row["cover_90"] <= 1 for row in grid)
         assert grid[-1]["cover_90"] > grid[0]["cover_90"]  # wider samples cover more
     val = list(read_split(table, "val"))
@@ -73,3 +80,30 @@ def test_choose_spread_finishes_a_run_that_is_resumed_with_it(tmp_path: Path) ->
     record = json.loads((tmp_path / "run" / "spread.json").read_text())
     assert sorted(record["chosen"]) == ["1", "3", "5"] and record["fitted_to"]["checkpoint_step"] == 4
     assert np.all(np.isfinite([row["val_crps"] for rows in record["grid"].values() for row in rows]))
+
+
+def test_the_spread_order_puts_the_coverage_band_before_the_crps() -> None:
+    inside = {"cover_50": 0.5 + COVERAGE_TOLERANCE / 2, "cover_90": 0.9 - COVERAGE_TOLERANCE / 2, "val_crps": 12.0}
+    sharper = {"cover_50": 0.47, "cover_90": 0.86, "val_crps": 11.5}  # 90 % .04 short: .02 outside the band
+    wider = {"cover_50": 0.55, "cover_90": 0.93, "val_crps": 13.0}  # 50 % .05 over: .03 outside
+    assert spread_order(inside) == (0.0, 12.0)
+    assert spread_order(sharper) == pytest.approx((0.02, 11.5)) and spread_order(wider) == pytest.approx((0.03, 13.0))
+    assert sorted([wider, sharper, inside], key=spread_order) == [inside, sharper, wider]
+
+
+def test_a_spread_chosen_by_another_rule_or_before_the_blend_was_recorded_is_chosen_again(run: Path, tmp_path: Path) -> None:
+    table = load_slice_table(tiny_config(run.parent), progress=False)
+    fit_spread(str(run), table, progress=False)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    path = copy / "spread.json"
+    record = json.loads(path.read_text())
+    record["fitted_to"]["rule"] = "mean val CRPS of 4 samples"
+    path.write_text(json.dumps(record))
+    assert restore_model(str(copy), "best")[0].temperatures  # a τ for these weights restores whatever chose it
+    assert fit_spread(str(copy), table, progress=False) is not None  # but the search replaces it
+    record = json.loads(path.read_text())
+    del record["fitted_to"]["blend"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataFileError, match=r"spread\.json: written before its choice depended on blend; delete it"):
+        restore_model(str(copy), "best")
