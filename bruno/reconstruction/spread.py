@@ -7,9 +7,13 @@ voxels with its 50 % intervals at k = 1 and .53 at k = 9 (RESULTS.md). So once t
 :data:`~bruno.reconstruction.tuning.SEARCH_KS` gets a τ of :data:`TEMPERATURES`, scored on the val subjects (k evenly
 spread; the head voxels of the non-acquired slices; :data:`SPREAD_SAMPLES` samples, the same latent draws for every τ,
 so that the settings are compared on the same noise) in the order of :func:`spread_order`: the lowest mean CRPS among
-the τ whose 50 % and 90 % intervals both cover within :data:`COVERAGE_TOLERANCE` of their level, or, where none does,
-the τ nearest to that band. CRPS alone chose τ whose 90 % intervals covered .854 – .868 on the test splits; a proper
-score rewards sharpness as much as calibration, and on val the CRPS of neighbouring τ differed by < 0.2 %.
+the τ whose 50 % and 90 % intervals both cover within a band about their level, or, where none does, the τ nearest
+that band. The band is the goal's, ±:data:`COVERAGE_GOAL`, less :data:`VAL_OPTIMISM` below: val chose the checkpoint,
+the estimate's settings and the blend, so its errors are smaller than a new subject's and its intervals cover more
+(at 20 samples, by .011 – .016 at both levels in the two cells compared with the test splits, IXI at k = 5 and the
+hippocampus at k = 9). CRPS alone chose τ whose 90 %
+intervals covered .854 – .868 on the test splits; a proper score rewards sharpness as much as calibration, and on
+val the CRPS of neighbouring τ differed by ≤ 0.2 %.
 
 The coverage is counted from the truth's rank among :data:`SPREAD_SAMPLES` = ``FAST_SAMPLES`` samples, the count the
 evaluation and ``--samples fast`` use: where the forecast is not calibrated the rank's estimate depends on the count
@@ -42,22 +46,25 @@ from bruno.reconstruction.sampling import draw_samples
 from bruno.reconstruction.tuning import SEARCH_KS, can_search, grid_search_per_k, split_fingerprint
 from bruno.runs import RunDir, checkpoint_step, restore_model, spread_search
 
-__all__ = ["COVERAGE_TOLERANCE", "SPREAD_RULE", "SPREAD_SAMPLES", "TEMPERATURES", "fit_spread", "spread_order",
+__all__ = ["COVERAGE_GOAL", "SPREAD_RULE", "SPREAD_SAMPLES", "TEMPERATURES", "VAL_OPTIMISM", "fit_spread", "spread_order",
            "val_forecast_scores"]
 
 logger = logging.getLogger(__name__)
 
 TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0)
 SPREAD_SAMPLES = FAST_SAMPLES
-COVERAGE_TOLERANCE = 0.02  # on val; the goal on test is ±.03, and val and test differed by up to .016 at one τ
+COVERAGE_GOAL = 0.03  # the intervals of a reconstruction should cover within ±.03 of their level on a new subject
+VAL_OPTIMISM = 0.02  # what val's coverage may overstate a new subject's by (val chose the checkpoint, estimate and blend)
 SPREAD_RULE = (f"the lowest mean val CRPS of {SPREAD_SAMPLES} samples over the head voxels of the non-acquired slices among "
-               f"the τ whose 50 % and 90 % intervals cover within ±{COVERAGE_TOLERANCE} (else the nearest), per k")
+               f"the τ whose 50 % and 90 % intervals cover within -{COVERAGE_GOAL - VAL_OPTIMISM:g} / +{COVERAGE_GOAL:g} of "
+               "their level (else the nearest), per k")
 
 
 def spread_order(scores: dict[str, float]) -> tuple[float, float]:
-    """The sort key of a τ's val scores, lowest best: (how far its worse coverage lies outside the band of
-    ±:data:`COVERAGE_TOLERANCE` around 50 % and 90 %, its CRPS)."""
-    outside = max(abs(scores["cover_50"] - 0.5), abs(scores["cover_90"] - 0.9)) - COVERAGE_TOLERANCE
+    """The sort key of a τ's val scores, lowest best: (how far its worse coverage lies outside the band from
+    level − (:data:`COVERAGE_GOAL` − :data:`VAL_OPTIMISM`) to level + :data:`COVERAGE_GOAL`, at 50 % and 90 %, its CRPS)."""
+    outside = max(max(level - scores[key] - (COVERAGE_GOAL - VAL_OPTIMISM), scores[key] - level - COVERAGE_GOAL)
+                  for level, key in ((0.5, "cover_50"), (0.9, "cover_90")))
     return max(0.0, outside), scores["val_crps"]
 
 

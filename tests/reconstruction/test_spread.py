@@ -14,7 +14,7 @@ from bruno.config import override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import read_split
 from bruno.errors import DataFileError
-from bruno.reconstruction.spread import COVERAGE_TOLERANCE, TEMPERATURES, fit_spread, spread_order, val_forecast_scores
+from bruno.reconstruction.spread import COVERAGE_GOAL, TEMPERATURES, VAL_OPTIMISM, fit_spread, spread_order, val_forecast_scores
 from bruno.runs import restore_model
 from tests.conftest import tiny_config, train_tiny_run
 
@@ -83,12 +83,13 @@ def test_choose_spread_finishes_a_run_that_is_resumed_with_it(tmp_path: Path) ->
 
 
 def test_the_spread_order_puts_the_coverage_band_before_the_crps() -> None:
-    inside = {"cover_50": 0.5 + COVERAGE_TOLERANCE / 2, "cover_90": 0.9 - COVERAGE_TOLERANCE / 2, "val_crps": 12.0}
-    sharper = {"cover_50": 0.47, "cover_90": 0.86, "val_crps": 11.5}  # 90 % .04 short: .02 outside the band
-    wider = {"cover_50": 0.55, "cover_90": 0.93, "val_crps": 13.0}  # 50 % .05 over: .03 outside
+    assert (COVERAGE_GOAL, VAL_OPTIMISM) == (0.03, 0.02)  # the band on val: level − .01 to level + .03
+    inside = {"cover_50": 0.525, "cover_90": 0.895, "val_crps": 12.0}
+    sharper = {"cover_50": 0.49, "cover_90": 0.87, "val_crps": 11.5}  # 90 % .03 short: .02 outside the band
+    wider = {"cover_50": 0.545, "cover_90": 0.93, "val_crps": 13.0}  # 50 % .045 over: .015 outside
     assert spread_order(inside) == (0.0, 12.0)
-    assert spread_order(sharper) == pytest.approx((0.02, 11.5)) and spread_order(wider) == pytest.approx((0.03, 13.0))
-    assert sorted([wider, sharper, inside], key=spread_order) == [inside, sharper, wider]
+    assert spread_order(sharper) == pytest.approx((0.02, 11.5)) and spread_order(wider) == pytest.approx((0.015, 13.0))
+    assert sorted([sharper, wider, inside], key=spread_order) == [inside, wider, sharper]
 
 
 def test_a_spread_chosen_by_another_rule_or_before_the_blend_was_recorded_is_chosen_again(run: Path, tmp_path: Path) -> None:
