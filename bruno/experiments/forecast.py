@@ -95,7 +95,8 @@ def forecast_markdown(results: Evaluation) -> list[str]:
         return []
     lines = ["## The predictive law as a forecast", "",
              "Over the voxels of the non-acquired slices with truth > 10 grey levels; coverage from the rank of the truth "
-             "among the samples (PIT, exact whatever S) or from the closed-form Gaussian, nominal .50 and .90; CRPS in grey "
+             "among the samples (PIT: unbiased whatever S for a calibrated forecast, S-dependent for a miscalibrated one) "
+             "or from the closed-form Gaussian, nominal .50 and .90; CRPS in grey "
              "levels; conditional NLL of each non-acquired slice given the acquired ones, dequantised, in bits/dim. "
              "Mean over subjects ± SE. The reliability curves over every level are in reliability.png.", ""]
     for score, name, places in SCORES:

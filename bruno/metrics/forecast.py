@@ -7,7 +7,9 @@ Where: the voxels of the non-acquired slices inside the head, truth y > 10 on 0.
   whatever S; for a Gaussian forecast u = Φ((y − m)/s). The central p-interval covers y when |u − ½| ≤ p/2.
   For samples we report the expectation over U of that indicator (u is uniform on [#{x_i < y}, #{x_i ≤ y} + 1]/(S + 1),
   so the expectation is the share of that segment inside [½ − p/2, ½ + p/2]): the same estimator without the
-  noise of U, and the same for every run.
+  noise of U, and the same for every run. For a forecast that is not calibrated the share depends on S (the rank
+  smooths the PIT's histogram over ~1/S): compare coverages at one S (IXI, val, k = 5: a 90 % cover of .894 from 4
+  samples was .870 from 20).
 * **CRPS** (grey levels, lower is better): the unbiased ("fair") ensemble form
   (1/S)Σ|x_i − y| − 1/(2S(S−1)) Σ_{i≠j}|x_i − x_j| (scoringrules' ``pwm`` estimator, equal to it), or the Gaussian
   closed form s·[z(2Φ(z) − 1) + 2φ(z) − 1/√π], z = (y − m)/s.
