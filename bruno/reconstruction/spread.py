@@ -11,15 +11,14 @@ the τ whose 50 % and 90 % intervals both cover within a band about their level,
 that band. The band is the goal's, ±:data:`COVERAGE_GOAL`, less :data:`VAL_OPTIMISM` below: val chose the checkpoint,
 the estimate's settings and the blend, so its errors are smaller than a new subject's and its intervals cover more
 (at 20 samples, by .011 – .016 at both levels in the two cells compared with the test splits, IXI at k = 5 and the
-hippocampus at k = 9). CRPS alone chose τ whose 90 %
-intervals covered .854 – .868 on the test splits; a proper score rewards sharpness as much as calibration, and on
-val the CRPS of neighbouring τ differed by ≤ 0.2 %.
+hippocampus at k = 9). CRPS alone chose τ whose 90 % intervals covered .854 – .868 on the test splits; a proper
+score rewards sharpness as much as calibration, and on val the CRPS of neighbouring τ differed by ≤ 0.2 %.
 
 The coverage is counted from the truth's rank among :data:`SPREAD_SAMPLES` = ``FAST_SAMPLES`` samples, the count the
 evaluation and ``--samples fast`` use: where the forecast is not calibrated the rank's estimate depends on the count
 (on IXI's val split at k = 5, 4 samples gave a 90 % cover of .894 and 20 gave .870 for the same τ). The search
 descends the grid from τ = 1 (:func:`~bruno.reconstruction.tuning.descend_grid`; CRPS is unimodal in τ and each
-coverage rises with it), so it scores ~3 τ per k, not all.
+coverage rises with it), so it scores 3–6 τ per k, not all 17.
 
 τ multiplies every deviation of the latent predictive from its mean, so the decoded mean does not move, and
 the samples, the std map and the conditional NLL all come from the one scaled law. Where the run's mean image is

@@ -3,7 +3,8 @@
 One search serves every tuner (the classical baselines, the latent volume model, the population state's c),
 in the manner of scikit-learn's grid search: a declared grid (:func:`grid_search`) is scored on val with the
 evaluation protocol (:func:`val_score`: k evenly spread slices for each k; mean SSIM over slices, volumes and k),
-the best setting is kept, and a :class:`~bruno.files.StoredSearch` writes it as JSON together with a fingerprint of what it
+the best setting is kept (a test-time setting per k, :func:`grid_search_per_k`, may instead walk its grid from a start,
+:func:`descend_grid`, where its order is unimodal), and a :class:`~bruno.files.StoredSearch` writes it as JSON together with a fingerprint of what it
 was fitted to (the train and val subjects, the flow's weights). Reading it back checks the format, the chosen
 values' ranges and the fingerprint, so every later evaluation and reconstruction uses the same numbers, and a
 choice made for other data or another flow is refused instead of used.

@@ -1,5 +1,5 @@
-"""The test-time spread τ(k) of a BRUNO run: chosen on val by the CRPS of its samples, stored in the run directory,
-set on the model when it is restored, and refused when it was chosen for other weights."""
+"""The test-time spread τ(k) of a BRUNO run: chosen on val by the CRPS of its samples within a coverage band, stored in
+the run directory, set on the model when it is restored, and refused when it was chosen for other weights."""
 from __future__ import annotations
 
 import json
