@@ -4,10 +4,10 @@ One search serves every tuner (the classical baselines, the latent volume model,
 in the manner of scikit-learn's grid search: a declared grid (:func:`grid_search`) is scored on val with the
 evaluation protocol (:func:`val_score`: k evenly spread slices for each k; mean SSIM over slices, volumes and k),
 the best setting is kept (a test-time setting per k, :func:`grid_search_per_k`, may instead walk its grid from a start,
-:func:`descend_grid`, where its order is unimodal), and a :class:`~bruno.files.StoredSearch` writes it as JSON together with a fingerprint of what it
-was fitted to (the train and val subjects, the flow's weights). Reading it back checks the format, the chosen
-values' ranges and the fingerprint, so every later evaluation and reconstruction uses the same numbers, and a
-choice made for other data or another flow is refused instead of used.
+:func:`descend_grid`, where its order is unimodal), and a :class:`~bruno.files.StoredSearch` writes it as JSON
+together with a fingerprint of what it was fitted to (the train and val subjects, the flow's weights). Reading it
+back checks the format, the chosen values' ranges and the fingerprint, so every later evaluation and reconstruction
+uses the same numbers, and a choice made for other data or another flow is refused instead of used.
 """
 from __future__ import annotations
 
@@ -65,17 +65,18 @@ def grid_search_per_k(ks: Sequence[int], name: str, values: Sequence[float], sco
     giving every val score of that setting (``criterion`` among them).
 
     With ``order`` (a sort key of the scores, lowest best; replaces ``criterion`` and ``lower_is_better``) and ``start``
-    (one of ``values``, ascending), the grid is not scored whole but descended (:func:`descend_grid`): the same choice where the
-    order is unimodal along the grid (a proper score against a spread, a coverage band), from ~3 settings instead of all.
+    (one of ``values``, ascending), the grid is not scored whole but descended (:func:`descend_grid`): the same
+    choice where the order is unimodal along the grid (a proper score against a spread, a coverage band), from 3–6
+    settings instead of all.
 
     Yields:
         Per k: (k, the chosen value, every scored row with all its scores in grid order, the scores per value).
     """
+    if start is not None and order is None:
+        raise ValueError("a descent needs the order of the scores")
     for k in ks:
         scores: dict[float, dict[str, float]] = {}
         if start is not None:
-            if order is None:
-                raise ValueError("a descent needs the order of the scores")
 
             def cost(value: float, k: int = k, scores: dict[float, dict[str, float]] = scores) -> Any:
                 scores[value] = scores_at(k, value)

@@ -13,6 +13,7 @@ from bruno.commands.train import train_unless_done
 from bruno.config import override
 from bruno.data.preprocess import load_slice_table
 from bruno.data.subjects import read_split
+from bruno.data.table import SliceTable
 from bruno.errors import DataFileError
 from bruno.reconstruction.spread import COVERAGE_GOAL, TEMPERATURES, VAL_OPTIMISM, fit_spread, spread_order, val_forecast_scores
 from bruno.runs import restore_model
@@ -52,15 +53,21 @@ def test_the_spread_is_the_best_val_crps_within_the_coverage_band_per_k_and_is_r
     assert fit_spread(str(run), table, progress=False) is None  # made once for these weights
 
 
-def test_a_spread_chosen_for_other_weights_or_out_of_range_is_refused(run: Path, tmp_path: Path) -> None:
+def _copy_with_fitted_to(run: Path, tmp_path: Path, key: str, value: str) -> tuple[SliceTable, Path, Path]:
+    """(the table, a copy of ``run`` with its spread chosen, that copy's spread.json) with ``fitted_to[key]`` = value."""
     table = load_slice_table(tiny_config(run.parent), progress=False)
     fit_spread(str(run), table, progress=False)
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     path = copy / "spread.json"
     record = json.loads(path.read_text())
-    record["fitted_to"]["model_weights_sha1"] = "0" * 40
+    record["fitted_to"][key] = value
     path.write_text(json.dumps(record))
+    return table, copy, path
+
+
+def test_a_spread_chosen_for_other_weights_or_out_of_range_is_refused(run: Path, tmp_path: Path) -> None:
+    table, copy, path = _copy_with_fitted_to(run, tmp_path, "model_weights_sha1", "0" * 40)
     with pytest.raises(DataFileError, match=r"spread\.json: chosen for other model weights than now"):
         restore_model(str(copy), "best")
     assert fit_spread(str(copy), table, progress=False) is not None  # chosen again
@@ -93,14 +100,7 @@ def test_the_spread_order_puts_the_coverage_band_before_the_crps() -> None:
 
 
 def test_a_spread_chosen_by_another_rule_or_before_the_blend_was_recorded_is_chosen_again(run: Path, tmp_path: Path) -> None:
-    table = load_slice_table(tiny_config(run.parent), progress=False)
-    fit_spread(str(run), table, progress=False)
-    copy = tmp_path / "copy"
-    shutil.copytree(run, copy)
-    path = copy / "spread.json"
-    record = json.loads(path.read_text())
-    record["fitted_to"]["rule"] = "mean val CRPS of 4 samples"
-    path.write_text(json.dumps(record))
+    table, copy, path = _copy_with_fitted_to(run, tmp_path, "rule", "mean val CRPS of 4 samples")
     assert restore_model(str(copy), "best")[0].temperatures  # a τ for these weights restores whatever chose it
     assert fit_spread(str(copy), table, progress=False) is not None  # but the search replaces it
     record = json.loads(path.read_text())
